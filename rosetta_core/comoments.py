@@ -1,0 +1,320 @@
+"""Streaming, mergeable co-moments of every unit pair of two models (DESIGN §3.1-3.2).
+
+A :class:`CoMoments` holds, for one set of images, the per-position mean map of every layer
+and, for every layer pair, the centred second moments of both sides and the centred cross
+moment of all unit pairs, all in float64 and all on the pair's common (elementwise-larger)
+grid. Chunks of images are turned into accumulators with :meth:`CoMoments.from_chunk` and
+combined with :meth:`CoMoments.merge` (Chan, Golub and LeVeque's pairwise update), in any order
+and any tree; :meth:`CoMoments.pearson` gives the correlation table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ._grids import Grid, pair_grids, project, resized_sum, resized_sumsq
+from .resize import bilinear_matrix
+
+__all__ = ["CENTERS", "CoMoments"]
+
+CENTERS = ("global", "position")
+Shape = tuple[int, int, int]
+#: a unit counts as constant when its centred sum of squares is below this fraction of its raw one
+CONSTANT_RTOL = 1e-9
+
+
+def _check_center(center: str) -> None:
+    if center not in CENTERS:
+        raise ValueError(f"center={center!r} is not supported; valid: {', '.join(CENTERS)}")
+
+
+class CoMoments:
+    """Co-moments of the units of model A (layers ``shapes_a``) against model B.
+
+    Parameters
+    ----------
+    shapes_a, shapes_b:
+        ``(units, h, w)`` of each layer. ``shapes_b=None`` accumulates A against itself and
+        stores only the layer pairs ``l <= m`` (the symmetric half).
+    center:
+        ``"global"``: one mean per unit over images and positions (paper Eq. 1).
+        ``"position"``: each position's mean over images is subtracted first.
+
+    Attributes
+    ----------
+    n_ : number of images seen.
+    mean_a_, mean_b_ : per layer, the mean map over images ``(units, h, w)`` (float64).
+    m2_a_, m2_b_, cross_ : per layer pair ``(l, m)``, centred sums of squares ``(units_l,)``,
+        ``(units_m,)`` and cross moments ``(units_l, units_m)`` over images and positions of
+        the maps resized to the pair's common grid.
+    """
+
+    def __init__(
+        self,
+        shapes_a: Sequence[Shape],
+        shapes_b: Sequence[Shape] | None = None,
+        center: str = "global",
+    ) -> None:
+        _check_center(center)
+        self.center = center
+        self.shapes_a = [tuple(int(v) for v in s) for s in shapes_a]
+        self.symmetric = shapes_b is None
+        self.shapes_b = self.shapes_a if shapes_b is None else [tuple(int(v) for v in s) for s in shapes_b]
+        self.n_ = 0
+        self.mean_a_ = [np.zeros(s) for s in self.shapes_a]
+        self.mean_b_ = self.mean_a_ if self.symmetric else [np.zeros(s) for s in self.shapes_b]
+        self.m2_a_: dict[tuple[int, int], np.ndarray] = {}
+        self.m2_b_: dict[tuple[int, int], np.ndarray] = {}
+        self.cross_: dict[tuple[int, int], np.ndarray] = {}
+        for l, m in self.pairs():
+            self.m2_a_[l, m] = np.zeros(self.shapes_a[l][0])
+            self.m2_b_[l, m] = np.zeros(self.shapes_b[m][0])
+            self.cross_[l, m] = np.zeros((self.shapes_a[l][0], self.shapes_b[m][0]))
+
+    # -- structure -------------------------------------------------------------------------
+    def pairs(self) -> list[tuple[int, int]]:
+        """Layer pairs ``(l, m)`` held: all of them, or ``l <= m`` when symmetric."""
+        return [
+            (l, m)
+            for l in range(len(self.shapes_a))
+            for m in range(len(self.shapes_b))
+            if not (self.symmetric and m < l)
+        ]
+
+    def grids(self, l: int, m: int) -> tuple[Grid, Grid]:
+        """``(large, small)`` grids of layer pair ``(l, m)``."""
+        return pair_grids(self.shapes_a[l], self.shapes_b[m])
+
+    # -- building --------------------------------------------------------------------------
+    @classmethod
+    def from_chunk(
+        cls,
+        a: Sequence[np.ndarray],
+        b: Sequence[np.ndarray] | None = None,
+        center: str = "global",
+    ) -> "CoMoments":
+        """Accumulator of one chunk of images; ``a``, ``b``: per layer ``(n, units, h, w)``.
+
+        Inputs are validated by the callers in :mod:`rosetta_core.correlation`; here they
+        are taken as finite float arrays with one ``n``.
+        """
+        a = [np.asarray(x, dtype=np.float32) for x in a]
+        b = None if b is None else [np.asarray(x, dtype=np.float32) for x in b]
+        acc = cls([x.shape[1:] for x in a], None if b is None else [x.shape[1:] for x in b], center)
+        b_layers = a if b is None else b
+        acc.n_ = a[0].shape[0]
+        acc.mean_a_ = [x.mean(axis=0, dtype=np.float64) for x in a]
+        acc.mean_b_ = acc.mean_a_ if b is None else [x.mean(axis=0, dtype=np.float64) for x in b]
+        # Position-centred chunk maps; centring by the float32 mean only adds n * eps^2 terms.
+        ca = [x - mu.astype(np.float32) for x, mu in zip(a, acc.mean_a_)]
+        cb = ca if b is None else [x - mu.astype(np.float32) for x, mu in zip(b_layers, acc.mean_b_)]
+        projections: dict[tuple[str, int, Grid], np.ndarray] = {}
+        sumsq: dict[tuple[str, int, Grid], np.ndarray] = {}
+
+        def cached(store, side, idx, grid, fn, maps):
+            key = ("a" if side == "a" or b is None else "b", idx, grid)
+            if key not in store:
+                store[key] = fn(maps[idx], grid)
+            return store[key]
+
+        for l, m in acc.pairs():
+            large, small = acc.grids(l, m)
+            pa = cached(projections, "a", l, small, project, ca)
+            pb = cached(projections, "b", m, small, project, cb)
+            acc.cross_[l, m] = (pa @ pb.T).astype(np.float64)
+            acc.m2_a_[l, m] = cached(sumsq, "a", l, large, resized_sumsq, ca)
+            acc.m2_b_[l, m] = cached(sumsq, "b", m, large, resized_sumsq, cb)
+        if center == "global":
+            # Add the spread of the position means around the unit's grand mean, per pair.
+            acc._add_between(acc.mean_a_, acc.mean_b_, weight=float(acc.n_), centred=True)
+        return acc
+
+    def _add_between(self, da, db, weight: float, centred: bool) -> None:
+        """Add ``weight * sum_p resize(da) * resize(db)`` (and squares) to every pair.
+
+        Arrays may be shared between pairs (chunk caches), so updates are never in place.
+
+        ``da``/``db``: per layer ``(units, h, w)`` float64 maps. With ``centred=True`` each
+        map's resized mean is removed first (global centring's between-position term).
+        """
+        for l, m in self.pairs():
+            large, small = self.grids(l, m)
+            xa, xb = da[l][None], db[m][None]
+            if centred:
+                size = large[0] * large[1]
+                xa = xa - (resized_sum(xa, large) / size)[None, :, None, None]
+                xb = xb - (resized_sum(xb, large) / size)[None, :, None, None]
+            self.cross_[l, m] = self.cross_[l, m] + weight * (project(xa, small) @ project(xb, small).T)
+            self.m2_a_[l, m] = self.m2_a_[l, m] + weight * resized_sumsq(xa, large)
+            self.m2_b_[l, m] = self.m2_b_[l, m] + weight * resized_sumsq(xb, large)
+
+    def _add_mean_shift(self, da, db, weight: float) -> None:
+        """Chan's correction for a shift of the means between two merged accumulators."""
+        if self.center == "position":
+            self._add_between(da, db, weight, centred=False)
+            return
+        for l, m in self.pairs():
+            large, _ = self.grids(l, m)
+            size = large[0] * large[1]
+            sa = resized_sum(da[l][None], large) / size
+            sb = resized_sum(db[m][None], large) / size
+            self.cross_[l, m] = self.cross_[l, m] + weight * size * np.outer(sa, sb)
+            self.m2_a_[l, m] = self.m2_a_[l, m] + weight * size * sa**2
+            self.m2_b_[l, m] = self.m2_b_[l, m] + weight * size * sb**2
+
+    def merge(self, other: "CoMoments") -> "CoMoments":
+        """A new accumulator over the images of both (order-independent, exact in float64)."""
+        if not isinstance(other, CoMoments):
+            raise TypeError(f"can only merge CoMoments, got {type(other).__name__}")
+        if (self.shapes_a, self.shapes_b, self.symmetric, self.center) != (
+            other.shapes_a, other.shapes_b, other.symmetric, other.center
+        ):
+            raise ValueError(
+                "cannot merge co-moments of different layouts: "
+                f"{self.describe()} vs {other.describe()}"
+            )
+        if other.n_ == 0 or self.n_ == 0:
+            return (self if other.n_ == 0 else other).copy()
+        n1, n2 = self.n_, other.n_
+        n = n1 + n2
+        out = self.copy()
+        out.n_ = n
+        da = [m2 - m1 for m1, m2 in zip(self.mean_a_, other.mean_a_)]
+        db = da if self.symmetric else [m2 - m1 for m1, m2 in zip(self.mean_b_, other.mean_b_)]
+        out.mean_a_ = [m1 + d * (n2 / n) for m1, d in zip(self.mean_a_, da)]
+        out.mean_b_ = out.mean_a_ if self.symmetric else [m1 + d * (n2 / n) for m1, d in zip(self.mean_b_, db)]
+        for key in out.cross_:
+            out.cross_[key] = self.cross_[key] + other.cross_[key]
+            out.m2_a_[key] = self.m2_a_[key] + other.m2_a_[key]
+            out.m2_b_[key] = self.m2_b_[key] + other.m2_b_[key]
+        out._add_mean_shift(da, db, weight=n1 * n2 / n)
+        return out
+
+    def copy(self) -> "CoMoments":
+        return CoMoments.from_state_dict(self.state_dict())
+
+    def describe(self) -> str:
+        side_b = "itself" if self.symmetric else f"{len(self.shapes_b)} layers {self.shapes_b}"
+        return f"{len(self.shapes_a)} layers {self.shapes_a} against {side_b}, center={self.center!r}"
+
+    # -- results ---------------------------------------------------------------------------
+    def _raw_sumsq(self, l: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """Uncentred sums of squares of both sides of a pair (to judge constancy)."""
+        large, _ = self.grids(l, m)
+        if self.center == "position":
+            ra = self.n_ * resized_sumsq(self.mean_a_[l][None], large)
+            rb = self.n_ * resized_sumsq(self.mean_b_[m][None], large)
+        else:
+            size = large[0] * large[1]
+            ra = self.n_ * size * (resized_sum(self.mean_a_[l][None], large) / size) ** 2
+            rb = self.n_ * size * (resized_sum(self.mean_b_[m][None], large) / size) ** 2
+        return ra + self.m2_a_[l, m], rb + self.m2_b_[l, m]
+
+    def _live(self, l: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+        ra, rb = self._raw_sumsq(l, m)
+        live_a = self.m2_a_[l, m] > CONSTANT_RTOL * ra
+        live_b = self.m2_b_[l, m] > CONSTANT_RTOL * rb
+        return live_a, live_b
+
+    def constant_units(self) -> tuple[np.ndarray, np.ndarray]:
+        """Boolean masks ``(units of A,)``, ``(units of B,)``: units with zero variance."""
+        dead_a = np.zeros(sum(s[0] for s in self.shapes_a), dtype=bool)
+        dead_b = np.zeros(sum(s[0] for s in self.shapes_b), dtype=bool)
+        off_a, off_b = _offsets(self.shapes_a), _offsets(self.shapes_b)
+        for l, m in self.pairs():
+            live_a, live_b = self._live(l, m)
+            dead_a[off_a[l] : off_a[l + 1]] |= ~live_a
+            dead_b[off_b[m] : off_b[m + 1]] |= ~live_b
+        if self.symmetric:
+            dead_a |= dead_b
+            dead_b = dead_a
+        return dead_a, dead_b.copy()
+
+    def pearson(self) -> np.ndarray:
+        """Correlation table ``(units of A, units of B)`` float32; constant units give 0."""
+        if self.n_ < 2:
+            raise ValueError(f"Pearson correlation needs at least 2 images, got n={self.n_}")
+        off_a, off_b = _offsets(self.shapes_a), _offsets(self.shapes_b)
+        table = np.zeros((off_a[-1], off_b[-1]), dtype=np.float32)
+        for l, m in self.pairs():
+            live_a, live_b = self._live(l, m)
+            sa = np.where(live_a, np.sqrt(np.where(live_a, self.m2_a_[l, m], 1.0)), np.inf)
+            sb = np.where(live_b, np.sqrt(np.where(live_b, self.m2_b_[l, m], 1.0)), np.inf)
+            block = np.clip(self.cross_[l, m] / sa[:, None] / sb[None, :], -1.0, 1.0)
+            if self.symmetric and l == m:
+                block = (block + block.T) / 2
+                np.fill_diagonal(block, live_a.astype(np.float64))
+            table[off_a[l] : off_a[l + 1], off_b[m] : off_b[m + 1]] = block
+            if self.symmetric and l != m:
+                table[off_b[m] : off_b[m + 1], off_a[l] : off_a[l + 1]] = block.T
+        return table
+
+    def unit_stats(self, l: int, m: int) -> dict[str, np.ndarray]:
+        """Eq. 1 statistics of both sides of pair ``(l, m)`` on its common grid.
+
+        ``mean_a``/``mean_b``: ``(units,)`` grand means (global) or ``(units, H, W)`` resized
+        mean maps (position); ``var_a``/``var_b``: ``(units,)`` variances with ``N - 1``.
+        """
+        large, _ = self.grids(l, m)
+        size = large[0] * large[1]
+        count = self.n_ * size
+        if self.center == "global":
+            mean_a = resized_sum(self.mean_a_[l][None], large) / size
+            mean_b = resized_sum(self.mean_b_[m][None], large) / size
+        else:
+            mean_a, mean_b = _resize(self.mean_a_[l], large), _resize(self.mean_b_[m], large)
+        return {
+            "mean_a": mean_a,
+            "mean_b": mean_b,
+            "var_a": self.m2_a_[l, m] / max(count - 1, 1),
+            "var_b": self.m2_b_[l, m] / max(count - 1, 1),
+        }
+
+    # -- persistence -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Flat dict of numpy arrays (for Zarr/npz checkpoints); inverse of ``from_state_dict``."""
+        state = {
+            "n": np.asarray(self.n_, dtype=np.int64),
+            "center": np.asarray(self.center),
+            "symmetric": np.asarray(self.symmetric),
+            "shapes_a": np.asarray(self.shapes_a, dtype=np.int64).reshape(-1, 3),
+            "shapes_b": np.asarray(self.shapes_b, dtype=np.int64).reshape(-1, 3),
+        }
+        for i, mean in enumerate(self.mean_a_):
+            state[f"mean_a/{i}"] = mean.copy()
+        if not self.symmetric:
+            for i, mean in enumerate(self.mean_b_):
+                state[f"mean_b/{i}"] = mean.copy()
+        for l, m in self.pairs():
+            state[f"m2_a/{l}_{m}"] = self.m2_a_[l, m].copy()
+            state[f"m2_b/{l}_{m}"] = self.m2_b_[l, m].copy()
+            state[f"cross/{l}_{m}"] = self.cross_[l, m].copy()
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, np.ndarray]) -> "CoMoments":
+        symmetric = bool(state["symmetric"])
+        shapes_a = [tuple(s) for s in np.asarray(state["shapes_a"]).tolist()]
+        shapes_b = None if symmetric else [tuple(s) for s in np.asarray(state["shapes_b"]).tolist()]
+        acc = cls(shapes_a, shapes_b, str(state["center"]))
+        acc.n_ = int(state["n"])
+        acc.mean_a_ = [np.array(state[f"mean_a/{i}"], dtype=np.float64) for i in range(len(shapes_a))]
+        acc.mean_b_ = acc.mean_a_ if symmetric else [
+            np.array(state[f"mean_b/{i}"], dtype=np.float64) for i in range(len(acc.shapes_b))
+        ]
+        for l, m in acc.pairs():
+            acc.m2_a_[l, m] = np.array(state[f"m2_a/{l}_{m}"], dtype=np.float64)
+            acc.m2_b_[l, m] = np.array(state[f"m2_b/{l}_{m}"], dtype=np.float64)
+            acc.cross_[l, m] = np.array(state[f"cross/{l}_{m}"], dtype=np.float64)
+        return acc
+
+
+def _offsets(shapes: Sequence[Shape]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum([s[0] for s in shapes])]).astype(np.int64)
+
+
+def _resize(maps: np.ndarray, large: Grid) -> np.ndarray:
+    _, h, w = maps.shape
+    return bilinear_matrix(h, large[0]) @ maps @ bilinear_matrix(w, large[1]).T

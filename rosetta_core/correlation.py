@@ -1,0 +1,191 @@
+"""Exact unit-pair Pearson tables of two models (paper Eq. 1-2), streamed over image chunks.
+
+Inputs are per-layer activations ``(n, units, h, w)`` of two models on the same ``n`` images:
+numpy arrays, torch tensors, Zarr arrays (anything sliceable along ``n``) or dask arrays.
+Rows and columns of a table are ordered layer by layer, channel by channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .comoments import CENTERS, CoMoments
+
+__all__ = ["comoments", "pearson_table", "self_table", "LayerInput"]
+
+LayerInput = Sequence[Any] | Mapping[str, Any]
+#: default chunk budget: bytes of float32 activations of both models per chunk
+DEFAULT_CHUNK_BYTES = 256 * 2**20
+
+
+def _is_dask(x: Any) -> bool:
+    return type(x).__module__.startswith("dask.")
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _named_layers(layers: LayerInput, arg: str) -> list[tuple[str, Any]]:
+    if isinstance(layers, Mapping):
+        named = [(f"{arg}[{k!r}]", v) for k, v in layers.items()]
+    elif isinstance(layers, Sequence) and not isinstance(layers, (str, bytes)):
+        named = [(f"{arg}[{i}]", v) for i, v in enumerate(layers)]
+    else:
+        raise TypeError(
+            f"{arg} must be a list (or dict name -> array) of per-layer activations "
+            f"(n, units, h, w); got {type(layers).__name__}"
+        )
+    if not named:
+        raise ValueError(f"{arg} is an empty layer list; give at least one (n, units, h, w) array")
+    for name, x in named:
+        shape = getattr(x, "shape", None)
+        if shape is None or len(shape) != 4:
+            got = "no shape" if shape is None else f"ndim={len(shape)} shape={tuple(shape)}"
+            raise ValueError(f"{name} must be a 4-d array (n, units, h, w); got {got}")
+        if min(int(v) for v in shape[1:]) < 1:
+            raise ValueError(f"{name} has an empty units/h/w axis: shape={tuple(shape)}")
+    return named
+
+
+def _check_n(named: list[tuple[str, Any]]) -> int:
+    n0 = int(named[0][1].shape[0])
+    for name, x in named:
+        if int(x.shape[0]) != n0:
+            raise ValueError(
+                f"{name} has n={int(x.shape[0])} images but {named[0][0]} has n={n0}; "
+                "every layer of both models must cover the same images"
+            )
+    if n0 < 2:
+        raise ValueError(f"{named[0][0]} has n={n0} images; Pearson correlation needs n >= 2")
+    return n0
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if _is_torch(x):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+def _checked_chunk(named: list[tuple[str, Any]], start: int, stop: int) -> list[np.ndarray]:
+    out = []
+    for name, x in named:
+        chunk = _to_numpy(x[start:stop])
+        if not np.isfinite(chunk).all():
+            bad = np.flatnonzero(~np.isfinite(chunk).reshape(chunk.shape[0], -1).all(axis=1))
+            raise ValueError(
+                f"{name} has non-finite values (NaN or inf) in images "
+                f"{[int(start + i) for i in bad[:5]]}; activations must be finite"
+            )
+        out.append(chunk)
+    return out
+
+
+def _chunk_moments(named_a, named_b, start: int, stop: int, center: str) -> CoMoments:
+    a = _checked_chunk(named_a, start, stop)
+    b = None if named_b is None else _checked_chunk(named_b, start, stop)
+    return CoMoments.from_chunk(a, b, center)
+
+
+def _default_chunk(named: list[tuple[str, Any]]) -> int:
+    per_image = sum(int(np.prod(x.shape[1:])) * 4 for _, x in named)
+    return max(2, DEFAULT_CHUNK_BYTES // max(per_image, 1))
+
+
+def _tree_reduce(parts: list[Any], merge) -> Any:
+    while len(parts) > 1:
+        parts = [merge(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
+    return parts[0]
+
+
+def comoments(
+    a: LayerInput,
+    b: LayerInput | None = None,
+    *,
+    center: str = "global",
+    chunk_size: int | None = None,
+) -> CoMoments:
+    """Reduce the co-moments of ``a`` against ``b`` (or against itself when ``b`` is None).
+
+    Memory is bounded by one chunk of images (``chunk_size``; default: about 256 MiB of
+    float32 maps). With dask inputs, chunks follow the dask chunks along ``n`` (or
+    ``chunk_size``) and are reduced as a tree with the active dask scheduler, e.g. a
+    ``dask.distributed`` client.
+    """
+    if center not in CENTERS:
+        raise ValueError(f"center={center!r} is not supported; valid: {', '.join(CENTERS)}")
+    named_a = _named_layers(a, "a")
+    named_b = None if b is None else _named_layers(b, "b")
+    n = _check_n(named_a + (named_b or []))
+    if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
+        raise ValueError(f"chunk_size={chunk_size!r} must be a positive integer (images per chunk)")
+    everything = named_a + (named_b or [])
+    if any(_is_dask(x) for _, x in everything):
+        return _dask_comoments(named_a, named_b, n, center, chunk_size)
+    step = int(chunk_size or _default_chunk(everything))
+    parts = [_chunk_moments(named_a, named_b, s, min(s + step, n), center) for s in range(0, n, step)]
+    return _tree_reduce(parts, CoMoments.merge)
+
+
+def _dask_comoments(named_a, named_b, n: int, center: str, chunk_size: int | None) -> CoMoments:
+    import dask
+    import dask.array as da
+
+    everything = named_a + (named_b or [])
+    if chunk_size is None:
+        first = next(x for _, x in everything if _is_dask(x))
+        bounds = np.concatenate([[0], np.cumsum(first.chunks[0])])
+    else:
+        bounds = np.concatenate([np.arange(0, n, int(chunk_size)), [n]])
+    bounds = [int(v) for v in bounds]
+
+    def as_dask(named):
+        out = []
+        for name, x in named:
+            arr = x if _is_dask(x) else da.from_array(_to_numpy(x))
+            out.append((name, arr))
+        return out
+
+    dask_a = as_dask(named_a)
+    dask_b = None if named_b is None else as_dask(named_b)
+    chunk_task = dask.delayed(_chunk_moments, pure=True)
+    parts = [
+        chunk_task(
+            [(name, x[s:e]) for name, x in dask_a],
+            None if dask_b is None else [(name, x[s:e]) for name, x in dask_b],
+            0,
+            e - s,
+            center,
+        )
+        for s, e in zip(bounds[:-1], bounds[1:])
+    ]
+    merge_task = dask.delayed(CoMoments.merge, pure=True)
+    (result,) = dask.compute(_tree_reduce(parts, merge_task))
+    return result
+
+
+def pearson_table(
+    a: LayerInput,
+    b: LayerInput,
+    *,
+    center: str = "global",
+    chunk_size: int | None = None,
+) -> np.ndarray:
+    """Pearson correlation of every unit of ``a`` with every unit of ``b``.
+
+    ``a``, ``b``: per-layer activations ``(n, units, h, w)`` of two models on the same images.
+    Each layer pair is compared after bilinear resizing (``align_corners=False``) to the
+    elementwise-larger grid, over all images and positions (paper Eq. 1-2), without building
+    the resized maps. ``center="position"`` subtracts each position's mean over images first.
+    Returns float32 ``(sum units of a, sum units of b)``; constant units give 0 (their masks:
+    ``comoments(a, b).constant_units()``).
+    """
+    return comoments(a, b, center=center, chunk_size=chunk_size).pearson()
+
+
+def self_table(a: LayerInput, *, center: str = "global", chunk_size: int | None = None) -> np.ndarray:
+    """The symmetric table of ``a`` against itself (the G-G table); diagonal 1 for live units."""
+    return comoments(a, None, center=center, chunk_size=chunk_size).pearson()
