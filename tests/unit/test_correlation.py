@@ -1,0 +1,146 @@
+"""The exact streaming Pearson engine against float64 brute force (DESIGN §3.1-3.2)."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+import torch
+from oracles import activations, brute_force_table
+
+from rosetta_core import CoMoments, comoments, pearson_table, self_table
+
+pytestmark = pytest.mark.unit
+
+# (grid of a, grid of b): equal, 2x, 4x, 8x, non-integer ratios, rectangular, mixed axes
+GRID_PAIRS = [
+    ((8, 8), (8, 8)),
+    ((8, 8), (16, 16)),
+    ((4, 4), (16, 16)),
+    ((32, 32), (4, 4)),
+    ((7, 7), (16, 16)),
+    ((14, 14), (56, 56)),
+    ((3, 3), (64, 64)),
+    ((5, 9), (12, 6)),
+    ((2, 17), (7, 3)),
+]
+
+
+@pytest.mark.parametrize("center", ["global", "position"])
+@pytest.mark.parametrize("grid_a,grid_b", GRID_PAIRS)
+def test_matches_brute_force(grid_a, grid_b, center):
+    rng = np.random.default_rng(hash((grid_a, grid_b)) % 2**32)
+    a = [activations(rng, 6, 5, *grid_a)]
+    b = [activations(rng, 6, 4, *grid_b)]
+    got = pearson_table(a, b, center=center)
+    assert got.dtype == np.float32 and got.shape == (5, 4)
+    np.testing.assert_allclose(got, brute_force_table(a, b, center), atol=1e-4)
+
+
+@pytest.mark.parametrize("center", ["global", "position"])
+def test_several_layers_ordered_layer_by_layer(center):
+    rng = np.random.default_rng(1)
+    a = [activations(rng, 7, 3, 4, 4), activations(rng, 7, 2, 16, 16), activations(rng, 7, 4, 7, 5)]
+    b = {"s1": activations(rng, 7, 5, 14, 14), "s2": activations(rng, 7, 2, 3, 3)}
+    got = pearson_table(a, b, center=center)
+    np.testing.assert_allclose(got, brute_force_table(a, list(b.values()), center), atol=1e-4)
+
+
+@pytest.mark.parametrize("center", ["global", "position"])
+def test_self_table_is_symmetric_with_unit_diagonal(center):
+    rng = np.random.default_rng(2)
+    a = [activations(rng, 6, 3, 8, 8), activations(rng, 6, 4, 3, 5)]
+    got = self_table(a, center=center, chunk_size=4)
+    np.testing.assert_allclose(got, brute_force_table(a, a, center), atol=1e-4)
+    np.testing.assert_array_equal(got, got.T)
+    np.testing.assert_array_equal(np.diag(got), np.ones(7, dtype=np.float32))
+    np.testing.assert_allclose(got, pearson_table(a, a, center=center), atol=1e-5)
+
+
+@pytest.mark.parametrize("center", ["global", "position"])
+def test_chunking_dask_torch_and_merge_order_agree(center):
+    rng = np.random.default_rng(3)
+    a = [activations(rng, 13, 4, 6, 6), activations(rng, 13, 3, 12, 12)]
+    b = [activations(rng, 13, 5, 9, 9)]
+    whole = pearson_table(a, b, center=center, chunk_size=13)
+    chunked = pearson_table(a, b, center=center, chunk_size=3)
+    dasked = pearson_table([da.from_array(x, chunks=(4, 2, -1, -1)) for x in a], b, center=center)
+    torched = pearson_table([torch.from_numpy(x) for x in a], [torch.from_numpy(x) for x in b], center=center)
+    parts = [CoMoments.from_chunk([x[s : s + 2] for x in a], [x[s : s + 2] for x in b], center) for s in range(0, 13, 2)]
+    forward, backward = parts[0], parts[-1]
+    for p in parts[1:]:
+        forward = forward.merge(p)
+    for p in parts[-2::-1]:
+        backward = p.merge(backward)
+    for other in (chunked, dasked, torched, forward.pearson(), backward.pearson()):
+        np.testing.assert_allclose(other, whole, atol=1e-5)
+    np.testing.assert_allclose(whole, brute_force_table(a, b, center), atol=1e-4)
+
+
+def test_state_dict_round_trip_and_unit_stats():
+    rng = np.random.default_rng(4)
+    a = [activations(rng, 5, 3, 4, 4)]
+    b = [activations(rng, 5, 2, 8, 8)]
+    acc = comoments(a, b)
+    back = CoMoments.from_state_dict({k: np.array(v) for k, v in acc.state_dict().items()})
+    np.testing.assert_array_equal(back.pearson(), acc.pearson())
+    stats = acc.unit_stats(0, 0)
+    from oracles import resized
+
+    ra = resized(a[0], (8, 8))
+    np.testing.assert_allclose(stats["mean_a"], ra.mean(axis=(0, 2, 3)), rtol=1e-9)
+    np.testing.assert_allclose(stats["var_a"], ra.transpose(1, 0, 2, 3).reshape(3, -1).var(axis=1, ddof=1), rtol=1e-7)
+
+
+@pytest.mark.parametrize("center", ["global", "position"])
+def test_constant_units_give_zero_not_nan_and_are_counted(center):
+    rng = np.random.default_rng(5)
+    a0 = activations(rng, 8, 4, 6, 6)
+    a0[:, 1] = 0.0
+    a0[:, 2] = 2.5
+    b0 = activations(rng, 8, 3, 12, 12)
+    b0[:, 0] = 7.0
+    acc = comoments([a0], [b0], center=center, chunk_size=3)
+    table = acc.pearson()
+    assert not np.isnan(table).any()
+    assert np.all(table[[1, 2], :] == 0) and np.all(table[:, 0] == 0)
+    dead_a, dead_b = acc.constant_units()
+    assert dead_a.tolist() == [False, True, True, False] and dead_b.tolist() == [True, False, False]
+    s = self_table([a0], center=center)
+    assert not np.isnan(s).any() and s[1, 1] == 0 and s[0, 0] == 1
+
+
+def test_position_centring_removes_shared_layout_prior():
+    """Units sharing only a fixed spatial profile correlate globally but not per position."""
+    rng = np.random.default_rng(6)
+    yy, xx = np.meshgrid(np.linspace(-1, 1, 8), np.linspace(-1, 1, 8), indexing="ij")
+    prior = np.exp(-(xx**2 + yy**2) * 3)
+    a = (prior + 0.3 * rng.random((400, 1, 8, 8))).astype(np.float32)
+    b = (prior + 0.3 * rng.random((400, 1, 8, 8))).astype(np.float32)
+    assert pearson_table([a], [b], center="global")[0, 0] > 0.8
+    assert abs(pearson_table([a], [b], center="position")[0, 0]) < 0.1
+
+
+@pytest.mark.parametrize(
+    "a,b,kwargs,match",
+    [
+        ([np.zeros((4, 2, 3, 3))], [np.zeros((5, 2, 3, 3))], {}, r"b\[0\] has n=5 .* n=4"),
+        ([np.zeros((4, 2, 3))], [np.zeros((4, 2, 3, 3))], {}, r"a\[0\] must be a 4-d .* ndim=3"),
+        ([np.zeros((1, 2, 3, 3))], [np.zeros((1, 2, 3, 3))], {}, r"n=1 .* n >= 2"),
+        ([], [np.zeros((4, 2, 3, 3))], {}, r"a is an empty layer list"),
+        ({"conv": np.zeros((4, 2, 3, 3))}, {}, {}, r"b is an empty layer list"),
+        ([np.zeros((4, 2, 3, 3))], [np.zeros((4, 2, 3, 3))], {"center": "pixel"}, r"center='pixel' .* global, position"),
+        ([np.zeros((4, 2, 3, 3))], [np.zeros((4, 2, 3, 3))], {"chunk_size": 0}, r"chunk_size=0"),
+    ],
+)
+def test_bad_input_names_the_argument(a, b, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        pearson_table(a, b, **kwargs)
+
+
+def test_non_finite_values_name_layer_and_images():
+    x = np.ones((6, 2, 3, 3), dtype=np.float32)
+    y = np.random.default_rng(0).random((6, 2, 4, 4)).astype(np.float32)
+    y[4, 1, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"b\['layer2'\] has non-finite .* \[4\]"):
+        pearson_table([x], {"layer1": y[:, :1], "layer2": y}, chunk_size=2)

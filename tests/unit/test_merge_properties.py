@@ -1,0 +1,63 @@
+"""Property tests: any split of the images and any merge tree give the same co-moments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from oracles import activations
+
+from rosetta_core import CoMoments
+
+pytestmark = pytest.mark.unit
+
+
+def _state(acc: CoMoments) -> dict[str, np.ndarray]:
+    return {k: v for k, v in acc.state_dict().items() if v.dtype.kind == "f"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(2, 14),
+    cuts=st.lists(st.integers(1, 13), max_size=5),
+    order_seed=st.integers(0, 2**16),
+    center=st.sampled_from(["global", "position"]),
+    symmetric=st.booleans(),
+)
+def test_any_split_and_merge_tree_gives_the_same_moments(n, cuts, order_seed, center, symmetric):
+    rng = np.random.default_rng(n)
+    a = [activations(rng, n, 3, 4, 4), activations(rng, n, 2, 9, 7)]
+    b = None if symmetric else [activations(rng, n, 2, 6, 6)]
+    whole = CoMoments.from_chunk(a, b, center)
+    bounds = sorted({0, n, *[c for c in cuts if c < n]})
+    parts = [
+        CoMoments.from_chunk([x[s:e] for x in a], None if b is None else [x[s:e] for x in b], center)
+        for s, e in zip(bounds[:-1], bounds[1:])
+    ]
+    order = np.random.default_rng(order_seed)
+    while len(parts) > 1:  # merge two random parts, in a random argument order
+        i, j = sorted(order.choice(len(parts), size=2, replace=False))
+        left, right = (parts[i], parts[j]) if order.random() < 0.5 else (parts[j], parts[i])
+        parts = [p for k, p in enumerate(parts) if k not in (i, j)] + [left.merge(right)]
+    merged = parts[0]
+    assert merged.n_ == n
+    for key, value in _state(whole).items():
+        np.testing.assert_allclose(_state(merged)[key], value, rtol=1e-6, atol=1e-6 * (1 + np.abs(value).max()))
+    np.testing.assert_allclose(merged.pearson(), whole.pearson(), atol=1e-5)
+
+
+def test_merging_an_empty_accumulator_is_the_identity():
+    rng = np.random.default_rng(0)
+    acc = CoMoments.from_chunk([activations(rng, 4, 2, 3, 3)], [activations(rng, 4, 2, 5, 5)])
+    empty = CoMoments([(2, 3, 3)], [(2, 5, 5)])
+    np.testing.assert_array_equal(empty.merge(acc).pearson(), acc.pearson())
+    np.testing.assert_array_equal(acc.merge(empty).pearson(), acc.pearson())
+
+
+def test_merging_different_layouts_is_refused():
+    rng = np.random.default_rng(0)
+    acc = CoMoments.from_chunk([activations(rng, 4, 2, 3, 3)], [activations(rng, 4, 2, 5, 5)])
+    other = CoMoments.from_chunk([activations(rng, 4, 2, 3, 3)], [activations(rng, 4, 2, 5, 5)], "position")
+    with pytest.raises(ValueError, match="different layouts"):
+        acc.merge(other)
