@@ -4,7 +4,9 @@ The pure library of the project: no Prefect, no dask.distributed, no global stat
 """
 
 from .comoments import CENTERS, CoMoments
+from .concepts import Concept, RosettaTuples, cluster_concepts, rosetta_tuples
 from .correlation import comoments, pearson_table, self_table
+from .matching import best_buddies, best_buddies_from_topk, self_best_buddies, topk_indices, topk_lists
 from .resize import bilinear_matrix
 
 __version__ = "0.1.0"
@@ -12,9 +14,18 @@ __version__ = "0.1.0"
 __all__ = [
     "CENTERS",
     "CoMoments",
+    "Concept",
+    "RosettaTuples",
+    "best_buddies",
+    "best_buddies_from_topk",
     "bilinear_matrix",
+    "cluster_concepts",
     "comoments",
     "pearson_table",
+    "rosetta_tuples",
+    "self_best_buddies",
     "self_table",
+    "topk_indices",
+    "topk_lists",
     "__version__",
 ]

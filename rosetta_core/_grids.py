@@ -20,25 +20,90 @@ def pair_grids(shape_a: tuple[int, int, int], shape_b: tuple[int, int, int]) -> 
     return (max(ha, hb), max(wa, wb)), (min(ha, hb), min(wa, wb))
 
 
+#: images are processed in blocks of about this many bytes, so temporaries stay small and reused
+BLOCK_BYTES = 2**20
+
+
 def _as(mat: np.ndarray, like: np.ndarray) -> np.ndarray:
     return mat.astype(like.dtype, copy=False)
 
 
-def project(x: np.ndarray, small: Grid) -> np.ndarray:
-    """Project maps onto the pair's small grid; ``(n, u, h, w) -> (u, n * hs * ws)``.
+def _blocks(x: np.ndarray):
+    """``(images, units)`` slices of ``x`` ``(n, u, h, w)`` holding about ``BLOCK_BYTES`` each.
 
-    Along an axis where ``x`` is the larger map, multiply by the transpose of the small map's
-    resize matrix; along an axis where it is already the small one, keep it. For two maps
-    ``A``, ``B`` of a pair, ``project(A) @ project(B).T`` is the sum over images and target
-    positions of ``resize(A) * resize(B)`` for every unit pair.
+    Small blocks keep each one in cache while it goes through all of its products.
+    """
+    n, u = x.shape[:2]
+    per_map = max(x[:1, :1].nbytes, 1)
+    units = min(u, max(1, BLOCK_BYTES // per_map))
+    images = max(1, BLOCK_BYTES // (per_map * units))
+    for s in range(0, n, images):
+        for t in range(0, u, units):
+            yield slice(s, min(s + images, n)), slice(t, min(t + units, u))
+
+
+def _stacked(mats: list[np.ndarray], like: np.ndarray) -> np.ndarray | None:
+    return np.hstack(mats).astype(like.dtype) if mats else None
+
+
+def _split_w(d: np.ndarray, stacked: np.ndarray | None, widths: list[int | None]) -> list[np.ndarray]:
+    """Per grid, ``d`` ``(b, u, h, w)`` multiplied along ``w`` by that grid's matrix.
+
+    ``stacked`` holds, side by side, the matrices of the grids whose ``widths`` entry is not
+    None (that entry is the matrix's width); a grid whose entry is None gets ``d`` itself.
+    """
+    b, u, h, w = d.shape
+    prod = None if stacked is None else (d.reshape(-1, w) @ stacked).reshape(b, u, h, -1)
+    out, offset = [], 0
+    for width in widths:
+        if width is None:
+            out.append(d)
+        else:
+            out.append(prod[..., offset : offset + width])
+            offset += width
+    return out
+
+
+def layer_sums(
+    x: np.ndarray,
+    smalls: list[Grid],
+    larges: list[Grid],
+    center: np.ndarray | None = None,
+) -> tuple[dict[Grid, np.ndarray], dict[Grid, np.ndarray]]:
+    """Projections and squared sums of one layer for several grids, in one pass over ``x``.
+
+    ``x`` ``(n, u, h, w)``; ``center`` ``(u, h, w)`` is subtracted from every image first.
+    Returns ``({small: (u, n * hs * ws)}, {large: (u,) float64})``:
+
+    - the projection onto each small grid: along an axis where ``x`` is the larger map,
+      multiply by the transpose of the small map's resize matrix, else keep the axis. For
+      two layers of a pair, ``proj_a @ proj_b.T`` sums ``resize(A) * resize(B)`` over images
+      and the pair's common grid, for every unit pair;
+    - the sum of squares of the maps resized to each large grid, ``sum(d * (G_h d G_w))`` per
+      image with the Gram matrices of the resize matrices, accumulated in float64.
+
+    Images go through in blocks of about ``BLOCK_BYTES``, so each block is read from memory
+    once for all grids.
     """
     n, u, h, w = x.shape
-    hs, ws = small
-    if w != ws:
-        x = (x.reshape(-1, w) @ _as(bilinear_matrix(ws, w), x)).reshape(n, u, h, ws)
-    if h != hs:
-        x = np.matmul(_as(bilinear_matrix(hs, h).T, x), x)
-    return np.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(u, -1)
+    # Along w, the matrices of every grid are stacked side by side: one product per block.
+    w_proj = _stacked([bilinear_matrix(ws, w) for _, ws in smalls if ws != w], x)
+    w_gram = _stacked([gram(w, big_w) for _, big_w in larges if big_w != w], x)
+    projections = {g: np.empty((u, n, g[0], g[1]), dtype=x.dtype) for g in smalls}
+    sumsq = {g: np.zeros(u) for g in larges}
+    for images, units in _blocks(x):
+        d = x[images, units] if center is None else x[images, units] - center[units]
+        by_w = _split_w(d, w_proj, [None if ws == w else ws for _, ws in smalls])
+        for (hs, ws), y in zip(smalls, by_w):
+            if hs != h:
+                y = np.matmul(_as(bilinear_matrix(hs, h).T, x), y)  # (hs, h) @ (h, ws) per map
+            projections[hs, ws][units, images] = y.transpose(1, 0, 2, 3)
+        by_w = _split_w(d, w_gram, [None if big_w == w else w for _, big_w in larges])
+        for (big_h, big_w), y in zip(larges, by_w):
+            if big_h != h:
+                y = np.matmul(_as(gram(h, big_h), x), y)
+            sumsq[big_h, big_w][units] += np.einsum("buhw,buhw->u", d, y)
+    return {g: p.reshape(u, -1) for g, p in projections.items()}, sumsq
 
 
 def resized_sum(x: np.ndarray, large: Grid) -> np.ndarray:
@@ -48,12 +113,51 @@ def resized_sum(x: np.ndarray, large: Grid) -> np.ndarray:
     return np.einsum("nuhw,hw->u", x.astype(np.float64, copy=False), weights)
 
 
+class PairSums:
+    """Sums over resized maps for every layer pair of two sets of layers.
+
+    ``a``, ``b``: per layer ``(n, units, h, w)`` maps; ``b=None`` reuses ``a`` (self pairs).
+    ``pairs``: the ``(l, m, large, small)`` layer pairs that will be asked for.
+    ``center_a``/``center_b``: per layer ``(units, h, w)`` maps subtracted from every image
+    (for products and squares; ``sum`` is of the maps as given). Each layer is read once for
+    all the grids its pairs need; layers of the other model on the same grid share them.
+    """
+
+    def __init__(self, a, b, pairs, center_a=None, center_b=None) -> None:
+        self._same = b is None
+        self._maps = {"a": a, "b": a if b is None else b}
+        self._centers = {"a": center_a, "b": center_a if b is None else center_b}
+        self._needs: dict[tuple[str, int], tuple[set, set]] = {}
+        for l, m, large, small in pairs:
+            for side, idx in (("a", l), ("b", m)):
+                smalls, larges = self._needs.setdefault(self._key(side, idx), (set(), set()))
+                smalls.add(small)
+                larges.add(large)
+        self._done: dict[tuple[str, int], tuple[dict, dict]] = {}
+
+    def _key(self, side: str, idx: int) -> tuple[str, int]:
+        return ("a" if self._same else side, idx)
+
+    def _layer(self, side: str, idx: int) -> tuple[dict, dict]:
+        key = self._key(side, idx)
+        if key not in self._done:
+            smalls, larges = self._needs[key]
+            centers = self._centers[key[0]]
+            center = None if centers is None else centers[idx]
+            self._done[key] = layer_sums(self._maps[key[0]][idx], sorted(smalls), sorted(larges), center)
+        return self._done[key]
+
+    def cross(self, l: int, m: int, small: Grid) -> np.ndarray:
+        """``(units_l, units_m)``: sums of products of resized maps of layers ``l`` and ``m``."""
+        return self._layer("a", l)[0][small] @ self._layer("b", m)[0][small].T
+
+    def sumsq(self, side: str, idx: int, large: Grid) -> np.ndarray:
+        return self._layer(side, idx)[1][large]
+
+    def sum(self, side: str, idx: int, large: Grid) -> np.ndarray:
+        return resized_sum(self._maps[self._key(side, idx)[0]][idx], large)
+
+
 def resized_sumsq(x: np.ndarray, large: Grid) -> np.ndarray:
     """``(u,)`` float64: sum over images and target positions of the squared resized maps."""
-    _, _, h, w = x.shape
-    y = x
-    if w != large[1]:
-        y = y @ _as(gram(w, large[1]), x)
-    if h != large[0]:
-        y = np.matmul(_as(gram(h, large[0]), x), y)
-    return np.multiply(x, y).sum(axis=(0, 2, 3), dtype=np.float64)
+    return layer_sums(x, [], [large])[1][large]

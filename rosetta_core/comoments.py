@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._grids import Grid, pair_grids, project, resized_sum, resized_sumsq
+from ._grids import Grid, PairSums, pair_grids, resized_sum, resized_sumsq
 from .resize import bilinear_matrix
 
 __all__ = ["CENTERS", "CoMoments"]
@@ -87,7 +87,20 @@ class CoMoments:
         """``(large, small)`` grids of layer pair ``(l, m)``."""
         return pair_grids(self.shapes_a[l], self.shapes_b[m])
 
+    def _pair_grids(self) -> list[tuple[int, int, Grid, Grid]]:
+        return [(l, m, *self.grids(l, m)) for l, m in self.pairs()]
+
     # -- building --------------------------------------------------------------------------
+    @classmethod
+    def _blank(cls, like: "CoMoments") -> "CoMoments":
+        """Same layout as ``like``, with no arrays allocated (filled by the caller)."""
+        out = cls.__new__(cls)
+        out.center, out.symmetric = like.center, like.symmetric
+        out.shapes_a, out.shapes_b = like.shapes_a, like.shapes_b
+        out.n_, out.mean_a_, out.mean_b_ = 0, [], []
+        out.m2_a_, out.m2_b_, out.cross_ = {}, {}, {}
+        return out
+
     @classmethod
     def from_chunk(
         cls,
@@ -100,69 +113,71 @@ class CoMoments:
         Inputs are validated by the callers in :mod:`rosetta_core.correlation`; here they
         are taken as finite float arrays with one ``n``.
         """
+        _check_center(center)
         a = [np.asarray(x, dtype=np.float32) for x in a]
         b = None if b is None else [np.asarray(x, dtype=np.float32) for x in b]
-        acc = cls([x.shape[1:] for x in a], None if b is None else [x.shape[1:] for x in b], center)
-        b_layers = a if b is None else b
+        acc = cls._blank(cls([], None if b is None else [], center))
+        acc.shapes_a = [tuple(x.shape[1:]) for x in a]
+        acc.shapes_b = acc.shapes_a if b is None else [tuple(x.shape[1:]) for x in b]
         acc.n_ = a[0].shape[0]
-        acc.mean_a_ = [x.mean(axis=0, dtype=np.float64) for x in a]
-        acc.mean_b_ = acc.mean_a_ if b is None else [x.mean(axis=0, dtype=np.float64) for x in b]
-        # Position-centred chunk maps; centring by the float32 mean only adds n * eps^2 terms.
-        ca = [x - mu.astype(np.float32) for x, mu in zip(a, acc.mean_a_)]
-        cb = ca if b is None else [x - mu.astype(np.float32) for x, mu in zip(b_layers, acc.mean_b_)]
-        projections: dict[tuple[str, int, Grid], np.ndarray] = {}
-        sumsq: dict[tuple[str, int, Grid], np.ndarray] = {}
-
-        def cached(store, side, idx, grid, fn, maps):
-            key = ("a" if side == "a" or b is None else "b", idx, grid)
-            if key not in store:
-                store[key] = fn(maps[idx], grid)
-            return store[key]
-
+        # Moments of the position-centred chunk. The means are summed in float32 over a
+        # chunk's images; centring by them only adds n * eps^2 terms to the moments.
+        mean_a = [x.mean(axis=0) for x in a]
+        mean_b = mean_a if b is None else [x.mean(axis=0) for x in b]
+        acc.mean_a_ = [mu.astype(np.float64) for mu in mean_a]
+        acc.mean_b_ = acc.mean_a_ if b is None else [mu.astype(np.float64) for mu in mean_b]
+        within = PairSums(a, b, acc._pair_grids(), mean_a, mean_b)
         for l, m in acc.pairs():
             large, small = acc.grids(l, m)
-            pa = cached(projections, "a", l, small, project, ca)
-            pb = cached(projections, "b", m, small, project, cb)
-            acc.cross_[l, m] = (pa @ pb.T).astype(np.float64)
-            acc.m2_a_[l, m] = cached(sumsq, "a", l, large, resized_sumsq, ca)
-            acc.m2_b_[l, m] = cached(sumsq, "b", m, large, resized_sumsq, cb)
+            acc.cross_[l, m] = within.cross(l, m, small).astype(np.float64)
+            acc.m2_a_[l, m] = within.sumsq("a", l, large)
+            acc.m2_b_[l, m] = within.sumsq("b", m, large)
         if center == "global":
-            # Add the spread of the position means around the unit's grand mean, per pair.
-            acc._add_between(acc.mean_a_, acc.mean_b_, weight=float(acc.n_), centred=True)
+            # The spread of the position means around each unit's grand mean (per pair grid).
+            acc._add_mean_terms(acc.mean_a_, acc.mean_b_, float(acc.n_), between_positions=True)
         return acc
 
-    def _add_between(self, da, db, weight: float, centred: bool) -> None:
-        """Add ``weight * sum_p resize(da) * resize(db)`` (and squares) to every pair.
+    def _add_mean_terms(self, da, db, weight: float, between_positions: bool) -> None:
+        """Add ``weight`` times a mean-map term to every pair's moments (never in place).
 
-        Arrays may be shared between pairs (chunk caches), so updates are never in place.
-
-        ``da``/``db``: per layer ``(units, h, w)`` float64 maps. With ``centred=True`` each
-        map's resized mean is removed first (global centring's between-position term).
+        ``da``/``db``: per layer ``(units, h, w)`` float64 maps (their products are taken in
+        float32, on centred values; sums stay float64). ``between_positions=True``:
+        ``sum_p (resize(da) - mean_a)(resize(db) - mean_b)`` with per-unit means over the pair's
+        grid (global centring's between-position term, and position centring's mean shift);
+        ``False``: ``P * mean_a * mean_b`` (global centring's mean shift in a merge).
         """
+        if self.center == "global" and between_positions:
+            # Invariant to a constant per unit: remove each map's plain spatial mean so the
+            # float32 products below work on centred values.
+            da = [d - d.mean(axis=(1, 2), keepdims=True) for d in da]
+            db = da if self.symmetric else [d - d.mean(axis=(1, 2), keepdims=True) for d in db]
+        maps_a = [d[None].astype(np.float32) for d in da]
+        maps_b = None if self.symmetric else [d[None].astype(np.float32) for d in db]
+        sums = PairSums(maps_a, maps_b, self._pair_grids())
+        means: dict[tuple[str, int, Grid], np.ndarray] = {}
+
+        def mean(side: str, maps, idx: int, large: Grid) -> np.ndarray:
+            key = (side, idx, large)
+            if key not in means:
+                means[key] = resized_sum(maps[idx][None], large) / (large[0] * large[1])
+            return means[key]
+
         for l, m in self.pairs():
             large, small = self.grids(l, m)
-            xa, xb = da[l][None], db[m][None]
-            if centred:
-                size = large[0] * large[1]
-                xa = xa - (resized_sum(xa, large) / size)[None, :, None, None]
-                xb = xb - (resized_sum(xb, large) / size)[None, :, None, None]
-            self.cross_[l, m] = self.cross_[l, m] + weight * (project(xa, small) @ project(xb, small).T)
-            self.m2_a_[l, m] = self.m2_a_[l, m] + weight * resized_sumsq(xa, large)
-            self.m2_b_[l, m] = self.m2_b_[l, m] + weight * resized_sumsq(xb, large)
-
-    def _add_mean_shift(self, da, db, weight: float) -> None:
-        """Chan's correction for a shift of the means between two merged accumulators."""
-        if self.center == "position":
-            self._add_between(da, db, weight, centred=False)
-            return
-        for l, m in self.pairs():
-            large, _ = self.grids(l, m)
             size = large[0] * large[1]
-            sa = resized_sum(da[l][None], large) / size
-            sb = resized_sum(db[m][None], large) / size
-            self.cross_[l, m] = self.cross_[l, m] + weight * size * np.outer(sa, sb)
-            self.m2_a_[l, m] = self.m2_a_[l, m] + weight * size * sa**2
-            self.m2_b_[l, m] = self.m2_b_[l, m] + weight * size * sb**2
+            mean_a, mean_b = mean("a", da, l, large), mean("b" if not self.symmetric else "a", db, m, large)
+            if between_positions:
+                cross = sums.cross(l, m, small)
+                sq_a, sq_b = sums.sumsq("a", l, large), sums.sumsq("b", m, large)
+                if self.center == "global":
+                    cross = cross - size * np.outer(mean_a, mean_b)
+                    sq_a, sq_b = sq_a - size * mean_a**2, sq_b - size * mean_b**2
+            else:
+                cross = size * np.outer(mean_a, mean_b)
+                sq_a, sq_b = size * mean_a**2, size * mean_b**2
+            self.cross_[l, m] = self.cross_[l, m] + weight * cross
+            self.m2_a_[l, m] = self.m2_a_[l, m] + weight * sq_a
+            self.m2_b_[l, m] = self.m2_b_[l, m] + weight * sq_b
 
     def merge(self, other: "CoMoments") -> "CoMoments":
         """A new accumulator over the images of both (order-independent, exact in float64)."""
@@ -179,17 +194,18 @@ class CoMoments:
             return (self if other.n_ == 0 else other).copy()
         n1, n2 = self.n_, other.n_
         n = n1 + n2
-        out = self.copy()
+        out = CoMoments._blank(self)
         out.n_ = n
         da = [m2 - m1 for m1, m2 in zip(self.mean_a_, other.mean_a_)]
         db = da if self.symmetric else [m2 - m1 for m1, m2 in zip(self.mean_b_, other.mean_b_)]
         out.mean_a_ = [m1 + d * (n2 / n) for m1, d in zip(self.mean_a_, da)]
         out.mean_b_ = out.mean_a_ if self.symmetric else [m1 + d * (n2 / n) for m1, d in zip(self.mean_b_, db)]
-        for key in out.cross_:
+        for key in self.cross_:
             out.cross_[key] = self.cross_[key] + other.cross_[key]
             out.m2_a_[key] = self.m2_a_[key] + other.m2_a_[key]
             out.m2_b_[key] = self.m2_b_[key] + other.m2_b_[key]
-        out._add_mean_shift(da, db, weight=n1 * n2 / n)
+        # Chan, Golub and LeVeque: correct for the shift between the two sets' means.
+        out._add_mean_terms(da, db, n1 * n2 / n, between_positions=self.center == "position")
         return out
 
     def copy(self) -> "CoMoments":

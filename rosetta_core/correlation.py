@@ -18,7 +18,7 @@ __all__ = ["comoments", "pearson_table", "self_table", "LayerInput"]
 
 LayerInput = Sequence[Any] | Mapping[str, Any]
 #: default chunk budget: bytes of float32 activations of both models per chunk
-DEFAULT_CHUNK_BYTES = 256 * 2**20
+DEFAULT_CHUNK_BYTES = 2**30
 
 
 def _is_dask(x: Any) -> bool:
@@ -90,9 +90,12 @@ def _chunk_moments(named_a, named_b, start: int, stop: int, center: str) -> CoMo
     return CoMoments.from_chunk(a, b, center)
 
 
-def _default_chunk(named: list[tuple[str, Any]]) -> int:
+def _default_chunk(named: list[tuple[str, Any]], n: int) -> int:
+    """Images per chunk: within the byte budget, and equal-sized chunks (no small tail)."""
     per_image = sum(int(np.prod(x.shape[1:])) * 4 for _, x in named)
-    return max(2, DEFAULT_CHUNK_BYTES // max(per_image, 1))
+    most = max(2, DEFAULT_CHUNK_BYTES // max(per_image, 1))
+    chunks = -(-n // most)
+    return -(-n // chunks)
 
 
 def _tree_reduce(parts: list[Any], merge) -> Any:
@@ -110,8 +113,8 @@ def comoments(
 ) -> CoMoments:
     """Reduce the co-moments of ``a`` against ``b`` (or against itself when ``b`` is None).
 
-    Memory is bounded by one chunk of images (``chunk_size``; default: about 256 MiB of
-    float32 maps). With dask inputs, chunks follow the dask chunks along ``n`` (or
+    Memory is bounded by one chunk of images (``chunk_size``; default: equal chunks of at
+    most about 1 GiB of float32 maps). With dask inputs, chunks follow the dask chunks along ``n`` (or
     ``chunk_size``) and are reduced as a tree with the active dask scheduler, e.g. a
     ``dask.distributed`` client.
     """
@@ -125,9 +128,12 @@ def comoments(
     everything = named_a + (named_b or [])
     if any(_is_dask(x) for _, x in everything):
         return _dask_comoments(named_a, named_b, n, center, chunk_size)
-    step = int(chunk_size or _default_chunk(everything))
-    parts = [_chunk_moments(named_a, named_b, s, min(s + step, n), center) for s in range(0, n, step)]
-    return _tree_reduce(parts, CoMoments.merge)
+    step = int(chunk_size or _default_chunk(everything, n))
+    acc = None
+    for start in range(0, n, step):  # a running fold keeps memory independent of n
+        part = _chunk_moments(named_a, named_b, start, min(start + step, n), center)
+        acc = part if acc is None else acc.merge(part)
+    return acc
 
 
 def _dask_comoments(named_a, named_b, n: int, center: str, chunk_size: int | None) -> CoMoments:

@@ -1,0 +1,1 @@
+"""Prefect flows and the `rosetta` command line (compose tasks; no arithmetic here)."""

@@ -1,0 +1,36 @@
+"""The command line, run the way a user runs it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def rosetta(*args: str) -> subprocess.CompletedProcess:
+    exe = shutil.which("rosetta", path=str(Path(sys.executable).parent))
+    cmd = [exe] if exe else [sys.executable, "-m", "flows.cli"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_demo_recovers_every_planted_pair():
+    proc = rosetta("demo", "--n", "150", "--planted", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert "planted pairs recovered: 5 of 5" in proc.stdout
+    assert "MISSED" not in proc.stdout
+
+
+def test_bad_option_is_one_clear_error_without_traceback():
+    proc = rosetta("demo", "--n", "1")
+    assert proc.returncode == 2
+    assert "n=1" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_version():
+    proc = rosetta("--version")
+    assert proc.returncode == 0 and "rosetta-neurons" in proc.stdout
