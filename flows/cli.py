@@ -7,6 +7,8 @@ import sys
 
 from rosetta_core import CENTERS, __version__
 
+from .cli_zoo import add_zoo_commands
+
 
 def _demo(args: argparse.Namespace) -> int:
     from rosetta_core.demo import run_demo
@@ -38,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--center", choices=CENTERS, default="global")
     demo.add_argument("--k", type=int, default=5, help="best-buddy K (default 5)")
     demo.set_defaults(run=_demo)
+    add_zoo_commands(sub)
     return parser
 
 

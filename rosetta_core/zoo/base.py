@@ -1,0 +1,114 @@
+"""The one extraction contract for every model of the zoo (DESIGN §5.5).
+
+A model is found by name in the registry and built into a :class:`ModelAdapter`, which knows
+its layers, its preprocessing and how to capture post-nonlinearity activation maps
+``(n, units, h, w)`` of selected layers. Generators also sample latents and make images.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["LayerInfo", "ModelAdapter", "EncoderAdapter", "GeneratorAdapter", "tokens_to_maps"]
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One hooked layer: its name, number of units (channels) and map grid ``(h, w)``."""
+
+    name: str
+    units: int
+    grid: tuple[int, int]
+
+
+class ModelAdapter(ABC):
+    """Common part of encoders and generators: layers and activation capture.
+
+    Attributes set by subclasses: ``name`` (registry name), ``kind`` ("generator" or
+    "encoder"), ``arch`` (architecture description), ``weights`` (where the weights came
+    from: "random", a file path, ...), ``module`` (the ``torch.nn.Module``).
+    """
+
+    name: str
+    kind: str
+    arch: str
+    weights: str
+    module: nn.Module
+
+    @abstractmethod
+    def layers(self) -> list[LayerInfo]:
+        """Every hookable layer in forward order, with units and grid at the native input."""
+
+    @property
+    def total_units(self) -> int:
+        return sum(info.units for info in self.layers())
+
+    def select_layers(self, patterns: Sequence[str] | str | None = None) -> list[str]:
+        """Layer names matching any glob pattern (all when None), in forward order."""
+        names = [info.name for info in self.layers()]
+        if patterns is None:
+            return names
+        if isinstance(patterns, str):
+            patterns = [patterns]
+        chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+        unknown = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+        if unknown:
+            raise ValueError(
+                f"layer pattern(s) {unknown} match no layer of {self.name}; "
+                f"available layers: {', '.join(names)}"
+            )
+        return chosen
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    def to(self, device: str | torch.device) -> "ModelAdapter":
+        self.module.to(device)
+        return self
+
+
+class EncoderAdapter(ModelAdapter):
+    """A discriminative model: images in, activation maps out."""
+
+    kind = "encoder"
+
+    @abstractmethod
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(n, 3, H, W)`` images -> the float input the model expects."""
+
+    @abstractmethod
+    def activations(self, images: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """uint8 images ``(n, 3, H, W)`` -> dict layer -> float32 ``(n, units, h, w)``."""
+
+
+class GeneratorAdapter(ModelAdapter):
+    """A generative model: latents in, images and its own activation maps out."""
+
+    kind = "generator"
+
+    @abstractmethod
+    def sample_latents(self, seed: int, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
+        """Latents of images ``indices`` (each from ``seed`` and its own index only)."""
+
+    @abstractmethod
+    def generate(
+        self, latents: torch.Tensor, layers: Sequence[str] | None = ()
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """latents -> (uint8 images ``(n, 3, H, W)``, dict layer -> ``(n, units, h, w)``)."""
+
+
+def tokens_to_maps(tokens: torch.Tensor, grid: tuple[int, int], prefix: int = 1) -> torch.Tensor:
+    """ViT tokens ``(n, prefix + h * w, units)`` -> maps ``(n, units, h, w)``, class token dropped."""
+    n, count, units = tokens.shape
+    h, w = grid
+    if count != prefix + h * w:
+        raise ValueError(f"expected {prefix} + {h}x{w} tokens, got {count}")
+    return tokens[:, prefix:].transpose(1, 2).reshape(n, units, h, w)

@@ -1,0 +1,213 @@
+"""``mini-gen``: the embedded generator of the shape world, a conditional neural renderer.
+
+What it is: a DCGAN-shaped convolutional decoder ``G(c, z)`` that maps a scene code ``c`` (the
+world's own scene parameters, ``Scenes.codes`` of :data:`GEN_WORLD`) and a noise vector ``z``
+(``Z_DIM`` values, N(0, 1)) to a 64x64 RGB image. It is trained by *regression* (L1 to the scene
+rendered on the fly, see :mod:`rosetta_core.zoo.embedded.gen_recipes`), not adversarially: it is
+not a GAN. Because the target is a deterministic function of ``c``, the trained model learns to
+ignore ``z``; ``z`` is kept so that the latent has a free part, as the paper's latents do.
+
+Latent: one float32 vector of ``LATENT_DIM = code_dim(GEN_WORLD) + Z_DIM`` values per image,
+``[code | z]``. :meth:`MiniGenAdapter.sample_latents` draws it from the documented world: the
+code of scene ``(seed, i)`` of ``render_batch(seed, indices, GEN_WORLD)`` and ``z`` from
+``np.random.default_rng([seed, i, Z_STREAM])``, so any latent can be rebuilt alone.
+
+Architecture (every block output is a post-ReLU map, hookable by name)::
+
+    block1  Linear(latent -> 256*4*4), conditional BN, ReLU                   (n, 256,  4,  4)
+    block2  up x2 (nearest), CoordConv 3x3 -> 128, conditional BN, ReLU       (n, 128,  8,  8)
+    block3  up x2, CoordConv 3x3 -> 64, conditional BN, ReLU                  (n,  64, 16, 16)
+    block4  up x2, CoordConv 3x3 -> 48, conditional BN, ReLU                  (n,  48, 32, 32)
+    block5  up x2, CoordConv 3x3 -> 32, conditional BN, ReLU                  (n,  32, 64, 64)
+    to_rgb  CoordConv 3x3 -> 3, tanh                                          (n,   3, 64, 64)
+
+CoordConv appends the pixel coordinates (x, y in [-1, 1]) as two input channels; conditional
+batch norm (FiLM) is ``BN(h) * (1 + gamma(latent)) + beta(latent)`` with ``gamma``, ``beta``
+linear in the latent and zero-initialised (so training starts as a plain batch-norm decoder).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...data import WorldConfig, code_dim, render_batch
+from ...hooks import capture
+from ..base import GeneratorAdapter, LayerInfo
+from ..registry import ModelSpec, register
+from . import WEIGHTS_DIR
+
+__all__ = [
+    "GEN_WORLD", "Z_DIM", "Z_STREAM", "CODE_DIM", "LATENT_DIM", "IMAGE_SIZE", "WIDTHS",
+    "MiniGenerator", "MiniGenAdapter", "latents_from_codes", "to_uint8", "build",
+]
+
+#: The world mini-gen draws: WorldConfig.simple() (1-2 large upright objects of 4 kinds,
+#: 6 flat colours, plain mild-gradient background, soft shadows, 64x64).
+GEN_WORLD = WorldConfig.simple()
+Z_DIM = 8
+Z_STREAM = 7919  # third entry of the noise seed [seed, index, Z_STREAM]: keeps z apart from scenes
+CODE_DIM = code_dim(GEN_WORLD)
+LATENT_DIM = CODE_DIM + Z_DIM
+IMAGE_SIZE = 64
+WIDTHS = (256, 128, 64, 48, 32)  # channels of block1..block5 (grids 4, 8, 16, 32, 64)
+NAME = "mini-gen"
+
+
+class ConditionalBatchNorm(nn.Module):
+    """Batch norm without its own affine, then a FiLM affine from the latent.
+
+    ``forward(h (n, c, H, W), latent (n, d)) -> (n, c, H, W)``; ``gamma`` and ``beta`` start at
+    zero, so the layer starts as a plain normalisation.
+    """
+
+    def __init__(self, channels: int, latent_dim: int):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=False)
+        self.film = nn.Linear(latent_dim, 2 * channels)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+
+    def forward(self, h: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.film(latent).chunk(2, dim=1)
+        return self.norm(h) * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+
+
+def _coords(h: torch.Tensor) -> torch.Tensor:
+    """``h (n, c, H, W)`` -> ``(n, c + 2, H, W)`` with x, y pixel-centre coordinates in [-1, 1]."""
+    n, _, rows, cols = h.shape
+    ys = (torch.arange(rows, dtype=h.dtype, device=h.device) + 0.5) * (2 / rows) - 1
+    xs = (torch.arange(cols, dtype=h.dtype, device=h.device) + 0.5) * (2 / cols) - 1
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"))  # (2, H, W): x then y
+    return torch.cat([h, grid.expand(n, 2, rows, cols)], dim=1)
+
+
+class UpBlock(nn.Module):
+    """``(n, c_in, s, s)`` -> nearest x2 -> CoordConv 3x3 -> conditional BN -> ReLU ->
+    ``(n, c_out, 2s, 2s)``; ``act`` is the hookable ReLU module."""
+
+    def __init__(self, c_in: int, c_out: int, latent_dim: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in + 2, c_out, 3, padding=1, bias=False)
+        self.norm = ConditionalBatchNorm(c_out, latent_dim)
+        self.act = nn.ReLU()
+
+    def forward(self, h: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+        return self.act(self.norm(self.conv(_coords(h)), latent))
+
+
+class MiniGenerator(nn.Module):
+    """``forward(latents (n, LATENT_DIM)) -> images (n, 3, 64, 64)`` float in [-1, 1].
+
+    Differentiable w.r.t. the latents (inversion optimises them). ``block1``..``block5`` are the
+    ReLU modules whose outputs are the post-nonlinearity maps at 4, 8, 16, 32 and 64 pixels.
+    """
+
+    def __init__(self, latent_dim: int = LATENT_DIM, widths: Sequence[int] = WIDTHS):
+        super().__init__()
+        if len(widths) != 5:
+            raise ValueError(f"widths={tuple(widths)} is invalid: expected 5 channel counts (4..64 px)")
+        self.latent_dim, self.widths = latent_dim, tuple(int(w) for w in widths)
+        self.stem = nn.Linear(latent_dim, self.widths[0] * 16)
+        self.stem_norm = ConditionalBatchNorm(self.widths[0], latent_dim)
+        self.stem_act = nn.ReLU()
+        self.ups = nn.ModuleList(
+            UpBlock(a, b, latent_dim) for a, b in zip(self.widths[:-1], self.widths[1:])
+        )
+        self.to_rgb = nn.Conv2d(self.widths[-1] + 2, 3, 3, padding=1)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+
+    def activation_modules(self) -> dict[str, nn.Module]:
+        """Layer name -> the ReLU module whose output is that layer's map."""
+        return {"block1": self.stem_act, **{f"block{i + 2}": b.act for i, b in enumerate(self.ups)}}
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        if latents.ndim != 2 or latents.shape[1] != self.latent_dim:
+            raise ValueError(
+                f"latents of shape {tuple(latents.shape)} are invalid: expected (n, {self.latent_dim})"
+            )
+        h = self.stem(latents).view(len(latents), self.widths[0], 4, 4)
+        h = self.stem_act(self.stem_norm(h, latents))
+        for block in self.ups:
+            h = block(h, latents)
+        return torch.tanh(self.to_rgb(_coords(h)))
+
+
+def latents_from_codes(codes: np.ndarray, seed: int, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
+    """Scene codes ``(n, CODE_DIM)`` of scenes ``(seed, indices)`` -> latents ``(n, LATENT_DIM)``:
+    ``[code | z]`` with ``z ~ N(0, 1)`` from ``default_rng([seed, index, Z_STREAM])``."""
+    idx = np.asarray(list(indices) if isinstance(indices, range) else indices, dtype=np.int64)
+    if codes.shape != (len(idx), CODE_DIM):
+        raise ValueError(f"codes of shape {codes.shape} are invalid: expected ({len(idx)}, {CODE_DIM})")
+    z = np.stack([np.random.default_rng([int(seed), int(i), Z_STREAM]).standard_normal(Z_DIM)
+                  for i in idx]).astype(np.float32)
+    return torch.from_numpy(np.concatenate([codes.astype(np.float32), z], axis=1))
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Float images in [-1, 1] ``(n, 3, H, W)`` -> uint8 ``(n, 3, H, W)``."""
+    return ((images.detach().float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+class MiniGenAdapter(GeneratorAdapter):
+    """The extraction contract around :class:`MiniGenerator` (see the module docstring)."""
+
+    name = NAME
+    arch = "conditional neural renderer: DCGAN-shaped CoordConv decoder with FiLM batch norm"
+
+    def __init__(self, module: MiniGenerator | None = None, world: WorldConfig = GEN_WORLD):
+        self.module = module if module is not None else MiniGenerator()
+        self.world = world
+        self.weights = "random"
+
+    def layers(self) -> list[LayerInfo]:
+        return [LayerInfo(f"block{i + 1}", w, (4 * 2**i, 4 * 2**i)) for i, w in enumerate(self.module.widths)]
+
+    def sample_latents(self, seed: int, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
+        """Latents ``(n, LATENT_DIM)`` float32 of images ``indices``: the code of scene
+        ``(seed, i)`` of the mini-gen world, then ``z`` seeded from ``(seed, i)``."""
+        scenes = render_batch(seed, indices, self.world)
+        return latents_from_codes(scenes.codes, seed, scenes.indices).to(self.device)
+
+    def generate(
+        self, latents: torch.Tensor, layers: Sequence[str] | None = ()
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """latents ``(n, LATENT_DIM)`` -> (uint8 images ``(n, 3, 64, 64)``, dict layer -> float32
+        post-ReLU maps ``(n, units, h, w)``); ``layers=None`` means every layer. No gradients:
+        call ``adapter.module(latents)`` to optimise latents."""
+        if not isinstance(latents, torch.Tensor):
+            raise TypeError(f"latents must be a torch.Tensor, got {type(latents).__name__}")
+        if layers is None:
+            names = self.select_layers(None)
+        else:
+            wanted = [layers] if isinstance(layers, str) else list(layers)
+            names = self.select_layers(wanted) if wanted else []
+        modules = self.module.activation_modules()
+        with torch.no_grad(), capture({n: modules[n] for n in names}) as store:
+            images = self.module(latents.to(self.device, torch.float32))
+        return to_uint8(images), {n: store[n][0].float() for n in names}
+
+
+def build() -> MiniGenAdapter:
+    """A mini-gen adapter around a freshly (randomly) initialised module."""
+    return MiniGenAdapter()
+
+
+register(ModelSpec(
+    name=NAME,
+    kind="generator",
+    arch=MiniGenAdapter.arch,
+    description="Conditional neural renderer of the simplified shape world (trained by L1 "
+                "regression on scene codes, not a GAN); latent = [scene code | 8-d noise]",
+    build=build,
+    weights_file=WEIGHTS_DIR / f"{NAME}.safetensors",
+    source="embedded: bench/train_gen.py",
+    extra={"latent_dim": LATENT_DIM, "code_dim": CODE_DIM, "z_dim": Z_DIM, "world": "WorldConfig.simple()"},
+))

@@ -1,0 +1,129 @@
+"""The model registry: every model is found by name (``rosetta zoo list``).
+
+Names follow ``arch.tag`` where weights vary (``mini-resnet.sup``). Registering a name twice is
+an error. ``load(name, weights=...)`` builds a :class:`~rosetta_core.zoo.base.ModelAdapter`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .base import ModelAdapter
+
+__all__ = ["ModelSpec", "register", "get_spec", "list_models", "load", "load_state", "weights_hash"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build one model.
+
+    ``build(module_seed)`` returns an adapter around a randomly initialised module;
+    ``weights_file`` is the default weights (a safetensors file inside the package for the
+    embedded zoo, None when there is none); ``source`` says where weights come from.
+    """
+
+    name: str
+    kind: str
+    arch: str
+    description: str
+    build: Callable[[], ModelAdapter]
+    weights_file: Path | None = None
+    source: str = "random"
+    extra: dict = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add a model; a second model with the same name is an error."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"a model named {spec.name!r} is already registered; names must be unique")
+    if spec.kind not in ("generator", "encoder"):
+        raise ValueError(f"{spec.name}: kind={spec.kind!r}; valid: generator, encoder")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _ensure_builtin() -> None:
+    from . import embedded  # noqa: F401  (registers the embedded zoo on import)
+
+
+def list_models() -> list[ModelSpec]:
+    _ensure_builtin()
+    return sorted(_REGISTRY.values(), key=lambda s: (s.kind != "generator", s.name))
+
+
+def get_spec(name: str) -> ModelSpec:
+    _ensure_builtin()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def weights_hash(state: dict[str, torch.Tensor]) -> str:
+    """A short, order-independent sha256 of a state dict's names, shapes and values."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(key.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``module`` strictly; a mismatch names the first bad tensor."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        first = missing[0] if missing else unexpected[0]
+        what = "missing from" if missing else "not expected by the architecture, found in"
+        raise ValueError(
+            f"weights {source} do not match the architecture: tensor {first!r} is {what} the file "
+            f"({len(missing)} missing, {len(unexpected)} unexpected)"
+        )
+    for key, tensor in own.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise ValueError(
+                f"weights {source} do not match the architecture: tensor {key!r} has shape "
+                f"{tuple(state[key].shape)} in the file but {tuple(tensor.shape)} in the model"
+            )
+    module.load_state_dict(state, strict=True)
+
+
+def load(name: str, weights: str = "trained", *, seed: int = 0, device: str = "cpu") -> ModelAdapter:
+    """Build model ``name``.
+
+    ``weights``: ``"trained"`` (the registry's default file), ``"random"`` (the same
+    architecture with a seeded random init: the null control), or a path to a
+    ``.safetensors`` file. The adapter's ``weights`` attribute records the source and
+    ``weights_hash`` its hash.
+    """
+    spec = get_spec(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        adapter = spec.build()
+    if weights == "random":
+        adapter.weights = f"random(seed={seed})"
+    else:
+        path = spec.weights_file if weights == "trained" else Path(weights)
+        if path is None or not Path(path).is_file():
+            where = "this model ships no weights" if path is None else f"expected {path}"
+            raise ValueError(
+                f"no weights for {name!r}: {where}; pass weights='random' or a path to a .safetensors file"
+            )
+        from safetensors.torch import load_file
+
+        load_state(adapter.module, load_file(str(path)), str(path))
+        adapter.weights = str(path)
+    adapter.module.eval()
+    adapter.weights_hash = weights_hash(adapter.module.state_dict())
+    return adapter.to(device)

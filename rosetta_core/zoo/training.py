@@ -1,0 +1,106 @@
+"""A small, resumable training loop shared by every recipe of the embedded zoo.
+
+A recipe owns its module(s), optimiser and data; :func:`train` runs its steps, writes a
+checkpoint every ``every`` steps (atomically: a killed run never leaves a torn file) and, when
+a checkpoint exists, resumes from it, including the RNG states, so a resumed run continues as
+the uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+__all__ = ["Recipe", "TrainResult", "train"]
+
+
+class Recipe(Protocol):
+    """What :func:`train` needs from a recipe."""
+
+    name: str
+
+    def step(self, step: int) -> dict[str, float]:
+        """Run one optimisation step (the recipe draws its own batch from ``step``)."""
+
+    def state_dict(self) -> dict:
+        """Everything to resume: modules, optimisers, schedulers."""
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    resumed_from: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def mean_loss(self, key: str, first: int | None = None, last: int | None = None) -> float:
+        """Mean of ``key`` over the first or last entries of the history."""
+        rows = self.history[:first] if first else self.history[-last:] if last else self.history
+        return float(np.mean([r[key] for r in rows if key in r]))
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def _save(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def train(
+    recipe: Recipe,
+    steps: int,
+    checkpoint: str | Path | None = None,
+    *,
+    every: int = 100,
+    seed: int = 0,
+    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Run ``recipe`` up to ``steps`` steps, resuming from ``checkpoint`` when it exists.
+
+    ``progress(step, steps, losses)`` is called after every step (e.g. to drive a tqdm bar).
+    Returns the loss history of *all* steps so far (resumed ones included).
+    """
+    if steps < 1:
+        raise ValueError(f"steps={steps} must be >= 1")
+    path = None if checkpoint is None else Path(checkpoint)
+    start, history = 0, []
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    if path is not None and path.is_file():
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        recipe.load_state_dict(payload["recipe"])
+        _set_rng_state(payload["rng"])
+        start, history = int(payload["step"]), list(payload["history"])
+    began = time.perf_counter()
+    seconds_before = sum(r.get("seconds", 0.0) for r in history[-1:])
+    for step in range(start, steps):
+        losses = {k: float(v) for k, v in recipe.step(step).items()}
+        losses["seconds"] = seconds_before + (time.perf_counter() - began)
+        history.append(losses)
+        if progress is not None:
+            progress(step + 1, steps, losses)
+        done = step + 1
+        if path is not None and (done % every == 0 or done == steps):
+            _save(path, {"step": done, "recipe": recipe.state_dict(), "rng": _rng_state(), "history": history})
+    return TrainResult(steps=steps, resumed_from=start, seconds=time.perf_counter() - began, history=history)
