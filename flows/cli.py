@@ -7,6 +7,7 @@ import sys
 
 from rosetta_core import CENTERS, __version__
 
+from .cli_mine import add_mine_command
 from .cli_zoo import add_zoo_commands
 
 
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--center", choices=CENTERS, default="global")
     demo.add_argument("--k", type=int, default=5, help="best-buddy K (default 5)")
     demo.set_defaults(run=_demo)
+    add_mine_command(sub)
     add_zoo_commands(sub)
     return parser
 
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except ValueError as err:
+    except (ValueError, RuntimeError) as err:  # RunLocked is a RuntimeError
         print(f"rosetta {args.command}: error: {err}", file=sys.stderr)
         return 2
 

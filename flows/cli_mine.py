@@ -1,0 +1,64 @@
+"""`rosetta mine`: run the mining flow from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from rosetta_core.mining import DEFAULT_ENCODERS, MineConfig, check_config
+
+
+def _writable(out: str) -> None:
+    if "://" in out:
+        return  # remote stores are checked by the first write
+    path = Path(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise ValueError(f"--out {out!r} is not a writable directory ({err.strerror}); choose another path") from None
+
+
+def run_mine(args: argparse.Namespace) -> int:
+    fields = dict(
+        generator=args.generator, encoders=[e for e in args.encoders.split(",") if e], n=args.n, k=args.k,
+        seed=args.seed, class_index=args.class_index, weights=args.weights, chunk_size=args.chunk_size,
+        dtype=args.dtype, center=args.center,
+    )
+    check_config(MineConfig(**(fields | {"encoders": tuple(fields["encoders"])})))  # before any model loads
+    out = args.out or f"runs/{args.generator}"
+    _writable(out)
+    from flows.mine import MineParams, mine  # imports Prefect: only once the input is known good
+
+    params = MineParams(**fields, out=out, dask_address=args.dask_address, device=args.device, overwrite=args.overwrite)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    mine(params)
+    return 0
+
+
+def add_mine_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "mine",
+        help="mine Rosetta Neurons (default: the embedded zoo)",
+        description="Generate images, extract activations of every model into a Zarr store, correlate every "
+        "unit pair exactly, keep best buddies, cluster concepts, write dictionary.json and report/index.html. "
+        "Rerunning resumes: finished chunks and pairs are skipped.",
+    )
+    p.add_argument("--generator", default="mini-gen")
+    p.add_argument("--encoders", default=",".join(DEFAULT_ENCODERS), help="comma-separated encoder names")
+    p.add_argument("--n", type=int, default=1600, help="images (default 1600)")
+    p.add_argument("--k", type=int, default=5, help="best-buddy K (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--class-index", type=int, default=None, help="class of a class-conditional generator")
+    p.add_argument("--out", default=None, help="run directory (default runs/<generator>)")
+    p.add_argument("--weights", default="trained", help="'trained' (default), or 'random': the random-init null control")
+    p.add_argument("--dask-address", default=None, help="use this Dask scheduler (default: a LocalCluster)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--chunk-size", type=int, default=100, help="images per chunk (default 100)")
+    p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    p.add_argument("--center", choices=["global", "position"], default="global")
+    p.add_argument("--overwrite", action="store_true", help="discard a run of another configuration in --out")
+    p.set_defaults(run=run_mine)

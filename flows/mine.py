@@ -1,0 +1,156 @@
+"""The mining flow: generate, extract, reduce, match, report (composes tasks only)."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm.auto import tqdm
+
+from rosetta_core.mining import DEFAULT_ENCODERS, MineConfig
+from rosetta_core.runlock import run_lock
+from tasks import mining as t
+
+
+class MineParams(BaseModel):
+    """Parameters of a mining run, shared by the CLI, the flow and the deployments."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    generator: str = "mini-gen"
+    encoders: list[str] = Field(default_factory=lambda: list(DEFAULT_ENCODERS))
+    n: int = Field(1600, description="images to generate and correlate over")
+    k: int = Field(5, description="best-buddy K (paper Eq. 3)")
+    seed: int = 0
+    class_index: int | None = None
+    out: str = "runs/mini-gen"
+    weights: str = Field("trained", description="'trained', 'random' (null control) or a weights file")
+    dask_address: str | None = Field(None, description="existing Dask scheduler; default: a LocalCluster")
+    device: str = "cpu"
+    chunk_size: int = 100
+    dtype: Literal["float16", "float32"] = "float16"
+    center: Literal["global", "position"] = "global"
+    overwrite: bool = False
+
+    def mine_config(self) -> MineConfig:
+        return MineConfig(
+            generator=self.generator, encoders=tuple(self.encoders), n=self.n, k=self.k, seed=self.seed,
+            chunk_size=self.chunk_size, dtype=self.dtype, center=self.center, weights=self.weights,
+            class_index=self.class_index,
+        )
+
+    def config(self) -> dict:
+        """The run's identity as recorded in its store and manifest."""
+        return self.mine_config().identity()
+
+
+def _mine_config(params: MineParams) -> dict:
+    cfg = params.config()
+    cfg.pop("code_version")
+    return cfg
+
+
+def _drain(futures, stage: str) -> list:
+    results = []
+    with tqdm(total=len(futures), desc=stage, unit="task") as bar:
+        for future in as_completed(futures):
+            results.append(future.result())
+            bar.update()
+    return results
+
+
+@contextmanager
+def _dask(address: str | None):
+    """The scheduler address to reduce on: the given one, or a LocalCluster for this run."""
+    if address:
+        yield address
+        return
+    from distributed import LocalCluster
+
+    env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, env=env) as cluster:
+        yield cluster.scheduler_address
+
+
+def _finished(run_dir: Path, params: MineParams) -> dict | None:
+    manifest = run_dir / "manifest.json"
+    if params.overwrite or not manifest.is_file():
+        return None
+    content = json.loads(manifest.read_text())
+    return content if content.get("config") == params.config() else None
+
+
+@flow(name="mine", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=2))
+def mine(params: MineParams = MineParams()) -> dict:
+    """Mine Rosetta Neurons of ``params.generator`` against ``params.encoders``."""
+    run_dir = Path(params.out)
+    done = _finished(run_dir, params)
+    if done is not None:
+        print(f"{run_dir} is already complete (manifest.json matches this configuration); nothing to do")
+        return done["summary"]
+    seconds: dict[str, float] = {}
+    with run_lock(run_dir):
+        start = time.perf_counter()
+        n_chunks = t.prepare_run(str(run_dir), _mine_config(params), params.overwrite, params.device)
+        seconds["prepare"] = time.perf_counter() - start
+        stage = time.perf_counter()
+        _drain([t.generate_chunk.submit(str(run_dir), c, params.device) for c in range(n_chunks)], "images")
+        seconds["generate"] = time.perf_counter() - stage
+        stage = time.perf_counter()
+        jobs = [t.extract_chunk.submit(str(run_dir), m, c, params.device) for m in params.encoders for c in range(n_chunks)]
+        _drain(jobs, "models")
+        seconds["extract"] = time.perf_counter() - stage
+        stage = time.perf_counter()
+        pairs = [(params.generator, e, False) for e in params.encoders] + [(params.generator, None, False)]
+        pairs.append((params.generator, params.encoders[0], True))  # the shuffled null
+        with _dask(params.dask_address) as address, tqdm(total=len(pairs), desc="pairs", unit="pair") as bar:
+            for a, b, null in pairs:
+                t.pair_statistics(str(run_dir), a, b, null, address)
+                bar.update()
+        seconds["statistics"] = time.perf_counter() - stage
+        stage = time.perf_counter()
+        counts = t.write_dictionary(str(run_dir))
+        report = t.render(str(run_dir))
+        seconds["dictionary_and_report"] = time.perf_counter() - stage
+        manifest = t.write_manifest(str(run_dir), seconds)
+    summary = manifest["summary"]
+    _artifact(run_dir, report, summary, counts)
+    _print_summary(run_dir, summary)
+    return summary
+
+
+def _artifact(run_dir: Path, report: str, summary: dict, counts: dict) -> None:
+    rows = "\n".join(
+        f"| {pair} | {count} | {summary['mean_best_buddy_correlation'][pair]:.3f} |"
+        for pair, count in summary["best_buddies"].items()
+        if summary["mean_best_buddy_correlation"][pair] is not None
+    )
+    null = "\n".join(f"- shuffled null {k}: {v['best_buddies']} best buddies, mean r {v['mean_correlation'] or 0:.3f}" for k, v in summary["null"].items())
+    create_markdown_artifact(
+        key="mining-summary",
+        markdown=(
+            f"# Mining run `{run_dir}`\n\n{counts['concepts']} concepts from {counts['rosetta_units']} Rosetta units "
+            f"(centring: {summary['center']}).\n\n| pair | best buddies | mean r |\n|---|---|---|\n{rows}\n\n{null}\n\n"
+            f"Report: `{Path(report).resolve()}`\n"
+        ),
+        description="Rosetta Neurons mining summary",
+    )
+
+
+def _print_summary(run_dir: Path, summary: dict) -> None:
+    print(f"run: {run_dir}")
+    for pair, count in summary["best_buddies"].items():
+        mean = summary["mean_best_buddy_correlation"][pair]
+        print(f"  {pair}: {count} best buddies, mean r {mean if mean is None else round(mean, 3)}")
+    for pair, null in summary["null"].items():
+        print(f"  shuffled null {pair}: {null['best_buddies']} best buddies, mean r {round(null['mean_correlation'] or 0, 3)}")
+    print(f"  Rosetta units: {summary['rosetta_units']}, concepts: {summary['concepts']}")
+    print(f"  report: {run_dir / 'report' / 'index.html'}")

@@ -1,0 +1,178 @@
+"""The Zarr/xarray layout of a mining run: the one place that knows paths inside the store.
+
+``<run>/store.zarr`` is a Zarr v3 group (DESIGN §4):
+
+- ``latents`` ``(image, latent)`` float32, ``images`` ``(image, channel, y, x)`` uint8;
+- ``activations/<model>/<layer>`` ``(image, unit, y, x)`` float16 or float32;
+- ``done/<array key>`` ``(chunk,)`` uint8: 1 once a chunk of images is fully written;
+- ``moments/<A>__<B>/<state key>``: the :class:`~rosetta_core.CoMoments` state;
+- ``correlation/<A>__<B>`` ``(unit_a, unit_b)`` float32; ``topk/<A>__<B>/{rows,cols}`` int32.
+
+Every chunk is compressed with zstd and carries a CRC32C checksum, so a torn or corrupted
+chunk fails to decode instead of reading as wrong numbers. Arrays are chunked along
+``image``; each task writes whole chunks (its own region), so workers never share a chunk.
+``path`` may be a local directory or an fsspec URL (``s3://bucket/runs/x``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
+
+__all__ = ["RunStore", "StoreMismatch", "pair_key"]
+
+STORE_VERSION = 1
+
+
+class StoreMismatch(ValueError):
+    """The store on disk was made with a different configuration or store version."""
+
+
+def pair_key(a: str, b: str) -> str:
+    return f"{a}__{b}"
+
+
+def _codecs() -> list:
+    return [ZstdCodec(level=1), Crc32cCodec()]
+
+
+class RunStore:
+    """A run's Zarr group with idempotent array creation and per-chunk completion flags."""
+
+    def __init__(self, path: str, mode: str = "a", storage_options: dict | None = None) -> None:
+        self.path = str(path)
+        kwargs = {"storage_options": storage_options} if storage_options else {}
+        self.group = zarr.open_group(self.path, mode=mode, zarr_format=3, **kwargs)
+
+    # -- attributes --------------------------------------------------------------------------
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self.group.attrs)
+
+    def check_or_set_config(self, config: dict[str, Any], overwrite: bool = False) -> None:
+        """Record the run's configuration, or refuse a store made with another one."""
+        stored = self.group.attrs.get("config")
+        version = self.group.attrs.get("store_version")
+        if version is not None and version != STORE_VERSION:
+            raise StoreMismatch(
+                f"the store at {self.path} was written by store version {version}; this code "
+                f"reads version {STORE_VERSION}: use a new --out directory or --overwrite"
+            )
+        if stored is not None and stored != config and not overwrite:
+            diff = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
+            details = "; ".join(f"{k}: stored {stored.get(k)!r}, asked {config.get(k)!r}" for k in diff)
+            raise StoreMismatch(
+                f"the run at {self.path} was made with a different configuration ({details}); "
+                "use another --out directory, or --overwrite to discard it"
+            )
+        self.group.attrs.update({"config": config, "store_version": STORE_VERSION})
+
+    # -- arrays ----------------------------------------------------------------------------
+    def require(
+        self,
+        key: str,
+        shape: Sequence[int],
+        chunks: Sequence[int],
+        dtype: str,
+        dims: Sequence[str],
+        attrs: dict[str, Any] | None = None,
+    ) -> zarr.Array:
+        """The array ``key``, created if missing; an existing one must have the same layout."""
+        shape, chunks = tuple(int(v) for v in shape), tuple(int(v) for v in chunks)
+        if key in self.group:
+            arr = self.group[key]
+            if tuple(arr.shape) != shape or str(arr.dtype) != str(np.dtype(dtype)):
+                raise StoreMismatch(
+                    f"array {key!r} in {self.path} has shape {tuple(arr.shape)} {arr.dtype}, "
+                    f"expected {shape} {np.dtype(dtype)}: the run's configuration changed"
+                )
+            return arr
+        return self.group.create_array(
+            key,
+            shape=shape,
+            chunks=chunks,
+            dtype=dtype,
+            dimension_names=list(dims),
+            compressors=_codecs(),
+            fill_value=0,
+            attributes=attrs or {},
+        )
+
+    def array(self, key: str) -> zarr.Array:
+        return self.group[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.group
+
+    # -- completion flags --------------------------------------------------------------------
+    def _flags(self, key: str, n_chunks: int) -> zarr.Array:
+        return self.require(f"done/{key}", (n_chunks,), (1,), "uint8", ["chunk"])
+
+    def chunk_done(self, key: str, chunk: int, n_chunks: int) -> bool:
+        return bool(self._flags(key, n_chunks)[chunk])
+
+    def mark_done(self, key: str, chunk: int, n_chunks: int, done: bool = True) -> None:
+        self._flags(key, n_chunks)[chunk] = 1 if done else 0
+
+    def chunk_readable(self, key: str, rows: slice) -> str | None:
+        """None when the rows of ``key`` decode; else the decode error (checksum, truncation)."""
+        try:
+            self.group[key][rows]
+        except Exception as err:  # zarr raises codec-specific errors for corrupt chunks
+            return f"{type(err).__name__}: {err}"
+        return None
+
+    # -- moments, tables -------------------------------------------------------------------
+    def write_state(self, prefix: str, state: dict[str, np.ndarray]) -> None:
+        """Write a flat dict of arrays (e.g. ``CoMoments.state_dict()``) under ``prefix``."""
+        group = self.group.require_group(prefix)
+        for name, value in state.items():
+            value = np.asarray(value)
+            if value.dtype.kind == "U":
+                group.attrs[name] = str(value)
+                continue
+            key = f"{prefix}/{name}"
+            if key in self.group:
+                del self.group[key]
+            self.group.create_array(key, data=value, compressors=_codecs(), chunks=value.shape or "auto")
+
+    def read_state(self, prefix: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        group, out = self.group[prefix], {}
+        for name in keys:
+            attr = group.attrs.get(name)
+            out[name] = np.asarray(attr) if attr is not None else np.asarray(group[name][...])
+        return out
+
+    def write_table(self, key: str, table: np.ndarray, dims: Sequence[str], attrs: dict | None = None) -> None:
+        if key in self.group:
+            del self.group[key]
+        arr = self.group.create_array(
+            key, shape=table.shape, chunks=table.shape, dtype=table.dtype,
+            dimension_names=list(dims), compressors=_codecs(), attributes=attrs or {},
+        )
+        arr[...] = table
+
+    def consolidate(self) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # consolidated metadata is not in the v3 spec yet
+            zarr.consolidate_metadata(self.group.store)
+
+    # -- labelled views --------------------------------------------------------------------
+    def open_layer(self, model: str, layer: str):
+        """``xarray.DataArray`` ``(image, unit, y, x)`` of one layer, with model/layer coords."""
+        import dask.array as da
+        import xarray as xr
+
+        arr = self.group[f"activations/{model}/{layer}"]
+        return xr.DataArray(
+            da.from_zarr(arr),
+            dims=("image", "unit", "y", "x"),
+            coords={"unit": np.arange(arr.shape[1]), "model": model, "layer": layer},
+            name=f"{model}/{layer}",
+            attrs=dict(arr.attrs),
+        )
