@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from rosetta_core.mining import DEFAULT_ENCODERS, MineConfig, check_config
+from rosetta_core.mining import DEFAULT_ENCODERS, MineConfig, check_config, check_existing_run
 
 
 def _writable(out: str) -> None:
@@ -28,9 +28,11 @@ def run_mine(args: argparse.Namespace) -> int:
         seed=args.seed, class_index=args.class_index, weights=args.weights, chunk_size=args.chunk_size,
         dtype=args.dtype, center=args.center,
     )
-    check_config(MineConfig(**(fields | {"encoders": tuple(fields["encoders"])})))  # before any model loads
+    config = MineConfig(**(fields | {"encoders": tuple(fields["encoders"])}))
+    check_config(config)  # before any model loads
     out = args.out or f"runs/{args.generator}"
     _writable(out)
+    check_existing_run(out, config, args.overwrite)
     from flows.mine import MineParams, mine  # imports Prefect: only once the input is known good
 
     params = MineParams(**fields, out=out, dask_address=args.dask_address, device=args.device, overwrite=args.overwrite)

@@ -280,3 +280,24 @@ def save_pair(store: RunStore, plan: RunPlan, a: str, b: str | None, acc: CoMome
     store.write_table(f"topk/{key}/rows", rows.astype(np.int32), ["unit_a", "rank"])
     store.write_table(f"topk/{key}/cols", cols.astype(np.int32), ["unit_b", "rank"])
     return table
+
+
+def check_existing_run(run_dir: str, config: MineConfig, overwrite: bool = False) -> None:
+    """Refuse, before any work, a run directory whose store has another configuration."""
+    from pathlib import Path
+
+    from .store import StoreMismatch
+
+    path = Path(run_dir) / "store.zarr"
+    if overwrite or "://" in str(run_dir) or not (path / "zarr.json").is_file():
+        return
+    stored = dict(RunStore(str(path), mode="r").attrs.get("config") or {})
+    stored.pop("weights_hashes", None)
+    asked = config.identity()
+    if stored and stored != asked:
+        diff = sorted(k for k in set(stored) | set(asked) if stored.get(k) != asked.get(k))
+        details = "; ".join(f"{k}: stored {stored.get(k)!r}, asked {asked.get(k)!r}" for k in diff)
+        raise StoreMismatch(
+            f"the run at {run_dir} was made with a different configuration ({details}); "
+            "use another --out directory, or --overwrite to discard it"
+        )
