@@ -7,6 +7,8 @@ and skip what is done. Nothing here imports Prefect.
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -77,12 +79,20 @@ def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
 
 @lru_cache(maxsize=16)
 def _model(name: str, weights: str, device: str):
-    return load(name, weights, device=device)
+    return load(name, weights, device=device), threading.Lock()
 
 
 def model(config: MineConfig, name: str, device: str = "cpu"):
     """The loaded adapter of ``name`` for this run (cached per process)."""
-    return _model(name, config.weights, device)
+    return _model(name, config.weights, device)[0]
+
+
+@contextmanager
+def using_model(config: MineConfig, name: str, device: str = "cpu"):
+    """The cached adapter, held exclusively: its hooks must not see another thread's calls."""
+    adapter, lock = _model(name, config.weights, device)
+    with lock:
+        yield adapter
 
 
 @dataclass(frozen=True)
@@ -212,8 +222,7 @@ def generate_chunk(store: RunStore, plan: RunPlan, chunk: int, device: str = "cp
     if _chunk_ok(store, plan, keys, chunk):
         return "skipped"
     start, stop = plan.chunks[chunk]
-    gen = model(cfg, cfg.generator, device)
-    with torch.no_grad():
+    with using_model(cfg, cfg.generator, device) as gen, torch.no_grad():
         latents = gen.sample_latents(cfg.seed, np.arange(start, stop))
         images, maps = gen.generate(latents, [l for l, _ in plan.layers[cfg.generator]])
     store.array("latents")[start:stop] = latents.cpu().numpy().astype(np.float32)
@@ -233,8 +242,7 @@ def extract_chunk(store: RunStore, plan: RunPlan, model_name: str, chunk: int, d
         return "skipped"
     start, stop = plan.chunks[chunk]
     images = torch.from_numpy(np.asarray(store.array("images")[start:stop]))
-    enc = model(cfg, model_name, device)
-    with torch.no_grad():
+    with using_model(cfg, model_name, device) as enc, torch.no_grad():
         maps = enc.activations(images.to(enc.device), [l for l, _ in plan.layers[model_name]])
     for layer, _ in plan.layers[model_name]:
         store.array(plan.activation_key(model_name, layer))[start:stop] = _to_store(maps[layer], cfg.dtype)
