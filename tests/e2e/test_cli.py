@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from cli_helpers import rosetta_command
 
 pytestmark = pytest.mark.e2e
 
 
 def rosetta(*args: str) -> subprocess.CompletedProcess:
-    exe = shutil.which("rosetta", path=str(Path(sys.executable).parent))
-    cmd = [exe] if exe else [sys.executable, "-m", "flows.cli"]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([*rosetta_command(), *args], capture_output=True, text=True, timeout=300)
 
 
 def test_demo_recovers_every_planted_pair():

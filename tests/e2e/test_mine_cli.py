@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 import tempfile
-from pathlib import Path
 
 import pytest
 import xarray as xr
+from cli_helpers import prefect_env, rosetta_command
 
 from rosetta_core.dictionary import validate_dictionary
 
@@ -19,16 +16,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def _rosetta(*args: str, home: str) -> subprocess.CompletedProcess:
-    exe = shutil.which("rosetta", path=str(Path(sys.executable).parent))
-    cmd = [exe] if exe else [sys.executable, "-m", "flows.cli"]
-    env = os.environ | {
-        "PREFECT_HOME": home,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-        "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
-    }
-    env.pop("PREFECT_API_URL", None)
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=900, env=env)
+    return subprocess.run([*rosetta_command(), *args], capture_output=True, text=True, timeout=900, env=prefect_env(home))
 
 
 def test_rosetta_mine_n128(tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from cli_helpers import prefect_env, rosetta_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -20,19 +20,11 @@ ARGS = ["mine", "--n", "48", "--k", "3", "--chunk-size", "8", "--weights", "rand
         "--encoders", "mini-resnet.sup,mini-vit.mae"]
 
 
-def _env(home: str) -> dict:
-    env = os.environ | {
-        "PREFECT_HOME": home,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-        "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
-    }
-    env.pop("PREFECT_API_URL", None)
-    return env
+_env = prefect_env
 
 
 def _cmd(out: Path) -> list[str]:
-    return [sys.executable, "-m", "flows.cli", *ARGS, "--out", str(out)]
+    return [*rosetta_command(), *ARGS, "--out", str(out)]
 
 
 def _flags(out: Path, key: str) -> int:
