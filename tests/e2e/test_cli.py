@@ -30,3 +30,17 @@ def test_bad_option_is_one_clear_error_without_traceback():
 def test_version():
     proc = rosetta("--version")
     assert proc.returncode == 0 and "rosetta-neurons" in proc.stdout
+
+
+def test_zoo_list_json_lists_every_embedded_model():
+    import json
+
+    proc = rosetta("zoo", "list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {row["name"]: row for row in json.loads(proc.stdout)}
+    assert {"mini-gen", "mini-resnet.sup", "mini-resnet.ssl", "mini-vit.mae", "mini-clip.rn"} <= set(rows)
+    assert rows["mini-gen"]["kind"] == "generator" and rows["mini-vit.mae"]["kind"] == "encoder"
+    for row in rows.values():
+        assert row["total_units"] == sum(layer["units"] for layer in row["layers"]) > 0
+    text = rosetta("zoo", "list")
+    assert "mini-resnet.sup  [encoder]" in text.stdout and "total units" in text.stdout
