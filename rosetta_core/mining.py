@@ -155,6 +155,14 @@ def check_config(config: MineConfig) -> None:
     for name in config.encoders:
         if get_spec(name).kind != "encoder":
             raise ValueError(f"encoders: {name!r} is a generator; give encoder model names")
+    if config.weights == "trained":
+        names = (config.generator, *config.encoders)
+        missing = [n for n in names if get_spec(n).weights_file is None or not get_spec(n).weights_file.is_file()]
+        if missing:
+            raise ValueError(
+                f"no trained weights for {', '.join(missing)}; train them (see the model zoo section of the "
+                "README), choose other --encoders, or run the null control with --weights random"
+            )
     classes = gen.extra.get("classes")
     if config.class_index is not None and not classes:
         raise ValueError(

@@ -100,6 +100,21 @@ def test_training_steps_reduce_loss():
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
 
 
+def test_loss_weights_objects_and_outlines():
+    from rosetta_core.zoo.embedded.gen_recipes import training_tensors
+
+    scenes = render_batch(2, range(6), GEN_WORLD)
+    latents, target, weight = training_tensors(scenes, 2, mask_weight=5.0, dilate=2, contour_weight=10.0)
+    assert tuple(latents.shape) == (6, LATENT_DIM) and tuple(weight.shape) == (6, 1, 64, 64)
+    assert target.min() >= -1 and target.max() <= 1
+    w = weight[:, 0].numpy()
+    inside = scenes.object_masks.any(axis=1)
+    assert np.all(w[scenes.contour] == 15.0)
+    far = ~inside & (w < 2)
+    assert far.mean() > 0.3 and np.all(w[far] == 1.0)
+    assert set(np.unique(w)) <= {1.0, 5.0, 11.0, 15.0}
+
+
 def test_lr_schedule_constant_then_cosine():
     recipe = GenRecipe(MiniGenerator(widths=(8, 8, 8, 8, 8)), lr=1e-3, total_steps=100, decay_frac=0.4)
     assert recipe.lr_at(0) == recipe.lr_at(60) == 1e-3
@@ -127,6 +142,17 @@ def test_gate_numbers_hand_made():
     intended[2], intended[7], intended[9] = c, t, x
     out = gate_numbers(probs, intended, classes, ("circle", "square", "triangle", "cross"))
     assert (out["confident"], out["agreement"], out["passed"]) == (1.0, 1.0, True)
+    # presence classifier on two-object scenes: the top kind may be the smaller object's kind
+    two = np.array([[0.99, 0.98, 0.0, 0.0, 0.0],    # top circle, intended square (0.98): agrees
+                    [0.99, 0.40, 0.0, 0.0, 0.0],    # top circle, intended square missed: no
+                    [0.0, 0.0, 0.97, 0.0, 0.95],    # top triangle not asked (cross + square): no
+                    [0.0, 0.0, 0.0, 0.0, 0.96]])    # top cross == intended: agrees
+    asked = np.zeros((4, 5), dtype=bool)
+    asked[0, [c, s]] = asked[1, [c, s]] = asked[2, [x, s]] = asked[3, [x]] = True
+    out = gate_numbers(two, np.array([s, s, x, x]), classes, ("circle",), present=asked)
+    assert out["agreement_strict"] == pytest.approx(0.25) and out["agreement"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="present"):
+        gate_numbers(two, np.array([s, s, x, x]), classes, ("circle",), present=asked[:, :4])
     with pytest.raises(ValueError, match="probabilities"):
         gate_numbers(probs * 3, intended, classes, ("circle",))
     with pytest.raises(ValueError, match="shape"):
@@ -166,7 +192,8 @@ def test_pixel_metrics_true_vs_blank():
 def test_fp16_weights_load_as_float32(gen, tmp_path):
     from safetensors.torch import save_file
 
-    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in gen.module.state_dict().items()}
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous()
+             for k, v in gen.module.state_dict().items()}
     save_file(state, str(tmp_path / "g.safetensors"))
     again = load("mini-gen", weights=str(tmp_path / "g.safetensors"))
     assert all(p.dtype == torch.float32 for p in again.module.parameters())

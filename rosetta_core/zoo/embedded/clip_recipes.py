@@ -41,7 +41,9 @@ class CLIPRecipe:
                  weight_decay: float = 0.1, seed: int = TRAIN_SEED):
         if total_steps < 1 or batch_size < 2:
             raise ValueError(f"total_steps={total_steps} must be >= 1 and batch_size={batch_size} >= 2")
-        self.adapter = MiniCLIPAdapter(build_clip())
+        with torch.random.fork_rng(devices=[]):  # the initialisation depends on ``seed`` only
+            torch.manual_seed(seed)
+            self.adapter = MiniCLIPAdapter(build_clip())
         self.total_steps, self.batch_size, self.seed, self.base_lr = total_steps, batch_size, seed, lr
         self.criterion = ClipLoss()
         params = [p for p in self.adapter.module.parameters() if p.requires_grad]
@@ -81,7 +83,7 @@ class CLIPRecipe:
         self.optimizer.step()
         with torch.no_grad():  # as in CLIP: the temperature may not exceed 100
             model.logit_scale.clamp_(0, math.log(100))
-        return {"loss": float(loss.detach()), "lr": lr, "logit_scale": float(model.logit_scale.exp())}
+        return {"loss": float(loss.detach()), "lr": lr, "logit_scale": float(model.logit_scale.detach().exp())}
 
     def state_dict(self) -> dict:
         return {"model": self.adapter.module.state_dict(), "optimizer": self.optimizer.state_dict()}

@@ -29,7 +29,7 @@ __all__ = ["NAME", "EMBED_DIM", "VISION_CFG", "TEXT_CFG", "MiniCLIPAdapter", "bu
 
 NAME = "mini-clip.rn"
 EMBED_DIM = 128
-VISION_CFG = CLIPVisionCfg(layers=(1, 1, 1, 1), width=32, head_width=64, image_size=64)
+VISION_CFG = CLIPVisionCfg(layers=(1, 1, 1, 1), width=16, head_width=64, image_size=64)
 TEXT_CFG = CLIPTextCfg(context_length=32, vocab_size=49408, width=64, heads=4, layers=2)
 STAGES = ("visual.layer1", "visual.layer2", "visual.layer3", "visual.layer4")
 

@@ -18,11 +18,13 @@ Architecture (every block output is a post-ReLU map, hookable by name)::
     block2  up x2 (nearest), CoordConv 3x3 -> 128, conditional BN, ReLU       (n, 128,  8,  8)
     block3  up x2, CoordConv 3x3 -> 64, conditional BN, ReLU                  (n,  64, 16, 16)
     block4  up x2, CoordConv 3x3 -> 48, conditional BN, ReLU                  (n,  48, 32, 32)
-    block5  up x2, CoordConv 3x3 -> 32, conditional BN, ReLU                  (n,  32, 64, 64)
+    block5  up x2, CoordConv 3x3 -> 64, conditional BN, ReLU                  (n,  64, 64, 64)
     to_rgb  CoordConv 3x3 -> 3, tanh                                          (n,   3, 64, 64)
 
-CoordConv appends the pixel coordinates (x, y in [-1, 1]) as two input channels; conditional
-batch norm (FiLM) is ``BN(h) * (1 + gamma(latent)) + beta(latent)`` with ``gamma``, ``beta``
+CoordConv appends the pixel coordinates (x, y in [-1, 1]) as two input channels and, per object
+slot of the scene code, the coordinates relative to the slot's centre ``dx = x - cx``,
+``dy = y - cy``, their length, ``|dx|`` and ``|dy|``, zero for an absent slot (``2 + 5 *
+max_objects`` channels, computed from the latent, so positions stay differentiable); conditional batch norm (FiLM) is ``BN(h) * (1 + gamma(latent)) + beta(latent)`` with ``gamma``, ``beta``
 linear in the latent and zero-initialised (so training starts as a plain batch-norm decoder).
 """
 
@@ -35,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...data import WorldConfig, code_dim, render_batch
+from ...data import WorldConfig, code_dim, code_layout, render_batch
 from ...hooks import capture
 from ..base import GeneratorAdapter, LayerInfo
 from ..registry import ModelSpec, register
@@ -54,7 +56,7 @@ Z_STREAM = 7919  # third entry of the noise seed [seed, index, Z_STREAM]: keeps 
 CODE_DIM = code_dim(GEN_WORLD)
 LATENT_DIM = CODE_DIM + Z_DIM
 IMAGE_SIZE = 64
-WIDTHS = (256, 128, 64, 48, 32)  # channels of block1..block5 (grids 4, 8, 16, 32, 64)
+WIDTHS = (256, 128, 64, 48, 64)  # channels of block1..block5 (grids 4, 8, 16, 32, 64)
 NAME = "mini-gen"
 
 
@@ -77,28 +79,50 @@ class ConditionalBatchNorm(nn.Module):
         return self.norm(h) * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
 
 
-def _coords(h: torch.Tensor) -> torch.Tensor:
-    """``h (n, c, H, W)`` -> ``(n, c + 2, H, W)`` with x, y pixel-centre coordinates in [-1, 1]."""
+def _slot_columns(world: WorldConfig) -> tuple[tuple[int, int, int], ...]:
+    """Latent columns (present flag, centre x, centre y) of every object slot of ``world``."""
+    layout = code_layout(world.max_objects)
+    return tuple((layout[f"object{j}.present"].start, layout[f"object{j}.centre"].start,
+                  layout[f"object{j}.centre"].start + 1) for j in range(world.max_objects))
+
+
+def _coords(h: torch.Tensor, latents: torch.Tensor, slots: tuple[tuple[int, int, int], ...]) -> torch.Tensor:
+    """CoordConv input: ``h (n, c, H, W)`` -> ``(n, c + 2 + 5 * len(slots), H, W)``.
+
+    Appends the pixel-centre coordinates x, y in [-1, 1]; then per object slot of the latent
+    the coordinates relative to that slot's centre ``dx = x - cx``, ``dy = y - cy`` and their
+    length; then per slot ``|dx|``, ``|dy|``. Slot channels are times the slot's present flag
+    (zero for an absent slot). All are differentiable w.r.t. the latents.
+    """
     n, _, rows, cols = h.shape
     ys = (torch.arange(rows, dtype=h.dtype, device=h.device) + 0.5) * (2 / rows) - 1
     xs = (torch.arange(cols, dtype=h.dtype, device=h.device) + 0.5) * (2 / cols) - 1
     grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"))  # (2, H, W): x then y
-    return torch.cat([h, grid.expand(n, 2, rows, cols)], dim=1)
+    extra, folded = [h, grid.expand(n, 2, rows, cols)], []
+    for present, cx, cy in slots:
+        flag = latents[:, present, None, None, None]
+        dx = grid[0] - latents[:, cx, None, None]
+        dy = grid[1] - latents[:, cy, None, None]
+        radius = torch.sqrt(dx * dx + dy * dy + 1e-4)
+        extra.append(torch.stack([dx, dy, radius], dim=1) * flag)
+        folded.append(torch.stack([dx.abs(), dy.abs()], dim=1) * flag)
+    return torch.cat(extra + folded, dim=1)
 
 
 class UpBlock(nn.Module):
     """``(n, c_in, s, s)`` -> nearest x2 -> CoordConv 3x3 -> conditional BN -> ReLU ->
     ``(n, c_out, 2s, 2s)``; ``act`` is the hookable ReLU module."""
 
-    def __init__(self, c_in: int, c_out: int, latent_dim: int):
+    def __init__(self, c_in: int, c_out: int, latent_dim: int, slots: tuple[tuple[int, int, int], ...]):
         super().__init__()
-        self.conv = nn.Conv2d(c_in + 2, c_out, 3, padding=1, bias=False)
+        self.slots = slots
+        self.conv = nn.Conv2d(c_in + 2 + 5 * len(slots), c_out, 3, padding=1, bias=False)
         self.norm = ConditionalBatchNorm(c_out, latent_dim)
         self.act = nn.ReLU()
 
     def forward(self, h: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         h = F.interpolate(h, scale_factor=2.0, mode="nearest")
-        return self.act(self.norm(self.conv(_coords(h)), latent))
+        return self.act(self.norm(self.conv(_coords(h, latent, self.slots)), latent))
 
 
 class MiniGenerator(nn.Module):
@@ -108,18 +132,20 @@ class MiniGenerator(nn.Module):
     ReLU modules whose outputs are the post-nonlinearity maps at 4, 8, 16, 32 and 64 pixels.
     """
 
-    def __init__(self, latent_dim: int = LATENT_DIM, widths: Sequence[int] = WIDTHS):
+    def __init__(self, latent_dim: int = LATENT_DIM, widths: Sequence[int] = WIDTHS,
+                 world: WorldConfig = GEN_WORLD):
         super().__init__()
         if len(widths) != 5:
             raise ValueError(f"widths={tuple(widths)} is invalid: expected 5 channel counts (4..64 px)")
         self.latent_dim, self.widths = latent_dim, tuple(int(w) for w in widths)
+        self.slots = _slot_columns(world)
         self.stem = nn.Linear(latent_dim, self.widths[0] * 16)
         self.stem_norm = ConditionalBatchNorm(self.widths[0], latent_dim)
         self.stem_act = nn.ReLU()
         self.ups = nn.ModuleList(
-            UpBlock(a, b, latent_dim) for a, b in zip(self.widths[:-1], self.widths[1:])
+            UpBlock(a, b, latent_dim, self.slots) for a, b in zip(self.widths[:-1], self.widths[1:])
         )
-        self.to_rgb = nn.Conv2d(self.widths[-1] + 2, 3, 3, padding=1)
+        self.to_rgb = nn.Conv2d(self.widths[-1] + 2 + 5 * len(self.slots), 3, 3, padding=1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
@@ -137,7 +163,7 @@ class MiniGenerator(nn.Module):
         h = self.stem_act(self.stem_norm(h, latents))
         for block in self.ups:
             h = block(h, latents)
-        return torch.tanh(self.to_rgb(_coords(h)))
+        return torch.tanh(self.to_rgb(_coords(h, latents, self.slots)))
 
 
 def latents_from_codes(codes: np.ndarray, seed: int, indices: Sequence[int] | np.ndarray) -> torch.Tensor:

@@ -26,7 +26,7 @@ __all__ = ["NAME", "VIT_CONFIG", "MiniViTAdapter", "build_vit", "build_adapter"]
 NAME = "mini-vit.mae"
 #: keyword arguments of timm's VisionTransformer (the architecture as data)
 VIT_CONFIG = dict(
-    img_size=64, patch_size=8, embed_dim=192, depth=6, num_heads=4, mlp_ratio=4.0,
+    img_size=64, patch_size=8, embed_dim=128, depth=6, num_heads=4, mlp_ratio=4.0,
     num_classes=0, global_pool="avg", class_token=True,
 )
 

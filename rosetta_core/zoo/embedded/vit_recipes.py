@@ -90,28 +90,34 @@ class MAERecipe:
     """One MAE step per call; the encoder is ``self.adapter.module`` (a timm ViT).
 
     ``total_steps`` sets the schedule: linear warm-up over the first 5%, cosine decay to 0.
+    ``norm_floor`` is added to each patch's pixel variance before normalising the target
+    (MAE uses 1e-6); a floor keeps the near-flat background patches of this world from turning
+    pixel grain into a loud, unpredictable target. Pixels are in the model's normalised units.
     """
 
     name = "mini-vit.mae"
 
     def __init__(self, total_steps: int, batch_size: int = 64, lr: float = 1.5e-3,
-                 mask_ratio: float = 0.75, weight_decay: float = 0.05, seed: int = TRAIN_SEED):
+                 mask_ratio: float = 0.75, weight_decay: float = 0.05, seed: int = TRAIN_SEED,
+                 norm_floor: float = 0.05):
         if total_steps < 1 or batch_size < 2:
             raise ValueError(f"total_steps={total_steps} must be >= 1 and batch_size={batch_size} >= 2")
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"mask_ratio={mask_ratio} is invalid: expected a number in (0, 1)")
-        self.adapter = MiniViTAdapter(build_vit())
-        vit = self.adapter.module
-        grid = tuple(vit.patch_embed.grid_size)
+        with torch.random.fork_rng(devices=[]):  # the initialisation depends on ``seed`` only
+            torch.manual_seed(seed)
+            self.adapter = MiniViTAdapter(build_vit())
+            vit = self.adapter.module
+            grid = tuple(vit.patch_embed.grid_size)
+            self.patch = vit.patch_embed.patch_size[0]
+            self.decoder = MAEDecoder(vit.embed_dim, grid, self.patch)
         with torch.no_grad():
             pos = build_sincos2d_pos_embed(list(grid), dim=vit.embed_dim)
             vit.pos_embed[:, vit.num_prefix_tokens:] = pos
             vit.pos_embed[:, : vit.num_prefix_tokens] = 0.0
         vit.pos_embed.requires_grad_(False)
-        self.patch = vit.patch_embed.patch_size[0]
-        self.decoder = MAEDecoder(vit.embed_dim, grid, self.patch)
         self.total_steps, self.batch_size, self.seed = total_steps, batch_size, seed
-        self.mask_ratio, self.base_lr = mask_ratio, lr
+        self.mask_ratio, self.base_lr, self.norm_floor = mask_ratio, lr, norm_floor
         params = [p for p in vit.parameters() if p.requires_grad] + list(self.decoder.parameters())
         decay = [p for p in params if p.ndim >= 2]
         no_decay = [p for p in params if p.ndim < 2]
@@ -151,7 +157,7 @@ class MAERecipe:
         pred = self.decoder(encoded, restore)
         target = _patchify(x, self.patch)
         mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
-        target = (target - mean) / (var + 1e-6).sqrt()
+        target = (target - mean) / (var + self.norm_floor).sqrt()
         per_patch = ((pred - target) ** 2).mean(-1)
         return (per_patch * mask).sum() / mask.sum()
 
