@@ -15,8 +15,9 @@ Hooked layers: the four stages ``layer1`` .. ``layer4`` (timm's names). A stage 
 - ``mini-resnet.sup`` is supervised on multi-label presence: its ``fc`` gives
   :data:`N_OUTPUTS` logits, one per kind in ``KINDS`` (is an object of that kind visible?) then
   one per colour in ``COLOURS``; see :func:`classify` and :func:`classify_kinds`.
-- ``mini-resnet.ssl`` is self-supervised (SimCLR); it has no classifier (``fc`` is the
-  identity) and its projection head was a training device only.
+- ``mini-resnet.ssl`` is self-supervised (SimCLR plus a dense contrastive term between the
+  ``layer3`` cells of the two views); it has no classifier (``fc`` is the identity) and its
+  projection heads were training devices only.
 
 Label task and gates (:func:`evaluate_sup`, :func:`evaluate_ssl`): multi-label presence, which
 of the ``KINDS`` and which of the ``COLOURS`` some visible object of the scene shows.
@@ -306,8 +307,8 @@ registry.register(
         name=SSL_NAME,
         kind="encoder",
         arch=_ARCH.format(**RESNET_CONFIG),
-        description="a small ResNet self-supervised with SimCLR (two augmented views, NT-Xent) "
-        "on the procedural shapes world; no labels",
+        description="a small ResNet self-supervised with SimCLR (two augmented views, NT-Xent, "
+        "plus a dense NT-Xent between matching layer3 cells) on the procedural shapes world; no labels",
         build=build_ssl,
         weights_file=WEIGHTS_DIR / f"{SSL_NAME}.safetensors",
         source="embedded: SimCLR on rosetta_core.data shapes (bench/train_resnet.py)",

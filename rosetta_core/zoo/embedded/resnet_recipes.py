@@ -12,7 +12,9 @@ The label task, the evaluations and the gates live in ``mini_resnet.py`` (``pres
   chosen shading style and background texture of :data:`SSL_MIX` (same objects: a
   rendering-level augmentation), then randomly cropped, flipped, colour-jittered (hue over the
   whole circle, so that views are matched by shapes rather than colours), greyed, blurred and
-  noised; NT-Xent loss on the output of a projection MLP that is used only for training.
+  noised; NT-Xent loss on the output of a projection MLP, plus a dense NT-Xent between the
+  ``layer3`` cells of the two views that show the same place of the scene (known from the crop
+  and flips). Both projection heads are used only for training.
 
 Batches and augmentations come from the step number alone (scene indices ``step * batch ..``
 of the recipe's world seed, and ``torch.Generator`` seeded by ``(seed, step)``), so a resumed
@@ -50,10 +52,15 @@ TRAIN_MIX = (
 #: SimCLR renders the two views of a scene with two options drawn from this mix: the shading
 #: style and the background texture change, the objects stay (the world draws the same objects
 #: whatever the shading and textures; the simple world draws other scenes, so it is left out)
-SSL_MIX = tuple(
-    (weight / len(TEXTURES), WorldConfig(shading=shading, textures=(texture,)), "photo")
-    for weight, shading in ((0.35, 0.45), (0.2, 0.0), (0.15, 0.9)) for texture in TEXTURES
-) + ((0.15, WorldConfig(), "cartoon"),)
+def ssl_mix(**world) -> tuple:
+    """The SimCLR rendering options; ``world`` overrides ``WorldConfig`` fields in all of them."""
+    return tuple(
+        (weight / len(TEXTURES), WorldConfig(shading=shading, textures=(texture,), **world), "photo")
+        for weight, shading in ((0.35, 0.45), (0.2, 0.0), (0.15, 0.9)) for texture in TEXTURES
+    ) + ((0.15, WorldConfig(**world), "cartoon"),)
+
+
+SSL_MIX = ssl_mix()
 #: colour jitter of the SimCLR views: brightness, contrast, saturation, hue (fraction of a turn)
 SSL_JITTER = (0.4, 0.4, 0.4, 0.5)
 
