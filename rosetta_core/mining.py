@@ -302,7 +302,7 @@ def check_existing_run(run_dir: str, config: MineConfig, overwrite: bool = False
     """Refuse, before any work, a run directory whose store has another configuration."""
     from pathlib import Path
 
-    from .store import StoreMismatch
+    from .store import config_mismatch
 
     path = Path(run_dir) / "store.zarr"
     if overwrite or "://" in str(run_dir) or not (path / "zarr.json").is_file():
@@ -311,9 +311,4 @@ def check_existing_run(run_dir: str, config: MineConfig, overwrite: bool = False
     stored.pop("weights_hashes", None)
     asked = config.identity()
     if stored and stored != asked:
-        diff = sorted(k for k in set(stored) | set(asked) if stored.get(k) != asked.get(k))
-        details = "; ".join(f"{k}: stored {stored.get(k)!r}, asked {asked.get(k)!r}" for k in diff)
-        raise StoreMismatch(
-            f"the run at {run_dir} was made with a different configuration ({details}); "
-            "use another --out directory, or --overwrite to discard it"
-        )
+        raise config_mismatch(str(run_dir), stored, asked)

@@ -33,6 +33,16 @@ class StoreMismatch(ValueError):
     """The store on disk was made with a different configuration or store version."""
 
 
+def config_mismatch(where: str, stored: dict[str, Any], asked: dict[str, Any]) -> StoreMismatch:
+    """The error for a run directory made with another configuration, naming every difference."""
+    diff = sorted(k for k in set(stored) | set(asked) if stored.get(k) != asked.get(k))
+    details = "; ".join(f"{k}: stored {stored.get(k)!r}, asked {asked.get(k)!r}" for k in diff)
+    return StoreMismatch(
+        f"the run at {where} was made with a different configuration ({details}); "
+        "use another --out directory, or --overwrite to discard it"
+    )
+
+
 def pair_key(a: str, b: str) -> str:
     return f"{a}__{b}"
 
@@ -64,12 +74,7 @@ class RunStore:
                 f"reads version {STORE_VERSION}: use a new --out directory or --overwrite"
             )
         if stored is not None and stored != config and not overwrite:
-            diff = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
-            details = "; ".join(f"{k}: stored {stored.get(k)!r}, asked {config.get(k)!r}" for k in diff)
-            raise StoreMismatch(
-                f"the run at {self.path} was made with a different configuration ({details}); "
-                "use another --out directory, or --overwrite to discard it"
-            )
+            raise config_mismatch(self.path, stored, config)
         self.group.attrs.update({"config": config, "store_version": STORE_VERSION})
 
     # -- arrays ----------------------------------------------------------------------------
