@@ -45,6 +45,7 @@ _NULL_COLOR = (220, 90, 40)
 
 
 from ._parts import (
+    _centring_html,
     _Row,
     _check_int,
     _load,
@@ -59,47 +60,6 @@ from ._parts import (
     _unit_name,
     _CSS,
 )
-
-
-def _centring_html(center: str, true_mean: float | None, null_mean: float | None, null_pair: str | None) -> str:
-    if center == "position":
-        used = (
-            "<strong>position</strong> centring: at every position the unit's mean over all "
-            "images is subtracted from its map before the Pearson correlation, so only how a unit "
-            "varies <em>across images</em> at a place counts."
-        )
-    else:
-        used = (
-            "<strong>global</strong> centring (paper Eq. 1): one mean per unit, over all images "
-            "and positions, is subtracted before the Pearson correlation."
-        )
-    out = [
-        '<div class="centring" id="centring">',
-        f"<p>This run used {used}</p>",
-        "<p>Why position centring exists: with global centring, units that share only a layout "
-        "prior (both fire near the image centre, or along the borders) still correlate when "
-        "nothing in the images links them: even when one model's image order is shuffled, so "
-        "that its maps belong to other images, such units come out as best buddies. Subtracting "
-        "each position's mean over images removes that shared layout. Measured on this "
-        "project's models, the shuffled null's best-buddy correlations fell from 0.61-0.65 "
-        "(global) to at most 0.08 (position), while true matches kept 0.6-0.8.</p>",
-    ]
-    if null_mean is not None and null_pair is not None:
-        sentence = (
-            f"In this run the shuffled null of <code>{escape(null_pair)}</code> has a mean "
-            f"best-buddy correlation of <span data-stat=\"centring/null_mean\">{null_mean:.3f}</span>"
-        )
-        if true_mean is not None:
-            sentence += f", against {true_mean:.3f} for the true best buddies of that pair"
-        sentence += "."
-        if null_mean > 0.3:
-            sentence += (
-                ' <span class="warn">That is high: some best buddies of this run may share only '
-                "a layout prior; a run with position centring separates them.</span>"
-            )
-        out.append(f"<p>{sentence}</p>")
-    out.append("</div>")
-    return "\n".join(out)
 
 
 class _Page:
