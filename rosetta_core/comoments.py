@@ -92,11 +92,12 @@ class CoMoments:
 
     # -- building --------------------------------------------------------------------------
     @classmethod
-    def _blank(cls, like: "CoMoments") -> "CoMoments":
-        """Same layout as ``like``, with no arrays allocated (filled by the caller)."""
+    def _blank(cls, center: str, shapes_a: list, shapes_b: list | None) -> "CoMoments":
+        """A layout with no arrays allocated (filled by the caller); ``shapes_b=None``: self."""
         out = cls.__new__(cls)
-        out.center, out.symmetric = like.center, like.symmetric
-        out.shapes_a, out.shapes_b = like.shapes_a, like.shapes_b
+        out.center, out.symmetric = center, shapes_b is None
+        out.shapes_a = [tuple(int(v) for v in s) for s in shapes_a]
+        out.shapes_b = out.shapes_a if shapes_b is None else [tuple(int(v) for v in s) for s in shapes_b]
         out.n_, out.mean_a_, out.mean_b_ = 0, [], []
         out.m2_a_, out.m2_b_, out.cross_ = {}, {}, {}
         return out
@@ -116,9 +117,7 @@ class CoMoments:
         _check_center(center)
         a = [np.asarray(x, dtype=np.float32) for x in a]
         b = None if b is None else [np.asarray(x, dtype=np.float32) for x in b]
-        acc = cls._blank(cls([], None if b is None else [], center))
-        acc.shapes_a = [tuple(x.shape[1:]) for x in a]
-        acc.shapes_b = acc.shapes_a if b is None else [tuple(x.shape[1:]) for x in b]
+        acc = cls._blank(center, [x.shape[1:] for x in a], None if b is None else [x.shape[1:] for x in b])
         acc.n_ = a[0].shape[0]
         # Moments of the position-centred chunk. The means are summed in float32 over a
         # chunk's images; centring by them only adds n * eps^2 terms to the moments.
@@ -194,7 +193,7 @@ class CoMoments:
             return (self if other.n_ == 0 else other).copy()
         n1, n2 = self.n_, other.n_
         n = n1 + n2
-        out = CoMoments._blank(self)
+        out = CoMoments._blank(self.center, self.shapes_a, None if self.symmetric else self.shapes_b)
         out.n_ = n
         da = [m2 - m1 for m1, m2 in zip(self.mean_a_, other.mean_a_)]
         db = da if self.symmetric else [m2 - m1 for m1, m2 in zip(self.mean_b_, other.mean_b_)]
