@@ -16,7 +16,9 @@ from torch import nn
 
 from .base import ModelAdapter
 
-__all__ = ["ModelSpec", "register", "get_spec", "list_models", "load", "load_state", "weights_hash"]
+__all__ = [
+    "ModelSpec", "register", "get_spec", "list_models", "load", "load_state", "weights_for", "weights_hash",
+]
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,11 @@ class ModelSpec:
     weights_file: Path | None = None
     source: str = "random"
     extra: dict = field(default_factory=dict)
+    #: for models whose weights come from outside the package (the paper zoo): loads
+    #: "pretrained" or a file path into the adapter and returns where they came from
+    load_weights: Callable[[ModelAdapter, str], str] | None = None
+    #: raises ValueError when those weights cannot be had (offline, no local file), no model built
+    check_weights: Callable[[str], None] | None = None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -53,6 +60,27 @@ def register(spec: ModelSpec) -> ModelSpec:
 
 def _ensure_builtin() -> None:
     from . import embedded  # noqa: F401  (registers the embedded zoo on import)
+    from . import paper  # noqa: F401  (registers the paper's models on import)
+
+
+def weights_for(name: str, weights: str) -> str:
+    """The weights choice of model ``name`` from a run's ``weights`` string.
+
+    ``weights`` is one choice for every model ("trained", "pretrained", "random" or a file path),
+    optionally followed by per-model overrides ``NAME=CHOICE`` separated by commas, e.g.
+    ``pretrained,stylegan2.lsun-cat=/ckpt/cat.pt``. A string of overrides only leaves the other
+    models at "trained".
+    """
+    default, overrides = "trained", {}
+    for part in (p.strip() for p in weights.split(",")):
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        if sep and key.strip() and not Path(part).exists():
+            overrides[key.strip()] = value.strip()
+        else:
+            default = part
+    return overrides.get(name, default)
 
 
 def list_models() -> list[ModelSpec]:
@@ -102,18 +130,24 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: str) -
 def load(name: str, weights: str = "trained", *, seed: int = 0, device: str = "cpu") -> ModelAdapter:
     """Build model ``name``.
 
-    ``weights``: ``"trained"`` (the registry's default file), ``"random"`` (the same
-    architecture with a seeded random init: the null control), or a path to a
-    ``.safetensors`` file. The adapter's ``weights`` attribute records the source and
+    ``weights``: ``"trained"`` or ``"pretrained"`` (the registry's default file, or for the
+    paper's models the library's own hub), ``"random"`` (the same architecture with a seeded
+    random init: the null control), or a path to a weights file; per-model overrides as in
+    :func:`weights_for`. The adapter's ``weights`` attribute records the source and
     ``weights_hash`` its hash.
     """
     spec = get_spec(name)
+    weights = weights_for(name, weights)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         adapter = spec.build()
     if weights == "random":
         adapter.weights = f"random(seed={seed})"
+    elif spec.load_weights is not None:
+        adapter.weights = spec.load_weights(adapter, weights)
     else:
+        if weights == "pretrained":
+            weights = "trained"
         path = spec.weights_file if weights == "trained" else Path(weights)
         if path is None or not Path(path).is_file():
             where = "this model ships no weights" if path is None else f"expected {path}"

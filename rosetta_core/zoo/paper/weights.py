@@ -1,0 +1,103 @@
+"""Where the paper's model weights come from, and reading local weight files safely.
+
+Three choices per model (``--weights``): ``pretrained`` uses the library's own hub (timm and
+open_clip: the Hugging Face hub cache; DINO ResNet-50: ``torch.hub``; BigGAN: the
+``pytorch-pretrained-biggan`` cache); a file PATH (``.safetensors``, or a torch checkpoint read
+with ``weights_only=True``, never unpickling code); ``random`` (seeded init, in the registry).
+
+Offline, a missing file is one :class:`ValueError` naming the file expected, where it goes and
+how to pass a local copy instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "WEIGHTS_HOME", "read_checkpoint", "state_from_checkpoint", "hub_file", "reachable", "missing_weights",
+    "require_hf_file",
+]
+
+#: local weights of models without a library hub (StyleGAN2): ``$ROSETTA_WEIGHTS_DIR`` or
+#: ``~/.cache/rosetta-neurons/weights``
+WEIGHTS_HOME = Path(os.environ.get("ROSETTA_WEIGHTS_DIR", Path.home() / ".cache" / "rosetta-neurons" / "weights"))
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """The content of a weights file: a safetensors dict, or a torch checkpoint read with
+    ``weights_only=True`` (tensors, dicts, lists and numbers only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"weights file {str(path)!r} does not exist; pass an existing file, 'pretrained' or 'random'")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError and friends: the file holds more than tensors
+        raise ValueError(
+            f"weights file {str(path)!r} cannot be read as tensors only (weights_only=True): "
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}; convert it to "
+            "a state dict (.safetensors or .pt), or for NVIDIA network pickles use a stylegan-xl/"
+            "stylegan3 model with --trust-pickle"
+        ) from None
+
+
+def state_from_checkpoint(content: Any, keys: tuple[str, ...], source: str) -> dict[str, torch.Tensor]:
+    """The state dict inside a checkpoint: the first of ``keys`` present (e.g. ``g_ema``,
+    ``state_dict``), else the checkpoint itself when it is a flat dict of tensors."""
+    if isinstance(content, dict):
+        for key in keys:
+            if isinstance(content.get(key), dict):
+                return content[key]
+        if content and all(isinstance(v, torch.Tensor) for v in content.values()):
+            return content
+    found = sorted(content)[:8] if isinstance(content, dict) else type(content).__name__
+    raise ValueError(f"weights {source}: no state dict found; expected one of {list(keys)} or a flat dict of tensors, found {found}")
+
+
+def reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``host`` opens within ``timeout`` seconds (the hub check)."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("ROSETTA_OFFLINE") == "1":
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def missing_weights(name: str, expected: str, fetch: str) -> ValueError:
+    """The one error for pretrained weights that are neither cached nor downloadable."""
+    return ValueError(
+        f"no pretrained weights for {name!r}: this machine is offline and {expected} is not there. "
+        f"Fetch it on a machine with internet ({fetch}) and copy it to that place, or pass a local "
+        f"file with --weights {name}=PATH (.safetensors or a torch state dict), or use --weights random"
+    )
+
+
+def hub_file(repo: str, filenames: tuple[str, ...]) -> str | None:
+    """The first of ``filenames`` of Hugging Face repo ``repo`` already in the local hub cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in filenames:
+        hit = try_to_load_from_cache(repo, filename)
+        if isinstance(hit, str) and Path(hit).is_file():
+            return hit
+    return None
+
+
+def require_hf_file(name: str, repo: str, filenames: tuple[str, ...]) -> None:
+    """Raise :func:`missing_weights` unless the hub file is cached or the hub is reachable."""
+    if hub_file(repo, filenames) is not None or reachable("huggingface.co"):
+        return
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    where = f"{filenames[0]} of the Hugging Face repo {repo} (cache: {HF_HUB_CACHE})"
+    raise missing_weights(name, where, f"huggingface-cli download {repo} {filenames[0]}")
