@@ -41,7 +41,7 @@ from rosetta_core.zoo.embedded.gen_recipes import (  # noqa: E402
 from rosetta_core.zoo.embedded.mini_gen import (  # noqa: E402
     GEN_WORLD, LATENT_DIM, MiniGenAdapter, NAME, WIDTHS, Z_DIM, CODE_DIM,
 )
-from rosetta_core.zoo.training import train  # noqa: E402
+from rosetta_core.zoo.training import steps_for_seconds, train  # noqa: E402
 
 CLASSIFIER = "mini-resnet.sup"
 GRID_N = 32
@@ -162,12 +162,23 @@ def main() -> int:
     ap.add_argument("--export-only", action="store_true")
     ap.add_argument("--docs", type=Path, default=ROOT / "docs")
     ap.add_argument("--card-note", default="", help="extra text for the model card's Training section")
+    ap.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda)")
+    ap.add_argument("--workers", type=int, default=0, help="processes rendering batches ahead (0: none)")
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="wall-time budget: set --steps to what fits (measured on a throwaway recipe)")
+    ap.add_argument("--train-only", action="store_true", help="stop after training (gate later, --export-only)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from tqdm import tqdm
 
-    torch.manual_seed(0)
-    recipe = GenRecipe(batch=args.batch, lr=args.lr, total_steps=args.steps)
+    def make(steps: int) -> GenRecipe:
+        torch.manual_seed(0)
+        return GenRecipe(batch=args.batch, lr=args.lr, total_steps=steps, device=args.device)
+
+    if args.seconds and not args.export_only:
+        args.steps = steps_for_seconds(make, args.seconds, workers=args.workers)
+        print(f"--seconds {args.seconds:.0f}: training {args.steps} steps", flush=True)
+    recipe = make(args.steps)
     adapter = MiniGenAdapter(recipe.module)
     if args.export_only:
         if not args.checkpoint.is_file():
@@ -190,9 +201,14 @@ def main() -> int:
                       + " ".join(f"{k}={v:.3f}" for k, v in m.items()), flush=True)
                 recipe.module.train()
 
-        result = train(recipe, args.steps, args.checkpoint, every=args.every, seed=0, progress=progress)
+        result = train(recipe, args.steps, args.checkpoint, every=args.every, seed=0, progress=progress,
+                       workers=args.workers)
         bar.close()
         history = result.history
+        if args.train_only:
+            print(f"trained {len(history)} steps in {history[-1]['seconds']:.0f} s; --train-only: stop", flush=True)
+            return 0
+    recipe.module.cpu()
     steps, seconds = len(history), history[-1]["seconds"]
     print(f"trained {steps} steps, {seconds / 60:.1f} min wall; last-100 loss "
           f"{np.mean([h['loss'] for h in history[-100:]]):.4f}", flush=True)

@@ -36,7 +36,7 @@ from rosetta_core.zoo.embedded import WEIGHTS_DIR  # noqa: E402
 from rosetta_core.zoo.embedded import mini_resnet as mr  # noqa: E402
 from rosetta_core.zoo.embedded import resnet_recipes as rr  # noqa: E402
 from rosetta_core.zoo.registry import weights_hash  # noqa: E402
-from rosetta_core.zoo.training import train  # noqa: E402
+from rosetta_core.zoo.training import steps_for_seconds, train  # noqa: E402
 
 SETUPS = {
     "sup": dict(name=mr.SUP_NAME, recipe=rr.SupervisedRecipe, evaluate=mr.evaluate_sup, gate=mr.SUP_GATE,
@@ -146,6 +146,11 @@ def main() -> int:
     ap.add_argument("--gate-n", type=int, default=1000)
     ap.add_argument("--export-only", action="store_true", help="skip training; gate + export from the checkpoint")
     ap.add_argument("--no-export", action="store_true", help="evaluate the gate but never write weights")
+    ap.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda)")
+    ap.add_argument("--workers", type=int, default=0, help="processes preparing batches ahead (0: none)")
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="wall-time budget: set --steps to what fits (measured on a throwaway recipe)")
+    ap.add_argument("--train-only", action="store_true", help="stop after training (gate later, --export-only)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from tqdm import tqdm
@@ -153,9 +158,16 @@ def main() -> int:
     spec = SETUPS[args.model]
     args.steps = args.steps or spec["steps"]
     checkpoint = args.checkpoint or Path(f"/work/zoo-train/{spec['name']}/ckpt.pt")
-    torch.manual_seed(0)
     given = {k: v for k, v in (("batch", args.batch), ("lr", args.lr)) if v is not None}
-    recipe = spec["recipe"](steps=args.steps, seed=0, **given)
+
+    def make(steps: int):
+        torch.manual_seed(0)
+        return spec["recipe"](steps=steps, seed=0, device=args.device, **given)
+
+    if args.seconds and not args.export_only:
+        args.steps = steps_for_seconds(make, args.seconds, workers=args.workers)
+        print(f"--seconds {args.seconds:.0f}: training {args.steps} steps", flush=True)
+    recipe = make(args.steps)
     adapter = recipe.adapter
     evaluate = spec["evaluate"]
     small = dict(n=args.eval_n) if args.model == "sup" else dict(n=args.eval_n, n_train=1500)
@@ -179,9 +191,14 @@ def main() -> int:
                 print(f"\nstep {step} {time.strftime('%H:%M:%S')} {losses['seconds'] / 60:.1f} min "
                       + " ".join(f"{k}={v:.3f}" for k, v in m.items() if isinstance(v, float)), flush=True)
 
-        result = train(recipe, args.steps, checkpoint, every=args.every, seed=0, progress=progress)
+        result = train(recipe, args.steps, checkpoint, every=args.every, seed=0, progress=progress,
+                       workers=args.workers)
         bar.close()
         history = result.history
+        if args.train_only:
+            print(f"trained {len(history)} steps in {history[-1]['seconds']:.0f} s; --train-only: stop", flush=True)
+            return 0
+    recipe.trainable.cpu()
     steps, seconds = len(history), history[-1]["seconds"]
     print(f"trained {steps} steps, {seconds / 60:.1f} min wall; last-50 loss "
           f"{np.mean([h['loss'] for h in history[-50:]]):.4f}", flush=True)

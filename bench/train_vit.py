@@ -32,7 +32,7 @@ from rosetta_core.zoo import registry  # noqa: E402
 from rosetta_core.zoo.embedded import WEIGHTS_DIR  # noqa: E402
 from rosetta_core.zoo.embedded.mini_vit import NAME, VIT_CONFIG  # noqa: E402
 from rosetta_core.zoo.embedded.vit_recipes import TRAIN_SEED, MAERecipe, evaluate_mae  # noqa: E402
-from rosetta_core.zoo.training import train  # noqa: E402
+from rosetta_core.zoo.training import steps_for_seconds, train  # noqa: E402
 
 GATE = 0.80
 
@@ -55,6 +55,17 @@ class TimedRecipe:
     def load_state_dict(self, state: dict) -> None:
         self.recipe.load_state_dict(state["recipe"])
         self.cpu_seconds = float(state["cpu_seconds"])
+
+    def batch_at(self, step: int):
+        return self.recipe.batch_at(step)
+
+    @property
+    def batch_source(self):
+        return self.recipe.batch_source
+
+    @batch_source.setter
+    def batch_source(self, source) -> None:
+        self.recipe.batch_source = source
 
 
 def fp16_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -107,18 +118,41 @@ def main() -> int:
     parser.add_argument("--gate", type=float, default=GATE, help="threshold of the gate metric")
     parser.add_argument("--gate-world", choices=("default", "simple"), default="default",
                         help="world of the held-out gate scenes (the other is reported too)")
+    parser.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda)")
+    parser.add_argument("--workers", type=int, default=0, help="processes rendering batches ahead (0: none)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="wall-time budget: set --steps to what fits (measured on a throwaway recipe)")
+    parser.add_argument("--train-only", action="store_true", help="stop after training (gate later)")
+    parser.add_argument("--export-only", action="store_true",
+                        help="no training: gate + export the checkpoint's weights (its --steps are kept)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    recipe = TimedRecipe(MAERecipe(total_steps=args.steps, batch_size=args.batch_size, lr=args.lr))
+    def make(steps: int) -> TimedRecipe:
+        return TimedRecipe(MAERecipe(total_steps=steps, batch_size=args.batch_size, lr=args.lr, device=args.device))
+
+    if args.export_only:
+        if not args.checkpoint.is_file():
+            print(f"no checkpoint at {args.checkpoint}")
+            return 2
+        args.steps = int(torch.load(args.checkpoint, map_location="cpu", weights_only=False)["step"])
+    elif args.seconds:
+        args.steps = steps_for_seconds(make, args.seconds, workers=args.workers)
+        print(f"--seconds {args.seconds:.0f}: training {args.steps} steps", flush=True)
+    recipe = make(args.steps)
     bar = tqdm(total=args.steps, desc=NAME, mininterval=10)
 
     def progress(step: int, _total: int, losses: dict) -> None:
         bar.update(step - bar.n)
         bar.set_postfix(loss=f"{losses['loss']:.4f}", lr=f"{losses['lr']:.2e}", refresh=False)
 
-    result = train(recipe, args.steps, args.checkpoint, every=args.every, seed=TRAIN_SEED, progress=progress)
+    result = train(recipe, args.steps, args.checkpoint, every=args.every, seed=TRAIN_SEED, progress=progress,
+                   workers=args.workers)
     bar.close()
+    if args.train_only:
+        print(f"trained {args.steps} steps in {result.history[-1]['seconds']:.0f} s; --train-only: stop", flush=True)
+        return 0
+    recipe.recipe.adapter.module.cpu()
     print(f"trained {args.steps} steps (resumed from {result.resumed_from}); "
           f"loss first 50 {result.mean_loss('loss', first=50):.4f}, last 50 {result.mean_loss('loss', last=50):.4f}")
 

@@ -20,7 +20,7 @@ from . import __version__
 from .comoments import CENTERS, CoMoments
 from .correlation import comoments
 from .store import RunStore, pair_key
-from .zoo import get_spec, load
+from .zoo import get_spec, load, weights_for
 
 __all__ = [
     "DEFAULT_ENCODERS", "MineConfig", "RunPlan", "check_config", "chunk_bounds", "init_store", "load_plan", "plan_run",
@@ -155,9 +155,13 @@ def check_config(config: MineConfig) -> None:
     for name in config.encoders:
         if get_spec(name).kind != "encoder":
             raise ValueError(f"encoders: {name!r} is a generator; give encoder model names")
-    if config.weights == "trained":
-        names = (config.generator, *config.encoders)
-        missing = [n for n in names if get_spec(n).weights_file is None or not get_spec(n).weights_file.is_file()]
+    names = (config.generator, *config.encoders)
+    for name in names:  # models with outside weights (the paper zoo) check their own, offline too
+        if get_spec(name).check_weights is not None:
+            get_spec(name).check_weights(weights_for(name, config.weights))
+    own = [n for n in names if get_spec(n).check_weights is None and weights_for(n, config.weights) in ("trained", "pretrained")]
+    if own:
+        missing = [n for n in own if get_spec(n).weights_file is None or not get_spec(n).weights_file.is_file()]
         if missing:
             raise ValueError(
                 f"no trained weights for {', '.join(missing)}; train them (see the model zoo section of the "

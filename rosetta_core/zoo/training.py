@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-__all__ = ["Recipe", "TrainResult", "train"]
+__all__ = ["BatchSource", "Recipe", "TrainResult", "steps_for_seconds", "train"]
 
 
 class Recipe(Protocol):
@@ -34,6 +34,38 @@ class Recipe(Protocol):
         """Everything to resume: modules, optimisers, schedulers."""
 
     def load_state_dict(self, state: dict) -> None: ...
+
+
+class _Steps(torch.utils.data.Dataset):
+    def __init__(self, batch_at: Callable[[int], object]):
+        self.batch_at = batch_at
+
+    def __getitem__(self, step: int):
+        return step, self.batch_at(step)
+
+
+class BatchSource:
+    """A recipe's pure ``batch_at(step)`` computed ahead, in ``workers`` processes, in step order.
+
+    Rendering the world is CPU work; on a GPU it is the bottleneck unless several processes
+    prepare batches while the device trains. ``source(step)`` returns the batch of ``step``;
+    steps must be asked for in order from ``start``.
+    """
+
+    def __init__(self, batch_at: Callable[[int], object], start: int, stop: int, workers: int):
+        if workers < 1:
+            raise ValueError(f"workers={workers} is invalid: expected >= 1 (0 means no BatchSource)")
+        loader = torch.utils.data.DataLoader(
+            _Steps(batch_at), batch_size=None, sampler=range(start, stop), num_workers=workers,
+            prefetch_factor=4, multiprocessing_context="fork",
+        )
+        self._batches = iter(loader)
+
+    def __call__(self, step: int):
+        got, batch = next(self._batches)
+        if got != step:
+            raise RuntimeError(f"batch of step {got} arrived when step {step} was asked for")
+        return batch
 
 
 @dataclass
@@ -74,11 +106,14 @@ def train(
     every: int = 100,
     seed: int = 0,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    workers: int = 0,
 ) -> TrainResult:
     """Run ``recipe`` up to ``steps`` steps, resuming from ``checkpoint`` when it exists.
 
     ``progress(step, steps, losses)`` is called after every step (e.g. to drive a tqdm bar).
-    Returns the loss history of *all* steps so far (resumed ones included).
+    Returns the loss history of *all* steps so far (resumed ones included). ``workers > 0``
+    prepares the batches of a recipe with a pure ``batch_at(step)`` in that many processes
+    (``recipe.batch_source`` is set to a :class:`BatchSource`; same batches, same order).
     """
     if steps < 1:
         raise ValueError(f"steps={steps} must be >= 1")
@@ -92,6 +127,10 @@ def train(
         recipe.load_state_dict(payload["recipe"])
         _set_rng_state(payload["rng"])
         start, history = int(payload["step"]), list(payload["history"])
+    if workers > 0 and start < steps:
+        if not hasattr(recipe, "batch_at"):
+            raise ValueError(f"workers={workers}: recipe {recipe.name} has no batch_at(step) to run ahead")
+        recipe.batch_source = BatchSource(recipe.batch_at, start, steps, workers)
     began = time.perf_counter()
     seconds_before = sum(r.get("seconds", 0.0) for r in history[-1:])
     for step in range(start, steps):
@@ -104,3 +143,24 @@ def train(
         if path is not None and (done % every == 0 or done == steps):
             _save(path, {"step": done, "recipe": recipe.state_dict(), "rng": _rng_state(), "history": history})
     return TrainResult(steps=steps, resumed_from=start, seconds=time.perf_counter() - began, history=history)
+
+
+def steps_for_seconds(make_recipe: Callable[[int], Recipe], seconds: float, *, workers: int = 0,
+                      probe: int = 60, warmup: int = 15, margin: float = 0.9) -> int:
+    """How many steps of ``make_recipe(steps)`` fit in ``seconds`` of wall time on this machine.
+
+    Recipes' schedules span their planned steps, so a run with a wall-time budget must know its
+    step count up front: this times ``probe`` steps of a throwaway recipe (the first ``warmup``
+    not counted) and returns ``margin`` times the steps that fit, at least ``probe``.
+    """
+    if seconds <= 0 or probe <= warmup:
+        raise ValueError(f"seconds={seconds} must be > 0 and probe={probe} > warmup={warmup}")
+    recipe = make_recipe(10 * probe)
+    if workers > 0:
+        recipe.batch_source = BatchSource(recipe.batch_at, 0, probe, workers)
+    for step in range(probe):
+        if step == warmup:
+            began = time.perf_counter()
+        recipe.step(step)
+    rate = (probe - warmup) / (time.perf_counter() - began)
+    return max(probe, int(margin * rate * seconds))

@@ -49,7 +49,7 @@ class GenRecipe:
     def __init__(self, module: MiniGenerator | None = None, *, world: WorldConfig = GEN_WORLD,
                  batch: int = 32, lr: float = 5e-4, total_steps: int | None = None,
                  decay_frac: float = 0.4, train_seed: int = 1, mask_weight: float = 5.0,
-                 dilate: int = 2, contour_weight: float = 10.0):
+                 dilate: int = 2, contour_weight: float = 10.0, device: str | torch.device = "cpu"):
         if batch < 2:
             raise ValueError(f"batch={batch} is invalid: batch norm needs batch >= 2")
         if total_steps is not None and total_steps < 1:
@@ -58,7 +58,10 @@ class GenRecipe:
         self.world, self.batch, self.base_lr = world, batch, lr
         self.total_steps, self.decay_frac, self.train_seed = total_steps, decay_frac, train_seed
         self.mask_weight, self.dilate, self.contour_weight = mask_weight, dilate, contour_weight
+        self.device = torch.device(device)
+        self.module.to(self.device)
         self.opt = torch.optim.Adam(self.module.parameters(), lr=lr)
+        self.batch_source = None  # set by train(workers=...) to run batch_at ahead
 
     def lr_at(self, step: int) -> float:
         """Constant ``lr``, then cosine down to 5% over the last ``decay_frac`` of the steps."""
@@ -84,7 +87,8 @@ class GenRecipe:
         self.module.train()
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(step)
-        loss = self.loss(*self.batch_at(step))
+        batch = self.batch_source(step) if self.batch_source is not None else self.batch_at(step)
+        loss = self.loss(*(t.to(self.device, non_blocking=True) for t in batch))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -121,7 +125,7 @@ def intended_kinds(scenes: Scenes) -> np.ndarray:
 def generate_batched(adapter: MiniGenAdapter, latents: torch.Tensor, batch: int = 250) -> torch.Tensor:
     """uint8 images ``(n, 3, 64, 64)`` of ``latents``, in eval mode, ``batch`` at a time."""
     adapter.module.eval()
-    return torch.cat([adapter.generate(latents[i:i + batch])[0] for i in range(0, len(latents), batch)])
+    return torch.cat([adapter.generate(latents[i:i + batch])[0].cpu() for i in range(0, len(latents), batch)])
 
 
 def gate_numbers(probs, intended: np.ndarray, classes: Sequence[str], kinds: Sequence[str],

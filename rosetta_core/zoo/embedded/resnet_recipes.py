@@ -222,10 +222,10 @@ def dense_nt_xent(za: torch.Tensor, zb: torch.Tensor, where_a: torch.Tensor, whe
     keep = distance < radius
     if not keep.any():
         return za.sum() * 0.0
-    image = torch.arange(n).view(-1, 1).expand(n, cells)
+    image = torch.arange(n, device=za.device).view(-1, 1).expand(n, cells)
     target = (image * cells + nearest)[keep]
     logits_ab = ea[keep] @ eb.reshape(n * cells, d).T / temperature
-    source = (image * cells + torch.arange(cells).view(1, -1))[keep]
+    source = (image * cells + torch.arange(cells, device=za.device).view(1, -1))[keep]
     logits_ba = eb.reshape(n * cells, d)[target] @ ea.reshape(n * cells, d).T / temperature
     return 0.5 * (F.cross_entropy(logits_ab, target) + F.cross_entropy(logits_ba, source))
 
@@ -246,11 +246,14 @@ def _schedule(optimiser: torch.optim.Optimizer, steps: int, warmup: float = 0.05
 class _Recipe:
     """Shared parts: AdamW + warm-up/cosine schedule, ``(seed, step)`` generators, state."""
 
-    def __init__(self, modules: nn.Module, steps: int, lr: float, weight_decay: float, seed: int):
+    def __init__(self, modules: nn.Module, steps: int, lr: float, weight_decay: float, seed: int,
+                 device: str | torch.device = "cpu"):
         if steps < 1:
             raise ValueError(f"steps={steps} must be >= 1 (the schedule spans the planned run)")
         self.seed = seed
-        self.trainable = modules
+        self.device = torch.device(device)
+        self.trainable = modules.to(self.device)
+        self.batch_source = None  # set by train(workers=...) to run batch_at ahead
         self.optimiser = torch.optim.AdamW(modules.parameters(), lr=lr, weight_decay=weight_decay)
         self.scheduler = _schedule(self.optimiser, steps)
 
@@ -266,7 +269,12 @@ class _Recipe:
         return lr
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.adapter.mean) / self.adapter.std
+        return (x - self.adapter.mean.to(x.device)) / self.adapter.std.to(x.device)
+
+    def _batch(self, step: int) -> tuple[torch.Tensor, ...]:
+        """The batch of ``step`` (run ahead when a batch source is set), on the device."""
+        batch = self.batch_source(step) if self.batch_source is not None else self.batch_at(step)
+        return tuple(t.to(self.device, non_blocking=True) for t in batch)
 
     def state_dict(self) -> dict:
         return {"modules": self.trainable.state_dict(), "optimiser": self.optimiser.state_dict(),
@@ -296,17 +304,23 @@ class SupervisedRecipe(_Recipe):
     name = SUP_NAME
 
     def __init__(self, steps: int, batch: int = 32, lr: float = 2e-3, weight_decay: float = 0.05,
-                 seed: int = 0, world_seed: int = SUP_WORLD_SEED, aux_weight: float = 1.0):
+                 seed: int = 0, world_seed: int = SUP_WORLD_SEED, aux_weight: float = 1.0,
+                 device: str | torch.device = "cpu"):
         self.adapter: MiniResNetAdapter = build_sup()
         self.aux = nn.Conv2d(self.adapter.module.layer3[-1].conv2.out_channels, 1 + len(KINDS), 1)
         self.batch, self.world_seed, self.aux_weight = batch, world_seed, aux_weight
         super().__init__(nn.ModuleDict({"encoder": self.adapter.module, "aux": self.aux}),
-                         steps, lr, weight_decay, seed)
+                         steps, lr, weight_decay, seed, device)
+
+    def batch_at(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Augmented images, presence labels and kind maps of ``step`` (pure, CPU)."""
+        x, labels, maps = render_mix(self.world_seed, step * self.batch, self.batch)
+        x, maps = augment_sup(x, self._generator(step), maps)
+        return x, labels, maps
 
     def step(self, step: int) -> dict[str, float]:
         self.trainable.train()
-        x, labels, maps = render_mix(self.world_seed, step * self.batch, self.batch)
-        x, maps = augment_sup(x, self._generator(step), maps)
+        x, labels, maps = self._batch(step)
         logits, mid = _forward_with_layer3(self.adapter.module, self._normalise(x))
         presence = F.binary_cross_entropy_with_logits(logits, labels)
         dense = -(maps * F.log_softmax(self.aux(mid), 1)).sum(1).mean()
@@ -323,7 +337,7 @@ def nt_xent(z: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Te
     z = F.normalize(z, dim=1)
     logits = z @ z.T / temperature
     logits.fill_diagonal_(float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
     return F.cross_entropy(logits, target), (logits.argmax(1) == target).float().mean()
 
 
@@ -337,7 +351,7 @@ class SimCLRRecipe(_Recipe):
 
     def __init__(self, steps: int, batch: int = 64, lr: float = 2e-3, weight_decay: float = 1e-4,
                  temperature: float = 0.2, seed: int = 0, world_seed: int = SSL_WORLD_SEED, mix=SSL_MIX,
-                 dense_weight: float = 1.0, dense_radius: float = 0.15):
+                 dense_weight: float = 1.0, dense_radius: float = 0.15, device: str | torch.device = "cpu"):
         self.adapter: MiniResNetAdapter = build_ssl()
         width = build_resnet(0).num_features
         mid = self.adapter.module.layer3[-1].conv2.out_channels
@@ -346,7 +360,7 @@ class SimCLRRecipe(_Recipe):
         self.batch, self.world_seed, self.temperature, self.mix = batch, world_seed, temperature, mix
         self.dense_weight, self.dense_radius = dense_weight, dense_radius
         super().__init__(nn.ModuleDict({"encoder": self.adapter.module, "head": self.head, "dense": self.dense}),
-                         steps, lr, weight_decay, seed)
+                         steps, lr, weight_decay, seed, device)
 
     def _two_renderings(self, step: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """The same scenes rendered twice, each (scene, view) with an option drawn from ``mix``."""
@@ -361,11 +375,16 @@ class SimCLRRecipe(_Recipe):
         out /= 255.0
         return out[: self.batch], out[self.batch:]
 
-    def step(self, step: int) -> dict[str, float]:
-        self.trainable.train()
+    def batch_at(self, step: int) -> tuple[torch.Tensor, ...]:
+        """Two augmented views of the scenes of ``step`` and their source coordinates (pure, CPU)."""
         gen = self._generator(step)
         a, b = self._two_renderings(step, gen)
         (va, wa), (vb, wb) = augment_view(a, gen, True), augment_view(b, gen, True)
+        return va, wa, vb, wb
+
+    def step(self, step: int) -> dict[str, float]:
+        self.trainable.train()
+        va, wa, vb, wb = self._batch(step)
         pooled, mid = _forward_with_layer3(self.adapter.module, self._normalise(torch.cat([va, vb])))
         loss, accuracy = nt_xent(self.head(pooled), self.temperature)
         out = {"global": float(loss.detach()), "accuracy": float(accuracy)}

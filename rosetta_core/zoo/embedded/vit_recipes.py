@@ -99,7 +99,7 @@ class MAERecipe:
 
     def __init__(self, total_steps: int, batch_size: int = 64, lr: float = 1.5e-3,
                  mask_ratio: float = 0.75, weight_decay: float = 0.05, seed: int = TRAIN_SEED,
-                 norm_floor: float = 0.05):
+                 norm_floor: float = 0.05, device: str | torch.device = "cpu"):
         if total_steps < 1 or batch_size < 2:
             raise ValueError(f"total_steps={total_steps} must be >= 1 and batch_size={batch_size} >= 2")
         if not 0.0 < mask_ratio < 1.0:
@@ -116,6 +116,10 @@ class MAERecipe:
             vit.pos_embed[:, vit.num_prefix_tokens:] = pos
             vit.pos_embed[:, : vit.num_prefix_tokens] = 0.0
         vit.pos_embed.requires_grad_(False)
+        self.device = torch.device(device)
+        vit.to(self.device)
+        self.decoder.to(self.device)
+        self.batch_source = None  # set by train(workers=...) to run batch_at ahead
         self.total_steps, self.batch_size, self.seed = total_steps, batch_size, seed
         self.mask_ratio, self.base_lr, self.norm_floor = mask_ratio, lr, norm_floor
         params = [p for p in vit.parameters() if p.requires_grad] + list(self.decoder.parameters())
@@ -140,13 +144,13 @@ class MAERecipe:
         tokens = vit.patch_embed(x) + vit.pos_embed[:, vit.num_prefix_tokens:]
         n, total, dim = tokens.shape
         keep = max(1, int(round(total * (1.0 - self.mask_ratio))))
-        noise = torch.rand(n, total, generator=generator)
+        noise = torch.rand(n, total, generator=generator).to(tokens.device)
         shuffle = noise.argsort(dim=1)
         restore = shuffle.argsort(dim=1)
         visible = torch.gather(tokens, 1, shuffle[:, :keep].unsqueeze(-1).expand(-1, -1, dim))
         cls = (vit.cls_token + vit.pos_embed[:, :1]).expand(n, -1, -1)
         encoded = vit.norm(vit.blocks(vit.norm_pre(torch.cat([cls, visible], dim=1))))
-        mask = torch.ones(n, total, dtype=torch.bool)
+        mask = torch.ones(n, total, dtype=torch.bool, device=tokens.device)
         mask[:, :keep] = False
         return encoded, torch.gather(mask, 1, restore), restore
 
@@ -161,12 +165,17 @@ class MAERecipe:
         per_patch = ((pred - target) ** 2).mean(-1)
         return (per_patch * mask).sum() / mask.sum()
 
+    def batch_at(self, step: int) -> tuple[torch.Tensor]:
+        """uint8 images ``(batch_size, 3, 64, 64)`` of ``step`` (pure, CPU)."""
+        default, simple = training_scenes(self.seed, step * self.batch_size, self.batch_size)
+        return (torch.from_numpy(np.concatenate([default.images, simple.images])),)
+
     def step(self, step: int) -> dict[str, float]:
         vit = self.adapter.module
         vit.train()
         self.decoder.train()
-        default, simple = training_scenes(self.seed, step * self.batch_size, self.batch_size)
-        images = torch.from_numpy(np.concatenate([default.images, simple.images]))
+        (images,) = self.batch_source(step) if self.batch_source is not None else self.batch_at(step)
+        images = images.to(self.device, non_blocking=True)
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
         lr = self.lr_at(step)
         for group in self.optimizer.param_groups:
