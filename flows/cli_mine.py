@@ -9,6 +9,8 @@ from pathlib import Path
 
 from rosetta_core.mining import DEFAULT_ENCODERS, MineConfig, check_config, check_existing_run
 
+from .cli_models import add_model_options, layer_patterns, trust_pickle_env
+
 
 def _writable(out: str) -> None:
     if "://" in out:
@@ -26,9 +28,11 @@ def run_mine(args: argparse.Namespace) -> int:
     fields = dict(
         generator=args.generator, encoders=[e for e in args.encoders.split(",") if e], n=args.n, k=args.k,
         seed=args.seed, class_index=args.class_index, weights=args.weights, chunk_size=args.chunk_size,
-        dtype=args.dtype, center=args.center,
+        dtype=args.dtype, center=args.center, layers=layer_patterns(args.layers),
     )
-    config = MineConfig(**(fields | {"encoders": tuple(fields["encoders"])}))
+    trust_pickle_env(args)
+    config = MineConfig(**(fields | {"encoders": tuple(fields["encoders"]),
+                                     "layers": {m: tuple(p) for m, p in fields["layers"].items()}}))
     check_config(config)  # before any model loads
     out = args.out or f"runs/{args.generator}"
     _writable(out)
@@ -56,11 +60,11 @@ def add_mine_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--class-index", type=int, default=None, help="class of a class-conditional generator")
     p.add_argument("--out", default=None, help="run directory (default runs/<generator>)")
-    p.add_argument("--weights", default="trained", help="'trained' (default), or 'random': the random-init null control")
     p.add_argument("--dask-address", default=None, help="use this Dask scheduler (default: a LocalCluster)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--chunk-size", type=int, default=100, help="images per chunk (default 100)")
     p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
     p.add_argument("--center", choices=["global", "position"], default="global")
     p.add_argument("--overwrite", action="store_true", help="discard a run of another configuration in --out")
+    add_model_options(p)
     p.set_defaults(run=run_mine)

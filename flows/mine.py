@@ -39,12 +39,15 @@ class MineParams(BaseModel):
     dtype: Literal["float16", "float32"] = "float16"
     center: Literal["global", "position"] = "global"
     overwrite: bool = False
+    layers: dict[str, list[str]] = Field(
+        default_factory=dict, description="model -> glob patterns of the layers to hook (default: every layer)"
+    )
 
     def mine_config(self) -> MineConfig:
         return MineConfig(
             generator=self.generator, encoders=tuple(self.encoders), n=self.n, k=self.k, seed=self.seed,
             chunk_size=self.chunk_size, dtype=self.dtype, center=self.center, weights=self.weights,
-            class_index=self.class_index,
+            class_index=self.class_index, layers={m: tuple(p) for m, p in self.layers.items()},
         )
 
     def config(self) -> dict:

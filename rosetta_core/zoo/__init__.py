@@ -1,7 +1,7 @@
 """Model zoo: the registry, the extraction contract and the embedded models."""
 
 from .base import EncoderAdapter, GeneratorAdapter, LayerInfo, ModelAdapter, tokens_to_maps
-from .registry import ModelSpec, get_spec, list_models, load, load_state, register, weights_hash
+from .registry import ModelSpec, get_spec, list_models, load, load_state, register, weights_for, weights_hash
 
 __all__ = [
     "EncoderAdapter",
@@ -15,5 +15,6 @@ __all__ = [
     "load_state",
     "register",
     "tokens_to_maps",
+    "weights_for",
     "weights_hash",
 ]
