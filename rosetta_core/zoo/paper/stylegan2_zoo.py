@@ -1,0 +1,172 @@
+"""``stylegan2.lsun-cat`` and ``stylegan2.lsun-horse``: StyleGAN2 config-f at 256x256.
+
+Weights: a checkpoint in the ``g_ema`` format (e.g. the LSUN cat/horse 256 checkpoints converted
+from NVIDIA's, ``{"g_ema": state_dict, "latent_avg": (512,)}``), a torch file read with
+``weights_only=True`` or a safetensors file (keys ``g_ema.*`` and ``latent_avg``, or bare). There
+is no library hub for them: ``pretrained`` looks for ``$ROSETTA_WEIGHTS_DIR/<name>.pt`` (default
+``~/.cache/rosetta-neurons/weights``) and otherwise says where to put it.
+
+Latent: ``z`` (512) from N(0, 1) seeded by ``(seed, i)``. Truncation (default 0.7, attribute
+``truncation``) pulls ``w`` toward the mean latent: the checkpoint's ``latent_avg`` or, when
+absent, the mean of the mapping of 4,096 seeded ``z``.
+
+Hooked layers: ``conv1``, ``convs.{i}`` (every convolution's output after its LeakyReLU),
+``to_rgb1``, ``to_rgbs.{i}`` (the to-RGB 1x1 modulated convolutions, 3 units each).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...hooks import capture
+from ..base import GeneratorAdapter, LayerInfo
+from ..registry import ModelSpec, load_state, register
+from .stylegan2 import StyleGAN2Generator
+from .weights import WEIGHTS_HOME, read_checkpoint
+
+__all__ = ["StyleGAN2Module", "StyleGAN2Adapter", "build", "load_g_ema", "g_ema_checkpoint"]
+
+MEAN_SAMPLES = 4096
+
+
+class StyleGAN2Module(nn.Module):
+    """``forward(z (n, 512)) -> images (n, 3, 256, 256)``: mapping, truncation toward ``w_avg``,
+    synthesis. Differentiable in ``z`` (inversion optimises it)."""
+
+    def __init__(self, generator: StyleGAN2Generator, truncation: float = 0.7):
+        super().__init__()
+        self.generator, self.truncation = generator, truncation
+        self.register_buffer("w_avg", torch.zeros(generator.style_dim))
+
+    @torch.no_grad()
+    def estimate_w_avg(self, samples: int = MEAN_SAMPLES, seed: int = 0) -> None:
+        z = torch.randn(samples, self.generator.style_dim, generator=torch.Generator().manual_seed(seed))
+        self.w_avg.copy_(self.generator.mapping(z.to(self.w_avg.device)).mean(0))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.ndim != 2 or z.shape[1] != self.generator.style_dim:
+            raise ValueError(f"latents of shape {tuple(z.shape)} are invalid: expected (n, {self.generator.style_dim})")
+        return self.generator(z, self.truncation, self.w_avg)
+
+
+class StyleGAN2Adapter(GeneratorAdapter):
+    """The extraction contract around :class:`StyleGAN2Module` (see the module docstring)."""
+
+    def __init__(self, name: str, module: StyleGAN2Module):
+        self.name, self.module, self.weights = name, module, "random"
+        g = module.generator
+        self.arch = f"StyleGAN2 config-f {g.size}px (own PyTorch implementation, g_ema format)"
+        self._hooked: dict[str, tuple[nn.Module, int]] = {"conv1": (g.conv1, 4), "to_rgb1": (g.to_rgb1.conv, 4)}
+        for i, conv in enumerate(g.convs):
+            self._hooked[f"convs.{i}"] = (conv, 2 ** (3 + i // 2))
+        for i, to_rgb in enumerate(g.to_rgbs):
+            self._hooked[f"to_rgbs.{i}"] = (to_rgb.conv, 2 ** (3 + i))
+
+    @property
+    def truncation(self) -> float:
+        return self.module.truncation
+
+    @truncation.setter
+    def truncation(self, value: float) -> None:
+        if not 0 < value <= 1:
+            raise ValueError(f"truncation={value} is invalid for {self.name}: use a value in (0, 1]")
+        self.module.truncation = float(value)
+
+    def layers(self) -> list[LayerInfo]:
+        """Forward order: conv1, to_rgb1, then per resolution two convs and a to-RGB."""
+        order = ["conv1", "to_rgb1"]
+        for i in range(len(self.module.generator.to_rgbs)):
+            order += [f"convs.{2 * i}", f"convs.{2 * i + 1}", f"to_rgbs.{i}"]
+        out = []
+        for name in order:
+            module, res = self._hooked[name]
+            units = module.c_out if hasattr(module, "c_out") else module.conv.c_out
+            out.append(LayerInfo(name, units, (res, res)))
+        return out
+
+    def sample_latents(self, seed: int, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
+        dim = self.module.generator.style_dim
+        rows = [np.random.default_rng([int(seed), int(i)]).standard_normal(dim) for i in np.asarray(list(indices))]
+        return torch.from_numpy(np.stack(rows).astype(np.float32)).to(self.device)
+
+    def generate(self, latents: torch.Tensor, layers: Sequence[str] | None = ()) -> tuple[torch.Tensor, dict]:
+        """z ``(n, 512)`` -> (uint8 images ``(n, 3, 256, 256)``, dict layer -> ``(n, units, r, r)``)."""
+        wanted = None if layers is None else ([layers] if isinstance(layers, str) else list(layers))
+        names = self.select_layers(wanted) if wanted is None or wanted else []
+        with torch.no_grad(), capture({n: self._hooked[n][0] for n in names}) as store:
+            images = self.module(latents.to(self.device, torch.float32))
+        maps = {n: store[n][0].float() for n in names}
+        return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8), maps
+
+
+def build(name: str, size: int = 256) -> StyleGAN2Adapter:
+    """Random (seeded by the caller) StyleGAN2 at ``size`` with the mean latent estimated."""
+    module = StyleGAN2Module(StyleGAN2Generator(size))
+    module.estimate_w_avg()
+    return StyleGAN2Adapter(name, module)
+
+
+def g_ema_checkpoint(module: StyleGAN2Module) -> dict:
+    """A checkpoint of ``module`` in the ``g_ema`` format (what :func:`load_g_ema` reads)."""
+    return {"g_ema": module.generator.state_dict(), "latent_avg": module.w_avg.clone()}
+
+
+def load_g_ema(module: StyleGAN2Module, content, source: str) -> None:
+    """Load a ``g_ema`` checkpoint (nested, or flat ``g_ema.*`` keys) strictly, with its mean latent."""
+    if not isinstance(content, dict):
+        raise ValueError(f"weights {source}: expected a dict with a 'g_ema' state dict, found {type(content).__name__}")
+    if isinstance(content.get("g_ema"), dict):
+        state, latent_avg = content["g_ema"], content.get("latent_avg")
+    else:
+        latent_avg = content.get("latent_avg")
+        state = {k.removeprefix("g_ema."): v for k, v in content.items() if k != "latent_avg"}
+    load_state(module.generator, state, source)
+    if isinstance(latent_avg, torch.Tensor):
+        module.w_avg.copy_(latent_avg.reshape(-1)[: module.generator.style_dim])
+    else:
+        module.estimate_w_avg()
+
+
+def default_file(name: str) -> Path | None:
+    for suffix in (".pt", ".safetensors"):
+        if (WEIGHTS_HOME / f"{name}{suffix}").is_file():
+            return WEIGHTS_HOME / f"{name}{suffix}"
+    return None
+
+
+def check_weights(name: str, origin: str, weights: str) -> None:
+    if weights == "random":
+        return
+    if weights in ("trained", "pretrained"):
+        if default_file(name) is None:
+            raise ValueError(
+                f"no pretrained weights for {name!r}: StyleGAN2 has no library hub, and "
+                f"{WEIGHTS_HOME / (name + '.pt')} does not exist. Get the {origin} g_ema checkpoint "
+                f"(the 256px config-f checkpoint converted from NVIDIA's), put it there, or pass "
+                f"--weights {name}=PATH; or use --weights random"
+            )
+    elif not Path(weights).is_file():
+        raise ValueError(f"weights file {weights!r} for {name} does not exist; pass an existing file, 'pretrained' or 'random'")
+
+
+def load_weights(adapter: StyleGAN2Adapter, weights: str, origin: str) -> str:
+    check_weights(adapter.name, origin, weights)
+    path = default_file(adapter.name) if weights in ("trained", "pretrained") else Path(weights)
+    load_g_ema(adapter.module, read_checkpoint(path), str(path))
+    return str(Path(path).resolve())
+
+
+for _name, _origin in (("stylegan2.lsun-cat", "LSUN cat"), ("stylegan2.lsun-horse", "LSUN horse")):
+    register(ModelSpec(
+        name=_name, kind="generator", arch="StyleGAN2 config-f 256px (own PyTorch implementation)",
+        description=f"StyleGAN2 trained on {_origin} 256x256 (g_ema checkpoint format); latent = z (512)",
+        build=partial(build, _name), source="local g_ema checkpoint (no hub)",
+        load_weights=partial(load_weights, origin=_origin), check_weights=partial(check_weights, _name, _origin),
+        extra={"latent_dim": 512},
+    ))
