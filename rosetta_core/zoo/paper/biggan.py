@@ -139,7 +139,29 @@ def build(truncation: float = 0.4) -> BigGANAdapter:
     # the package leaves the final batch norm's affine uninitialised (torch.Tensor(n)): set it
     nn.init.ones_(biggan.generator.bn.weight)
     nn.init.zeros_(biggan.generator.bn.bias)
+    converge_spectral_norms(biggan)
     return BigGANAdapter(BigGANModule(biggan, truncation))
+
+
+@torch.no_grad()
+def converge_spectral_norms(module: nn.Module, iterations: int = 30) -> None:
+    """Run the power iteration of every spectral-normalised weight to convergence.
+
+    In eval mode the package's spectral norm divides by ``u^T W v`` with the stored vectors and
+    never iterates; freshly initialised (random) vectors give a tiny estimate of the largest
+    singular value and activations that overflow within a few blocks. Trained checkpoints carry
+    converged vectors, so this is for random weights only.
+    """
+    for sub in module.modules():
+        if not hasattr(sub, "weight_orig") or not hasattr(sub, "weight_u"):
+            continue
+        w = sub.weight_orig.reshape(sub.weight_orig.shape[0], -1)
+        u = sub.weight_u
+        for _ in range(iterations):
+            v = nn.functional.normalize(w.t() @ u, dim=0, eps=1e-12)
+            u = nn.functional.normalize(w @ v, dim=0, eps=1e-12)
+        sub.weight_u.copy_(u)
+        sub.weight_v.copy_(v)
 
 
 def _cached_file() -> Path | None:
