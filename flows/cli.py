@@ -8,6 +8,7 @@ import sys
 from rosetta_core import CENTERS, __version__
 
 from .cli_mine import add_mine_command
+from .cli_plan import add_plan_command
 from .cli_zoo import add_zoo_commands
 
 
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--k", type=int, default=5, help="best-buddy K (default 5)")
     demo.set_defaults(run=_demo)
     add_mine_command(sub)
+    add_plan_command(sub)
     add_zoo_commands(sub)
     return parser
 

@@ -1,7 +1,7 @@
 """The later steps of a mining run: pair statistics, the dictionary and the manifest.
 
 Each function reads and writes the run directory (``store.zarr``, ``dictionary.json``,
-``manifest.json``); none of them imports Prefect.
+``manifest.json``), a local path or an fsspec URL; none of them imports Prefect.
 """
 
 from __future__ import annotations
@@ -9,18 +9,17 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import __version__
+from . import __version__, runpath
 from .dictionary import build_dictionary, pair_summary, validate_dictionary
 from .matching import best_buddies
 from .mining import RunPlan, pair_comoments, save_pair
 from .store import RunStore, pair_key
 
-__all__ = ["NULL_TAG", "pair_statistics", "write_dictionary", "write_manifest", "unit_peaks"]
+__all__ = ["NULL_TAG", "pair_moments", "pair_statistics", "write_dictionary", "write_manifest", "unit_peaks"]
 
 NULL_TAG = "__shuffled"
 SHUFFLE_SEED = 12345
@@ -63,7 +62,7 @@ def _table(store: RunStore, a: str, b: str, tag: str = "") -> np.ndarray:
     return np.asarray(store.array(f"correlation/{pair_key(a, b)}{tag}")[...])
 
 
-def write_dictionary(run_dir: str | Path, store: RunStore, plan: RunPlan, examples: int = 6) -> dict[str, Any]:
+def write_dictionary(run_dir: str | os.PathLike, store: RunStore, plan: RunPlan, examples: int = 6) -> dict[str, Any]:
     """Best buddies, Rosetta tuples and concepts -> ``dictionary.json``; returns its content."""
     cfg = plan.config
     g = cfg.generator
@@ -81,11 +80,11 @@ def write_dictionary(run_dir: str | Path, store: RunStore, plan: RunPlan, exampl
             if summary is not None:
                 target[pair_key(a, b or a)] = summary
     validate_dictionary(content)
-    _write_json(Path(run_dir) / "dictionary.json", content)
+    _write_json(runpath.join(run_dir, "dictionary.json"), content)
     return content
 
 
-def write_manifest(run_dir: str | Path, store: RunStore, plan: RunPlan, dictionary: dict[str, Any], seconds: dict[str, float]) -> dict[str, Any]:
+def write_manifest(run_dir: str | os.PathLike, store: RunStore, plan: RunPlan, dictionary: dict[str, Any], seconds: dict[str, float]) -> dict[str, Any]:
     """``manifest.json``, written last: what was computed from what, and the run's summary."""
     pairs, null = dictionary["pairs"], dictionary["null"]
     manifest = {
@@ -107,11 +106,28 @@ def write_manifest(run_dir: str | Path, store: RunStore, plan: RunPlan, dictiona
         "seconds": seconds,
     }
     store.consolidate()
-    _write_json(Path(run_dir) / "manifest.json", manifest)
+    _write_json(runpath.join(run_dir, "manifest.json"), manifest)
     return manifest
 
 
-def _write_json(path: Path, content: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(content, indent=1, sort_keys=False))
-    os.replace(tmp, path)
+def _write_json(location: str, content: dict) -> None:
+    runpath.write_text(location, json.dumps(content, indent=1, sort_keys=False), content_type="application/json")
+
+
+def pair_moments(store: RunStore, a: str, b: str | None):
+    """The :class:`~rosetta_core.comoments.CoMoments` of a finished model pair, read back from
+    ``moments/<A>__<B>`` (``b=None``: ``a`` against itself). Its ``unit_stats(l, m)`` gives the
+    dataset mean and variance of every unit on each layer pair's common grid (paper Eq. 1),
+    which guided inversion normalises with (Eq. 6)."""
+    from .comoments import CoMoments
+
+    prefix = f"moments/{pair_key(a, b or a)}"
+    if prefix not in store:
+        raise ValueError(f"{store.path} has no moments for {pair_key(a, b or a)}: that pair was not mined in this run")
+    head = store.read_state(prefix, ["n", "center", "symmetric", "shapes_a", "shapes_b"])
+    la, lb = len(np.asarray(head["shapes_a"])), len(np.asarray(head["shapes_b"]))
+    symmetric = bool(head["symmetric"])
+    keys = [f"mean_a/{i}" for i in range(la)] + ([] if symmetric else [f"mean_b/{i}" for i in range(lb)])
+    pairs = [(l, m) for l in range(la) for m in range(lb) if not (symmetric and m < l)]
+    keys += [f"{part}/{l}_{m}" for l, m in pairs for part in ("m2_a", "m2_b", "cross")]
+    return CoMoments.from_state_dict(head | store.read_state(prefix, keys))

@@ -235,5 +235,6 @@ register(ModelSpec(
     build=build,
     weights_file=WEIGHTS_DIR / f"{NAME}.safetensors",
     source="embedded: bench/train_gen.py",
-    extra={"latent_dim": LATENT_DIM, "code_dim": CODE_DIM, "z_dim": Z_DIM, "world": "WorldConfig.simple()"},
+    extra={"latent_dim": LATENT_DIM, "code_dim": CODE_DIM, "z_dim": Z_DIM, "world": "WorldConfig.simple()",
+           "inversion_lr": 0.05},  # Adam lr of guided inversion (paper: 0.1 StyleGAN2, 0.01 BigGAN)
 ))

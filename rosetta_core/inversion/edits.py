@@ -1,0 +1,121 @@
+"""Edits of matched activation maps, then re-optimisation of the latent (paper section 4.2).
+
+The generator's own maps of its Rosetta units are taken from the source image ``G(z)``,
+transformed, and become the targets of Eq. 5 (each unit paired with itself, normalised by its
+dataset statistics). Transforms act on ``(n, P, h, w)`` maps of one layer:
+
+- ``shift``: move by ``(dx, dy)`` fractions of the map size (stride ``round(f * size)``, so a
+  4x4 map moves by 1 and an 8x8 map by 2 for ``f = 0.25``), zero padding;
+- ``zoom``: 2x bilinear resize, centre crop back to the map size;
+- ``copy-paste``: the left half of a left-shifted copy next to the right half of a right-shifted
+  copy (the optimisation starts from a random latent, as the paper found better);
+- ``remove``: the chosen units set to their minimum over the map;
+- ``add``: the chosen units raised to their maximum over the map (at least their dataset mean
+  plus 2 standard deviations) inside a centred box covering half of each side.
+
+Every other matched unit keeps its source map, so the rest of the image is held in place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..zoo.base import GeneratorAdapter
+from .losses import act_loss, differentiable_maps, normalised_targets, reg_loss
+from .matches import Matches
+from .optimize import InversionConfig, Result, optimise
+
+__all__ = ["EDITS", "shift_maps", "zoom_maps", "copy_paste_maps", "edit_targets", "edit"]
+
+EDITS = ("shift", "zoom", "copy-paste", "remove", "add")
+
+
+def shift_maps(maps: torch.Tensor, dx: float, dy: float) -> torch.Tensor:
+    """Shift ``(n, P, h, w)`` right by ``dx`` and down by ``dy`` (fractions of the size); zeros enter."""
+    h, w = maps.shape[-2:]
+    sx, sy = int(round(dx * w)), int(round(dy * h))
+    out = torch.zeros_like(maps)
+    if abs(sx) >= w or abs(sy) >= h:
+        return out
+    src_y, dst_y = slice(max(0, -sy), h - max(0, sy)), slice(max(0, sy), h - max(0, -sy))
+    src_x, dst_x = slice(max(0, -sx), w - max(0, sx)), slice(max(0, sx), w - max(0, -sx))
+    out[..., dst_y, dst_x] = maps[..., src_y, src_x]
+    return out
+
+
+def zoom_maps(maps: torch.Tensor, factor: float = 2.0) -> torch.Tensor:
+    """Resize ``(n, P, h, w)`` by ``factor`` (bilinear) and crop the centre back to ``(h, w)``."""
+    h, w = maps.shape[-2:]
+    big = F.interpolate(maps, scale_factor=factor, mode="bilinear", align_corners=False)
+    top, left = (big.shape[-2] - h) // 2, (big.shape[-1] - w) // 2
+    return big[..., top : top + h, left : left + w].contiguous()
+
+
+def copy_paste_maps(maps: torch.Tensor, fraction: float = 0.25) -> torch.Tensor:
+    """Left half of the maps shifted left by ``fraction``, right half of them shifted right."""
+    w = maps.shape[-1]
+    left, right = shift_maps(maps, -fraction, 0.0), shift_maps(maps, fraction, 0.0)
+    return torch.cat([left[..., : w // 2], right[..., w // 2 :]], dim=-1)
+
+
+def _set_units(maps: torch.Tensor, chosen: torch.Tensor, value: torch.Tensor, region: torch.Tensor | None) -> torch.Tensor:
+    out = maps.clone()
+    where = chosen[None, :, None, None]
+    if region is not None:
+        where = where & region[None, None]
+    return torch.where(where, value.expand_as(maps), out)
+
+
+def edit_targets(matches: Matches, source: dict[str, torch.Tensor], kind: str, units: set[int] | None = None,
+                 dx: float = 0.25, dy: float = 0.0) -> dict[str, dict[str, torch.Tensor]]:
+    """Edited target maps ``{generator: {layer: (n, units, h, w)}}`` from the source maps
+    ``source[layer]``. ``units``: generator units to remove/add (required for those two)."""
+    if kind not in EDITS:
+        raise ValueError(f"edit {kind!r} is not supported; valid: {', '.join(EDITS)}")
+    if kind in ("remove", "add") and not units:
+        raise ValueError(f"edit {kind!r} needs the units of a concept (--concept ID) or --unit")
+    out = {}
+    for group in matches.groups:
+        maps = source[group.gen_layer].float()
+        if kind == "shift":
+            edited = shift_maps(maps, dx, dy)
+        elif kind == "zoom":
+            edited = zoom_maps(maps)
+        elif kind == "copy-paste":
+            edited = copy_paste_maps(maps, abs(dx) or 0.25)
+        else:
+            edited = maps.clone()
+            idx = torch.as_tensor(group.gen_channels)
+            chosen = torch.as_tensor(np.isin(group.gen_units, sorted(units)))
+            sub = maps[:, idx]
+            if kind == "remove":
+                value, region = sub.amin(dim=(2, 3), keepdim=True), None
+            else:
+                floor = torch.as_tensor(np.asarray(group.gen_mean).reshape(len(group), -1).mean(1) + 2 * group.gen_std)
+                value = torch.maximum(sub.amax(dim=(2, 3), keepdim=True), floor.to(sub)[None, :, None, None])
+                h, w = sub.shape[-2:]
+                region = torch.zeros(h, w, dtype=torch.bool)
+                region[h // 4 : h - h // 4, w // 4 : w - w // 4] = True
+            edited[:, idx] = _set_units(sub, chosen, value, region)
+        out[group.gen_layer] = edited
+    return {matches.generator: out}
+
+
+def edit(gen: GeneratorAdapter, matches: Matches, latents: torch.Tensor, kind: str, config: InversionConfig,
+         units: set[int] | None = None, dx: float = 0.25, dy: float = 0.0, progress=None) -> tuple[Result, torch.Tensor]:
+    """Apply edit ``kind`` to the matched maps of ``G(latents)`` and re-optimise Eq. 5.
+
+    Starts from ``latents`` ``(n, d)`` (copy-paste: from ``sample_latents(seed, 0..n-1)``).
+    Returns (the result, the uint8 source images ``(n, 3, H, W)``)."""
+    layers = sorted({g.gen_layer for g in matches.groups})
+    source_images, source = gen.generate(latents, layers)
+    targets = normalised_targets(matches, edit_targets(matches, source, kind, units, dx, dy))
+
+    def objective(z, _out, maps):
+        act = act_loss(matches, maps, targets)
+        return config.alpha * reg_loss(z, config.reg) - act, act
+
+    start = latents if kind != "copy-paste" else gen.sample_latents(config.seed, np.arange(len(latents)))
+    return optimise(gen, start, layers, objective, config, progress), source_images

@@ -1,0 +1,187 @@
+"""Exact maths of guided inversion against float64 brute force: L_act (Eq. 6), the schedule,
+the map edits, SSIM/PSNR, the moments round trip."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rosetta_core.inversion.edits import copy_paste_maps, edit_targets, shift_maps, zoom_maps
+from rosetta_core.inversion.losses import act_loss, lr_factor, normalised_targets, reg_loss
+from rosetta_core.inversion.matches import Matches, PairGroup
+from rosetta_core.inversion.metrics import psnr, ssim
+from rosetta_core.resize import bilinear_matrix
+
+pytestmark = pytest.mark.unit
+
+GEN_SHAPES = {"g4": (6, 4, 4), "g8": (5, 8, 8)}
+ENC_SHAPES = {"e8": (7, 8, 8), "e2": (3, 2, 2)}
+
+
+def _group(rng, gl, el, pairs, position: bool) -> PairGroup:
+    (_, gh, gw), (_, eh, ew) = GEN_SHAPES[gl], ENC_SHAPES[el]
+    grid = (max(gh, eh), max(gw, ew))
+    cg, ce = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    shape = (len(pairs), *grid) if position else (len(pairs),)
+    return PairGroup(gl, "enc", el, grid, cg, ce, cg + 100, rng.normal(size=shape), rng.uniform(0.5, 2, len(pairs)),
+                     rng.normal(size=shape), rng.uniform(0.5, 2, len(pairs)))
+
+
+def _brute(groups, gmaps, emaps) -> np.ndarray:
+    """Per image: mean over pairs of (1/HW) sum_x of the two normalised, resized maps, in loops."""
+    n = next(iter(gmaps.values())).shape[0]
+    out = np.zeros(n)
+    count = 0
+    for g in groups:
+        for p in range(len(g)):
+            H, W = g.grid
+            for i in range(n):
+                a = gmaps[g.gen_layer][i, g.gen_channels[p]].astype(np.float64)
+                b = emaps[g.target_layer][i, g.target_channels[p]].astype(np.float64)
+                ra = bilinear_matrix(a.shape[0], H) @ a @ bilinear_matrix(a.shape[1], W).T
+                rb = bilinear_matrix(b.shape[0], H) @ b @ bilinear_matrix(b.shape[1], W).T
+                total = 0.0
+                for y in range(H):
+                    for x in range(W):
+                        mg = g.gen_mean[p, y, x] if g.gen_mean.ndim == 3 else g.gen_mean[p]
+                        me = g.target_mean[p, y, x] if g.target_mean.ndim == 3 else g.target_mean[p]
+                        total += (ra[y, x] - mg) * (rb[y, x] - me) / math.sqrt(g.gen_std[p] ** 2 * g.target_std[p] ** 2)
+                out[i] += total / (H * W)
+            count += 1
+    return out / count
+
+
+@pytest.mark.parametrize("position", [False, True])
+def test_act_loss_matches_brute_force(position):
+    rng = np.random.default_rng(3)
+    groups = (
+        _group(rng, "g4", "e8", [(0, 1), (5, 6), (2, 2)], position),
+        _group(rng, "g8", "e2", [(4, 0), (1, 2)], position),
+        _group(rng, "g4", "e2", [(3, 1)], position),
+    )
+    gmaps = {k: rng.gamma(2.0, size=(2, *s)) for k, s in GEN_SHAPES.items()}
+    emaps = {k: rng.gamma(2.0, size=(2, *s)) for k, s in ENC_SHAPES.items()}
+    matches = Matches("gen", groups)
+    targets = normalised_targets(matches, {"enc": {k: torch.from_numpy(v) for k, v in emaps.items()}})
+    got = act_loss(matches, {k: torch.from_numpy(v) for k, v in gmaps.items()}, targets)
+    np.testing.assert_allclose(got.numpy(), _brute(groups, gmaps, emaps), rtol=1e-5)
+    # one-hot weights give that single pair's value
+    weights = torch.zeros(matches.n_pairs)
+    weights[4] = 1.0
+    single = act_loss(matches, {k: torch.from_numpy(v) for k, v in gmaps.items()}, targets, weights)
+    only = _brute((_group_slice(groups[1], 1),), gmaps, emaps)
+    np.testing.assert_allclose(single.numpy(), only, rtol=1e-5)
+
+
+def _group_slice(g: PairGroup, p: int) -> PairGroup:
+    s = slice(p, p + 1)
+    return PairGroup(g.gen_layer, g.target_model, g.target_layer, g.grid, g.gen_channels[s], g.target_channels[s],
+                     g.gen_units[s], g.gen_mean[s], g.gen_std[s], g.target_mean[s], g.target_std[s])
+
+
+def test_act_loss_has_gradients_and_reg_losses():
+    rng = np.random.default_rng(0)
+    groups = (_group(rng, "g4", "e8", [(0, 1)], False),)
+    matches = Matches("gen", groups)
+    targets = normalised_targets(matches, {"enc": {"e8": torch.rand(1, 7, 8, 8)}})
+    g = torch.rand(1, 6, 4, 4, requires_grad=True)
+    act_loss(matches, {"g4": g}, targets).sum().backward()
+    assert g.grad is not None and g.grad.abs().sum() > 0
+    z = torch.tensor([[3.0, -4.0]])
+    assert reg_loss(z, "l2").item() == pytest.approx(12.5)
+    assert reg_loss(z, "l1").item() == pytest.approx(3.5)
+    with pytest.raises(ValueError, match="reg='l3'"):
+        reg_loss(z, "l3")
+
+
+def test_schedule_warmup_flat_cosine():
+    steps = 500
+    f = [lr_factor(s, steps) for s in range(steps)]
+    assert f[0] == 0.0
+    assert f[12] == pytest.approx(12 / 25)  # linear over the first 5% (25 steps)
+    assert f[25] == pytest.approx(1.0) and f[300] == pytest.approx(1.0) and f[375] == pytest.approx(1.0)
+    t = 450 / 500
+    assert f[450] == pytest.approx(0.5 - 0.5 * math.cos((1 - t) / 0.25 * math.pi))
+    assert all(a >= b for a, b in zip(f[375:], f[376:]))  # ramps down monotonically
+    assert f[-1] < 1e-3
+
+
+def _shift_loop(m: np.ndarray, sx: int, sy: int) -> np.ndarray:
+    out = np.zeros_like(m)
+    h, w = m.shape[-2:]
+    for y in range(h):
+        for x in range(w):
+            if 0 <= y - sy < h and 0 <= x - sx < w:
+                out[..., y, x] = m[..., y - sy, x - sx]
+    return out
+
+
+@pytest.mark.parametrize("dx,dy", [(0.25, 0.0), (-0.25, 0.5), (0.0, -0.125), (1.0, 0.0)])
+def test_shift_is_zero_padded_and_relative_to_size(dx, dy):
+    for side in (4, 8):
+        m = torch.rand(2, 3, side, side, dtype=torch.float64)
+        got = shift_maps(m, dx, dy).numpy()
+        np.testing.assert_array_equal(got, _shift_loop(m.numpy(), int(round(dx * side)), int(round(dy * side))))
+    m4 = torch.zeros(1, 1, 4, 4)
+    m4[0, 0, 1, 1] = 1
+    assert shift_maps(m4, 0.25, 0)[0, 0, 1, 2] == 1  # 4x4 moves by 1, as in the paper
+
+
+def test_zoom_and_copy_paste():
+    m = torch.rand(1, 2, 8, 8, dtype=torch.float64)
+    z = zoom_maps(m).numpy()
+    big = np.einsum("ij,ncjk,lk->ncil", bilinear_matrix(8, 16), m.numpy(), bilinear_matrix(8, 16))
+    np.testing.assert_allclose(z, big[..., 4:12, 4:12], atol=1e-12)
+    cp = copy_paste_maps(m, 0.25).numpy()
+    np.testing.assert_array_equal(cp[..., :4], _shift_loop(m.numpy(), -2, 0)[..., :4])
+    np.testing.assert_array_equal(cp[..., 4:], _shift_loop(m.numpy(), 2, 0)[..., 4:])
+
+
+def test_remove_and_add_change_only_chosen_units():
+    rng = np.random.default_rng(1)
+    group = PairGroup("g4", "gen", "g4", (4, 4), np.array([0, 2, 5]), np.array([0, 2, 5]), np.array([10, 12, 15]),
+                      np.zeros(3), np.ones(3), np.zeros(3), np.ones(3))
+    matches = Matches("gen", (group,))
+    src = {"g4": torch.from_numpy(rng.uniform(size=(1, 6, 4, 4)))}
+    out = edit_targets(matches, src, "remove", {12})["gen"]["g4"]
+    assert torch.all(out[0, 2] == src["g4"][0, 2].min())
+    assert torch.equal(out[0, [0, 1, 3, 4, 5]], src["g4"][0, [0, 1, 3, 4, 5]].float())
+    added = edit_targets(matches, src, "add", {15})["gen"]["g4"]
+    assert torch.all(added[0, 5, 1:3, 1:3] >= 2.0)  # raised to >= mean + 2 std inside the centre box
+    assert torch.equal(added[0, 5, 0], src["g4"][0, 5, 0].float())
+    with pytest.raises(ValueError, match="edit 'blur' is not supported; valid: shift, zoom"):
+        edit_targets(matches, src, "blur")
+    with pytest.raises(ValueError, match="needs the units"):
+        edit_targets(matches, src, "remove", None)
+
+
+def _ssim_loop(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64) / 255, b.astype(np.float64) / 255
+    x = np.arange(11) - 5
+    g = np.exp(-(x**2) / (2 * 1.5**2))
+    win = np.outer(g, g) / np.outer(g, g).sum()
+    vals = []
+    for c in range(a.shape[0]):
+        for y in range(a.shape[1] - 10):
+            for x0 in range(a.shape[2] - 10):
+                pa, pb = a[c, y : y + 11, x0 : x0 + 11], b[c, y : y + 11, x0 : x0 + 11]
+                ma, mb = (win * pa).sum(), (win * pb).sum()
+                va, vb = (win * (pa - ma) ** 2).sum(), (win * (pb - mb) ** 2).sum()
+                cov = (win * (pa - ma) * (pb - mb)).sum()
+                vals.append((2 * ma * mb + 1e-4) * (2 * cov + 9e-4) / ((ma**2 + mb**2 + 1e-4) * (va + vb + 9e-4)))
+    return float(np.mean(vals))
+
+
+def test_ssim_and_psnr_against_loops():
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 256, size=(2, 3, 16, 14), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-40, 40, size=a.shape), 0, 255).astype(np.uint8)
+    got = ssim(a, b)
+    for i in range(2):
+        assert got[i] == pytest.approx(_ssim_loop(a[i], b[i]), rel=1e-9)
+    assert ssim(a, a) == pytest.approx([1.0, 1.0])
+    mse = ((a.astype(float) - b) ** 2).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(psnr(a, b), 10 * np.log10(255**2 / mse))
