@@ -17,6 +17,7 @@ prefixes and may include the classifier head, which the encoders do not use.
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from pathlib import Path
 
@@ -52,7 +53,12 @@ def build_clip(name: str = "RN50.openai", image_size: int = 224):
     import open_clip
 
     arch, tag = name.split(".")
-    model = open_clip.create_model(arch, pretrained=None)
+    root = logging.getLogger()
+    level, root.level = root.level, logging.ERROR  # open_clip warns that no weights were loaded: expected here
+    try:
+        model = open_clip.create_model(arch, pretrained=None)
+    finally:
+        root.setLevel(level)
     return ResNetStagesAdapter(name, model.visual, open_clip_norm(arch, tag, image_size),
                                f"open_clip {arch} image tower (ModifiedResNet)")
 

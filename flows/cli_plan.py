@@ -1,0 +1,90 @@
+"""`rosetta plan`: how big and how long a mining run will be, before launching it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rosetta_core.mining import DEFAULT_ENCODERS
+from rosetta_core.planner import GPU_FP32_TFLOPS, matmul_flop_rate, model_layers, plan_size
+
+from .cli_models import add_model_options, layer_patterns, trust_pickle_env
+
+
+def _bytes(value: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1000
+    return ""
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    trust_pickle_env(args)
+    encoders = [e for e in args.encoders.split(",") if e]
+    if args.gpu is not None and args.gpu not in GPU_FP32_TFLOPS:
+        raise ValueError(f"--gpu {args.gpu!r} is not a known class; valid: {', '.join(GPU_FP32_TFLOPS)} (or give --gpu-tflops)")
+    patterns = layer_patterns(args.layers)
+    layers, image = {}, 0
+    for name in [args.generator, *encoders]:
+        layers[name], finest = model_layers(name, patterns.get(name), args.weights)
+        image = finest if name == args.generator else image
+    size = plan_size(args.generator, layers, encoders, args.n, image, args.dtype, args.chunk_size)
+    rate = matmul_flop_rate()
+    tflops = args.gpu_tflops or (GPU_FP32_TFLOPS[args.gpu] if args.gpu else None)
+    gpu_name = args.gpu or (f"{tflops} TFLOP/s" if tflops else None)
+    if args.json:
+        print(json.dumps({
+            "layers": {m: [list(l) for l in ls] for m, ls in layers.items()}, "units": size.units,
+            "activation_bytes": size.activation_bytes, "image_bytes": size.image_bytes,
+            "store_bytes": size.store_bytes, "peak_task_bytes": size.peak_task_bytes,
+            "pairs": [{"a": p.a, "b": p.b, "cross_flops": p.cross_flops, "projection_flops": p.projection_flops,
+                       "moments_bytes": p.moments_bytes, "table_bytes": p.table_bytes, "task_bytes": p.task_bytes}
+                      for p in size.pairs],
+            "total_flops": size.total_flops, "machine_flop_rate": rate, "seconds_here": size.seconds(rate),
+            "gpu": gpu_name, "seconds_gpu": size.seconds(tflops * 1e12) if tflops else None,
+        }, indent=2))
+        return 0
+    print(f"plan: {args.generator} vs {', '.join(encoders)}; n={args.n}, {args.dtype}, chunks of {size.chunk_size} images")
+    for name, ls in layers.items():
+        grids = ", ".join(f"{l}:{u}@{h}x{w}" for l, u, h, w in ls)
+        print(f"  {name}: {size.units[name]} units in {len(ls)} layers, activations {_bytes(size.activation_bytes[name])}")
+        print(f"      {grids}")
+    print(f"  images: {_bytes(size.image_bytes)} ({image}x{image} uint8)")
+    for p in size.pairs:
+        print(f"  pair {p.a} x {p.b}: cross moments {p.cross_flops / 1e9:.2f} GFLOP, projections "
+              f"{p.projection_flops / 1e9:.2f} GFLOP, moments+table {_bytes(p.moments_bytes + p.table_bytes)}, "
+              f"Dask task peak {_bytes(p.task_bytes)}")
+    print(f"  total: {size.total_flops / 1e9:.2f} GFLOP; store {_bytes(size.store_bytes)}; "
+          f"peak memory per Dask task {_bytes(size.peak_task_bytes)}")
+    print(f"  statistics time here: {_duration(size.seconds(rate))} (float32 matmul measured at {rate / 1e9:.1f} GFLOP/s)")
+    if tflops:
+        print(f"  statistics time on {gpu_name}: {_duration(size.seconds(tflops * 1e12))} at its float32 peak ({tflops} TFLOP/s)")
+    print("  (times are lower bounds for the correlation step: FLOPs at the measured/peak rate; model forward passes not included)")
+    return 0
+
+
+def add_plan_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="how big and how long a mining run will be: units, store size, FLOPs, memory, time",
+        description="Prints per model the units and grids, the store size at the chosen dtype, the cross-moment FLOPs "
+        "of the exact formulation per pair and in total, the peak memory per Dask task, and estimated times on this "
+        "machine (a short matmul measurement) and on a GPU class. Builds the models with random weights (no download).",
+    )
+    p.add_argument("--generator", default="mini-gen")
+    p.add_argument("--encoders", default=",".join(DEFAULT_ENCODERS), help="comma-separated encoder names")
+    p.add_argument("--n", type=int, default=1600, help="images (default 1600)")
+    p.add_argument("--chunk-size", type=int, default=100, help="images per chunk (default 100)")
+    p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    p.add_argument("--gpu", default=None, help=f"GPU class for a time estimate: {', '.join(GPU_FP32_TFLOPS)}")
+    p.add_argument("--gpu-tflops", type=float, default=None, help="or its float32 TFLOP/s")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_model_options(p)
+    p.set_defaults(run=run_plan)

@@ -1,0 +1,180 @@
+"""How big and how long a mining run will be, before it runs (``rosetta plan``).
+
+Pure arithmetic over the layers of each model (names, units, grids) and the run's size; no
+model is run here. The counts follow the exact formulation of DESIGN §3.1 as implemented in
+:mod:`rosetta_core.comoments`:
+
+- model pairs: (G, E) for every encoder, (G, G) with layer pairs ``l <= m``, and the shuffled
+  null (G, first encoder) that the mining flow adds;
+- for a layer pair ``a`` ``(ua, ha, wa)``, ``b`` ``(ub, hb, wb)``, the small grid is
+  ``(hs, ws) = (min(ha, hb), min(wa, wb))``; the cross moments are one matmul of
+  ``2 * ua * ub * n * hs * ws`` FLOPs; projecting a map onto the small grid costs, per image and
+  unit, ``2 * h * w * ws`` along x (when ``w > ws``) plus ``2 * hs * h * ws`` along y (when
+  ``h > hs``); per-unit sums are lower-order and not counted;
+- store: activations ``n * units * h * w`` at the run's dtype, images ``n * 3 * S * S`` uint8,
+  per pair a float32 correlation table and float64 moments (cross ``ua * ub``, two second
+  moments per layer pair, mean maps);
+- peak memory of one Dask task: the larger of a chunk task (both sides' float32 maps of one
+  chunk, their float32 projections, the float64 moments it returns) and a merge task (three
+  float64 moment states: two inputs and the result).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["LayerShape", "PairCost", "RunSize", "plan_size", "model_layers", "matmul_flop_rate", "GPU_FP32_TFLOPS"]
+
+#: peak dense float32 TFLOP/s of common GPU classes (vendor data sheets, no tensor cores)
+GPU_FP32_TFLOPS = {"T4": 8.1, "V100": 15.7, "A10": 31.2, "A100": 19.5, "L4": 30.3, "L40S": 91.6,
+                   "RTX4090": 82.6, "H100": 67.0, "H200": 67.0}
+DTYPE_BYTES = {"float16": 2, "float32": 4}
+
+LayerShape = tuple[str, int, int, int]  # (layer, units, h, w)
+
+
+@dataclass(frozen=True)
+class PairCost:
+    """FLOPs and bytes of one model pair (``b`` is ``a`` for the self pair)."""
+
+    a: str
+    b: str
+    cross_flops: int
+    projection_flops: int
+    moments_bytes: int
+    table_bytes: int
+    chunk_task_bytes: int
+
+    @property
+    def flops(self) -> int:
+        return self.cross_flops + self.projection_flops
+
+    @property
+    def task_bytes(self) -> int:
+        return max(self.chunk_task_bytes, 3 * self.moments_bytes)
+
+
+@dataclass(frozen=True)
+class RunSize:
+    """Everything ``rosetta plan`` prints; counts are exact for the formulas above."""
+
+    n: int
+    chunk_size: int
+    dtype: str
+    units: dict[str, int]
+    activation_bytes: dict[str, int]
+    image_bytes: int
+    pairs: list[PairCost] = field(default_factory=list)
+
+    @property
+    def total_flops(self) -> int:
+        return sum(p.flops for p in self.pairs)
+
+    @property
+    def store_bytes(self) -> int:
+        tables = sum(p.moments_bytes + p.table_bytes for p in self.pairs)
+        return sum(self.activation_bytes.values()) + self.image_bytes + tables
+
+    @property
+    def peak_task_bytes(self) -> int:
+        return max(p.task_bytes for p in self.pairs)
+
+    def seconds(self, flop_rate: float) -> float:
+        """Statistics time at ``flop_rate`` FLOP/s (a lower bound: memory traffic not counted)."""
+        return self.total_flops / flop_rate
+
+
+def _projection_flops(h: int, w: int, hs: int, ws: int) -> int:
+    flops = 2 * h * w * ws if w > ws else 0
+    return flops + (2 * hs * h * ws if h > hs else 0)
+
+
+def _pair(a: str, la: list[LayerShape], b: str, lb: list[LayerShape], n: int, chunk: int, self_pair: bool) -> PairCost:
+    cross = proj = moments = chunk_maps = 0
+    projected: set[tuple[str, str, int, int]] = set()  # a layer is projected once per small grid
+    for i, (name_a, ua, ha, wa) in enumerate(la):
+        for j, (name_b, ub, hb, wb) in enumerate(lb):
+            if self_pair and j < i:
+                continue
+            hs, ws = min(ha, hb), min(wa, wb)
+            cross += 2 * ua * ub * n * hs * ws
+            moments += 8 * (ua * ub + ua + ub)
+            for side, name, units, h, w in (("a", name_a, ua, ha, wa), ("b", name_b, ub, hb, wb)):
+                key = (side if not self_pair else "a", name, hs, ws)
+                if key not in projected and (h, w) != (hs, ws):  # a map on its small grid is used as is
+                    projected.add(key)
+                    proj += n * units * _projection_flops(h, w, hs, ws)
+                    chunk_maps += 4 * chunk * units * hs * ws
+    means = sum(8 * u * h * w for _, u, h, w in la) + (0 if self_pair else sum(8 * u * h * w for _, u, h, w in lb))
+    moments += means
+    inputs = sum(4 * chunk * u * h * w for _, u, h, w in la) + (0 if self_pair else sum(4 * chunk * u * h * w for _, u, h, w in lb))
+    table = 4 * sum(l[1] for l in la) * sum(l[1] for l in lb)
+    return PairCost(a, b, cross, proj, moments, table, inputs + chunk_maps + moments)
+
+
+def plan_size(
+    generator: str,
+    layers: dict[str, list[LayerShape]],
+    encoders: list[str],
+    n: int,
+    image_size: int,
+    dtype: str = "float16",
+    chunk_size: int = 100,
+) -> RunSize:
+    """The size of a run of ``generator`` against ``encoders`` over ``n`` images.
+
+    ``layers``: model -> hooked layers ``(name, units, h, w)`` in forward order (every model of
+    the run); ``image_size``: the generator's image side in pixels.
+    """
+    if dtype not in DTYPE_BYTES:
+        raise ValueError(f"dtype={dtype!r}; valid: {', '.join(DTYPE_BYTES)}")
+    if n < 1 or chunk_size < 1:
+        raise ValueError(f"n={n} and chunk_size={chunk_size} must be >= 1")
+    missing = [m for m in [generator, *encoders] if m not in layers]
+    if missing:
+        raise ValueError(f"no layers given for {missing}; layers has {sorted(layers)}")
+    chunk = min(chunk_size, n)
+    units = {m: sum(l[1] for l in layers[m]) for m in [generator, *encoders]}
+    acts = {m: n * DTYPE_BYTES[dtype] * sum(u * h * w for _, u, h, w in layers[m]) for m in units}
+    g = layers[generator]
+    pairs = [_pair(generator, g, e, layers[e], n, chunk, False) for e in encoders]
+    pairs.append(_pair(generator, g, generator, g, n, chunk, True))
+    if encoders:  # the shuffled-image null of the mining flow: same cost as its pair
+        null = pairs[0]
+        pairs.append(PairCost(null.a, f"{null.b} (shuffled null)", null.cross_flops, null.projection_flops,
+                              null.moments_bytes, null.table_bytes, null.chunk_task_bytes))
+    return RunSize(n, chunk, dtype, units, acts, n * 3 * image_size * image_size, pairs)
+
+
+def matmul_flop_rate(size: int = 1024, seconds: float = 0.5) -> float:
+    """FLOP/s of float32 numpy matmul on this machine (the engine's kernel), timed for about
+    ``seconds``; the best of the repeats."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    a @ b  # warm-up
+    best, spent = float("inf"), 0.0
+    while spent < seconds:
+        start = time.perf_counter()
+        a @ b
+        took = time.perf_counter() - start
+        best, spent = min(best, took), spent + took
+    return 2.0 * size**3 / best
+
+
+def model_layers(name: str, patterns: list[str] | None = None, weights: str = "random") -> tuple[list[LayerShape], int]:
+    """Hooked layers ``(name, units, h, w)`` of registry model ``name`` (random weights unless
+    its architecture comes with its weights, as for network pickles) and its finest grid side
+    (a generator's image side)."""
+    from .zoo import get_spec, load, weights_for
+
+    choice = weights_for(name, weights)
+    needs_file = get_spec(name).check_weights is not None and choice not in ("trained", "pretrained", "random")
+    adapter = load(name, choice if needs_file else "random")
+    infos = {info.name: info for info in adapter.layers()}
+    chosen = adapter.select_layers(patterns)
+    finest = max(max(info.grid) for info in infos.values())
+    return [(l, infos[l].units, *infos[l].grid) for l in chosen], finest

@@ -1,0 +1,92 @@
+"""`rosetta plan` arithmetic: exact counts for a small configuration, checked by hand and against
+the real co-moment accumulator."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rosetta_core.comoments import CoMoments
+from rosetta_core.planner import matmul_flop_rate, plan_size
+
+pytestmark = pytest.mark.unit
+
+G = [("g1", 2, 4, 4), ("g2", 3, 8, 8)]
+E = [("e1", 5, 2, 2)]
+
+
+@pytest.fixture
+def size():
+    return plan_size("G", {"G": G, "E": E}, ["E"], n=10, image_size=8, dtype="float32", chunk_size=4)
+
+
+def test_exact_counts_of_a_small_run(size):
+    pair, self_pair, null = size.pairs
+    assert (pair.a, pair.b, self_pair.b, null.b) == ("G", "E", "G", "E (shuffled null)")
+    # (g1, e1) on 2x2: 2*2*5*10*4; (g2, e1): 2*3*5*10*4
+    assert pair.cross_flops == 800 + 1200
+    # g1 4x4 -> 2x2: (2*4*4*2 + 2*2*4*2) per image and unit; g2 8x8 -> 2x2: (2*8*8*2 + 2*2*8*2)
+    assert pair.projection_flops == 10 * 2 * 96 + 10 * 3 * 320
+    assert pair.moments_bytes == 8 * ((10 + 2 + 5) + (15 + 3 + 5) + (2 * 16 + 3 * 64) + 5 * 4)
+    assert pair.table_bytes == 4 * 5 * 5
+    assert pair.task_bytes == max(4 * 4 * (32 + 192 + 20) + 4 * 4 * (2 * 4 + 3 * 4) + 2272, 3 * 2272) == 6816
+    # self pair: (g1, g1) 4x4, (g1, g2) 4x4 with g2 projected 8x8 -> 4x4, (g2, g2) 8x8
+    assert self_pair.cross_flops == 1280 + 1920 + 11520
+    assert self_pair.projection_flops == 10 * 3 * (2 * 8 * 8 * 4 + 2 * 4 * 8 * 4)
+    assert self_pair.moments_bytes == 8 * (8 + 11 + 15 + 2 * 16 + 3 * 64)
+    assert self_pair.task_bytes == 4 * 4 * 224 + 4 * 4 * 3 * 16 + 2064 == 6416
+    assert null == type(null)(pair.a, "E (shuffled null)", *[getattr(pair, f) for f in
+                              ("cross_flops", "projection_flops", "moments_bytes", "table_bytes", "chunk_task_bytes")])
+    assert size.total_flops == 2 * (2000 + 11520) + 14720 + 23040 == 64800
+    assert size.units == {"G": 5, "E": 5}
+    assert size.activation_bytes == {"G": 10 * 4 * (32 + 192), "E": 10 * 4 * 20}
+    assert size.image_bytes == 10 * 3 * 64
+    assert size.store_bytes == 8960 + 800 + 1920 + 2 * (2272 + 100) + (2064 + 100) == 18588
+    assert size.peak_task_bytes == 6816
+    assert size.seconds(1e3) == pytest.approx(64.8)
+
+
+def _state_bytes(acc: CoMoments) -> int:
+    return sum(v.nbytes for k, v in acc.state_dict().items() if k.split("/")[0] in ("mean_a", "mean_b", "m2_a", "m2_b", "cross"))
+
+
+def test_moment_bytes_match_the_real_accumulator(size):
+    shapes_g = [(u, h, w) for _, u, h, w in G]
+    shapes_e = [(u, h, w) for _, u, h, w in E]
+    assert size.pairs[0].moments_bytes == _state_bytes(CoMoments(shapes_g, shapes_e))
+    assert size.pairs[1].moments_bytes == _state_bytes(CoMoments(shapes_g))
+
+
+def test_cross_flops_match_the_matmul_the_engine_does():
+    # the engine's cross moment of a layer pair is (ua, n*hs*ws) @ (n*hs*ws, ub)
+    ua, ub, n, hs, ws = 3, 5, 10, 2, 2
+    size = plan_size("G", {"G": [("g", ua, 4, 4)], "E": [("e", ub, hs, ws)]}, ["E"], n=n, image_size=4)
+    assert size.pairs[0].cross_flops == 2 * ua * ub * (n * hs * ws)
+
+
+def test_bad_input_is_one_clear_error():
+    with pytest.raises(ValueError, match="dtype='int8'; valid: float16, float32"):
+        plan_size("G", {"G": G, "E": E}, ["E"], n=10, image_size=8, dtype="int8")
+    with pytest.raises(ValueError, match=r"no layers given for \['X'\]"):
+        plan_size("G", {"G": G}, ["X"], n=10, image_size=8)
+
+
+def test_matmul_rate_is_measured():
+    rate = matmul_flop_rate(size=128, seconds=0.05)
+    assert np.isfinite(rate) and rate > 1e6
+
+
+def test_plan_cli_json_matches_the_core(capsys):
+    from flows.cli import main
+
+    code = main(["plan", "--generator", "mini-gen", "--encoders", "mini-resnet.sup", "--n", "50", "--dtype", "float32",
+                 "--chunk-size", "25", "--layers", "mini-resnet.sup=layer4", "--gpu", "A100", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    layers = {m: [tuple(l) for l in ls] for m, ls in out["layers"].items()}
+    assert [l[0] for l in layers["mini-resnet.sup"]] == ["layer4"]
+    expected = plan_size("mini-gen", layers, ["mini-resnet.sup"], n=50, image_size=64, dtype="float32", chunk_size=25)
+    assert out["total_flops"] == expected.total_flops and out["store_bytes"] == expected.store_bytes
+    assert out["seconds_gpu"] == pytest.approx(expected.total_flops / 19.5e12)
