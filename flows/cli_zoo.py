@@ -10,7 +10,11 @@ from rosetta_core.zoo import list_models, load
 
 def _describe(spec) -> dict:
     weights = "trained" if spec.weights_file is not None and spec.weights_file.is_file() else "random"
-    model = load(spec.name, weights)
+    try:
+        model = load(spec.name, weights)
+    except ValueError as err:  # models whose architecture comes with their weights (network pickles)
+        return {"name": spec.name, "kind": spec.kind, "arch": spec.arch, "weights": f"not loaded: {err}",
+                "weights_hash": None, "layers": [], "total_units": 0, "description": spec.description}
     layers = model.layers()
     return {
         "name": spec.name,
