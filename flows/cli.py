@@ -7,6 +7,7 @@ import sys
 
 from rosetta_core import CENTERS, __version__
 
+from .cli_invert import add_invert_commands
 from .cli_mine import add_mine_command
 from .cli_plan import add_plan_command
 from .cli_zoo import add_zoo_commands
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_mine_command(sub)
     add_plan_command(sub)
     add_zoo_commands(sub)
+    add_invert_commands(sub)
     return parser
 
 
