@@ -101,7 +101,8 @@ def export(adapter: MiniGenAdapter, path: Path, card: str) -> None:
     path.with_suffix(".md").write_text(card)
 
 
-def model_card(args, steps: int, seconds: float, pix: dict, ceiling: dict, gate: dict, who: str) -> str:
+def model_card(args, steps: int, seconds: float, pix: dict, ceiling: dict, gate: dict, who: str,
+               params: int) -> str:
     real = gate.get("real", {})
     def fmt(d: dict) -> str:
         return json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()})
@@ -125,13 +126,12 @@ post-ReLU maps `block1`..`block5` (4, 8, 16, 32, 64 px; {list(WIDTHS)} units).
 **Architecture:** Linear stem to 4x4, then four (nearest x2 upsample, CoordConv 3x3, batch
 norm whose affine is a zero-initialised Linear of the latent (FiLM), ReLU) blocks, CoordConv
 3x3 to RGB, tanh. CoordConv inputs: x, y and, per object slot, x - cx, y - cy and their length
-(zero for an absent slot), computed from the latent. {sum(p.numel() for p in adapter.module.parameters()):,} parameters, stored fp16.
+(zero for an absent slot), computed from the latent. {params:,} parameters, stored fp16.
 
 **Training:** `bench/train_gen.py --steps {steps} --batch {args.batch} --lr {args.lr}`; scenes
 `(seed 1, index step*B..)` rendered on the fly; loss = mean L1 in [-1, 1] weighted 5x on object
 masks dilated by 2 px, plus 10 on a 3-px band around the outlines; Adam (betas 0.9, 0.999), constant lr then cosine to 5% over the last 40% of
-steps; torch seed 0; {args.threads} CPU thread(s); {steps} steps in {seconds / 60:.1f} min of wall time
-(measured, on a shared 2-core machine).{(" " + args.card_note) if args.card_note else ""}
+steps; torch seed 0; {steps} steps in {seconds / 60:.1f} min of wall time.{(" " + args.card_note) if args.card_note else ""}
 
 **Pixel metrics** (1,000 samples of seed {GATE_SEED}; l1 in [0,1] units; IoU of the colour
 segmentation vs the true visible masks): {fmt(pix)}
@@ -227,7 +227,8 @@ def main() -> int:
         print("gate FAILED: weights not exported")
         return 1
     path = WEIGHTS_DIR / f"{NAME}.safetensors"
-    export(adapter, path, model_card(args, steps, seconds, pix, ceiling, gate, who))
+    export(adapter, path, model_card(args, steps, seconds, pix, ceiling, gate, who,
+                                          sum(p.numel() for p in adapter.module.parameters())))
     print(f"gate passed: exported {path} ({path.stat().st_size / 1e6:.2f} MB) and {path.with_suffix('.md')}")
     return 0
 

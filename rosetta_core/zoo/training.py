@@ -61,6 +61,12 @@ class BatchSource:
         )
         self._batches = iter(loader)
 
+    def finish(self) -> None:
+        """Take the remaining steps' batches, so the loader ends and stops its processes now
+        (not at garbage collection, possibly inside a later fork, where its clean-up fails)."""
+        for _ in self._batches:
+            pass
+
     def __call__(self, step: int):
         got, batch = next(self._batches)
         if got != step:
@@ -156,6 +162,7 @@ def steps_for_seconds(make_recipe: Callable[[int], Recipe], seconds: float, *, w
     if seconds <= 0 or probe <= warmup:
         raise ValueError(f"seconds={seconds} must be > 0 and probe={probe} > warmup={warmup}")
     recipe = make_recipe(10 * probe)
+    recipe.batch_source = None
     if workers > 0:
         recipe.batch_source = BatchSource(recipe.batch_at, 0, probe, workers)
     for step in range(probe):
@@ -163,4 +170,6 @@ def steps_for_seconds(make_recipe: Callable[[int], Recipe], seconds: float, *, w
             began = time.perf_counter()
         recipe.step(step)
     rate = (probe - warmup) / (time.perf_counter() - began)
+    if recipe.batch_source is not None:
+        recipe.batch_source.finish()
     return max(probe, int(margin * rate * seconds))
