@@ -20,7 +20,10 @@ def _describe(spec) -> dict:
         "name": spec.name,
         "kind": spec.kind,
         "arch": spec.arch,
-        "weights": spec.source if weights == "trained" else "random init (no weights file yet)",
+        "weights": spec.source if weights == "trained" else (
+            "random init (no weights file yet)" if spec.load_weights is None
+            else f"listed with random init; real weights: {spec.source}"
+        ),
         "weights_hash": model.weights_hash,
         "layers": [{"name": l.name, "units": l.units, "grid": list(l.grid)} for l in layers],
         "total_units": sum(l.units for l in layers),
