@@ -41,6 +41,9 @@ def test_zoo_list_json_lists_every_embedded_model():
     assert {"mini-gen", "mini-resnet.sup", "mini-resnet.ssl", "mini-vit.mae", "mini-clip.rn"} <= set(rows)
     assert rows["mini-gen"]["kind"] == "generator" and rows["mini-vit.mae"]["kind"] == "encoder"
     for row in rows.values():
+        if row["weights_hash"] is None:  # network pickles: no architecture until a pickle is given
+            assert row["weights"].startswith("not loaded") and row["layers"] == []
+            continue
         assert row["total_units"] == sum(layer["units"] for layer in row["layers"]) > 0
     text = rosetta("zoo", "list")
     assert "mini-resnet.sup  [encoder]" in text.stdout and "total units" in text.stdout
