@@ -7,14 +7,16 @@ import os
 import tempfile
 from pathlib import Path
 
+from rosetta_core import runpath
 from rosetta_core.mining import DEFAULT_ENCODERS, MineConfig, check_config, check_existing_run
 
 from .cli_models import add_model_options, layer_patterns, trust_pickle_env
 
 
 def _writable(out: str) -> None:
-    if "://" in out:
-        return  # remote stores are checked by the first write
+    if runpath.is_url(out):
+        runpath.check_writable(out)  # writes and deletes a probe object
+        return
     path = Path(out)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -59,7 +61,8 @@ def add_mine_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=int, default=5, help="best-buddy K (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--class-index", type=int, default=None, help="class of a class-conditional generator")
-    p.add_argument("--out", default=None, help="run directory (default runs/<generator>)")
+    p.add_argument("--out", default=None, help="run directory, or an fsspec URL shared by all workers such as "
+                   "s3://bucket/runs/x (default runs/<generator>)")
     p.add_argument("--dask-address", default=None, help="use this Dask scheduler (default: a LocalCluster)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--chunk-size", type=int, default=100, help="images per chunk (default 100)")

@@ -15,6 +15,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
+from rosetta_core import runpath
 from rosetta_core.mining import DEFAULT_ENCODERS, MineConfig
 from rosetta_core.runlock import run_lock
 from tasks import mining as t
@@ -31,7 +32,7 @@ class MineParams(BaseModel):
     k: int = Field(5, description="best-buddy K (paper Eq. 3)")
     seed: int = 0
     class_index: int | None = None
-    out: str = "runs/mini-gen"
+    out: str = Field("runs/mini-gen", description="run directory, or an fsspec URL (s3://bucket/runs/x) shared by all workers")
     weights: str = Field("trained", description="'trained', 'random' (null control) or a weights file")
     dask_address: str | None = Field(None, description="existing Dask scheduler; default: a LocalCluster")
     device: str = "cpu"
@@ -83,18 +84,25 @@ def _dask(address: str | None):
         yield cluster.scheduler_address
 
 
-def _finished(run_dir: Path, params: MineParams) -> dict | None:
-    manifest = run_dir / "manifest.json"
-    if params.overwrite or not manifest.is_file():
+def _run_dir(out: str) -> str:
+    """The run's location as passed to every task: a URL as given, a local path normalised."""
+    return out.rstrip("/") if runpath.is_url(out) else str(Path(out))
+
+
+def _finished(run_dir: str, params: MineParams) -> dict | None:
+    if params.overwrite:
         return None
-    content = json.loads(manifest.read_text())
+    try:
+        content = json.loads(runpath.read_text(runpath.join(run_dir, "manifest.json")))
+    except (FileNotFoundError, IsADirectoryError):
+        return None
     return content if content.get("config") == params.config() else None
 
 
 @flow(name="mine", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=2))
 def mine(params: MineParams = MineParams()) -> dict:
     """Mine Rosetta Neurons of ``params.generator`` against ``params.encoders``."""
-    run_dir = Path(params.out)
+    run_dir = _run_dir(params.out)
     done = _finished(run_dir, params)
     if done is not None:
         print(f"{run_dir} is already complete (manifest.json matches this configuration); nothing to do")
@@ -102,13 +110,13 @@ def mine(params: MineParams = MineParams()) -> dict:
     seconds: dict[str, float] = {}
     with run_lock(run_dir):
         start = time.perf_counter()
-        n_chunks = t.prepare_run(str(run_dir), _mine_config(params), params.overwrite, params.device)
+        n_chunks = t.prepare_run(run_dir, _mine_config(params), params.overwrite, params.device)
         seconds["prepare"] = time.perf_counter() - start
         stage = time.perf_counter()
-        _drain([t.generate_chunk.submit(str(run_dir), c, params.device) for c in range(n_chunks)], "images")
+        _drain([t.generate_chunk.submit(run_dir, c, params.device) for c in range(n_chunks)], "images")
         seconds["generate"] = time.perf_counter() - stage
         stage = time.perf_counter()
-        jobs = [t.extract_chunk.submit(str(run_dir), m, c, params.device) for m in params.encoders for c in range(n_chunks)]
+        jobs = [t.extract_chunk.submit(run_dir, m, c, params.device) for m in params.encoders for c in range(n_chunks)]
         _drain(jobs, "models")
         seconds["extract"] = time.perf_counter() - stage
         stage = time.perf_counter()
@@ -116,21 +124,29 @@ def mine(params: MineParams = MineParams()) -> dict:
         pairs.append((params.generator, params.encoders[0], True))  # the shuffled null
         with _dask(params.dask_address) as address, tqdm(total=len(pairs), desc="pairs", unit="pair") as bar:
             for a, b, null in pairs:
-                t.pair_statistics(str(run_dir), a, b, null, address)
+                t.pair_statistics(run_dir, a, b, null, address)
                 bar.update()
         seconds["statistics"] = time.perf_counter() - stage
         stage = time.perf_counter()
-        counts = t.write_dictionary(str(run_dir))
-        report = t.render(str(run_dir))
+        counts = t.write_dictionary(run_dir)
+        report = t.render(run_dir)
         seconds["dictionary_and_report"] = time.perf_counter() - stage
-        manifest = t.write_manifest(str(run_dir), seconds)
+        manifest = t.write_manifest(run_dir, seconds)
     summary = manifest["summary"]
     _artifact(run_dir, report, summary, counts)
-    _print_summary(run_dir, summary)
+    _print_summary(run_dir, report, summary)
     return summary
 
 
-def _artifact(run_dir: Path, report: str, summary: dict, counts: dict) -> None:
+def _viewing(report: str) -> str:
+    """How to open a report stored at a URL: a pre-signed https address on S3."""
+    if not runpath.is_url(report):
+        return ""
+    url = runpath.view_url(report)
+    return f" (open in a browser, valid 7 days: {url})" if url else " (copy it to a local file to open it)"
+
+
+def _artifact(run_dir: str, report: str, summary: dict, counts: dict) -> None:
     rows = "\n".join(
         f"| {pair} | {count} | {summary['mean_best_buddy_correlation'][pair]:.3f} |"
         for pair, count in summary["best_buddies"].items()
@@ -142,13 +158,13 @@ def _artifact(run_dir: Path, report: str, summary: dict, counts: dict) -> None:
         markdown=(
             f"# Mining run `{run_dir}`\n\n{counts['concepts']} concepts from {counts['rosetta_units']} Rosetta units "
             f"(centring: {summary['center']}).\n\n| pair | best buddies | mean r |\n|---|---|---|\n{rows}\n\n{null}\n\n"
-            f"Report: `{Path(report).resolve()}`\n"
+            f"Report: `{report if runpath.is_url(report) else Path(report).resolve()}`{_viewing(report)}\n"
         ),
         description="Rosetta Neurons mining summary",
     )
 
 
-def _print_summary(run_dir: Path, summary: dict) -> None:
+def _print_summary(run_dir: str, report: str, summary: dict) -> None:
     print(f"run: {run_dir}")
     for pair, count in summary["best_buddies"].items():
         mean = summary["mean_best_buddy_correlation"][pair]
@@ -156,4 +172,4 @@ def _print_summary(run_dir: Path, summary: dict) -> None:
     for pair, null in summary["null"].items():
         print(f"  shuffled null {pair}: {null['best_buddies']} best buddies, mean r {round(null['mean_correlation'] or 0, 3)}")
     print(f"  Rosetta units: {summary['rosetta_units']}, concepts: {summary['concepts']}")
-    print(f"  report: {run_dir / 'report' / 'index.html'}")
+    print(f"  report: {report}{_viewing(report)}")

@@ -82,9 +82,15 @@ def _model(name: str, weights: str, device: str):
     return load(name, weights, device=device), threading.Lock()
 
 
+def _for_run(adapter, config: MineConfig, name: str):
+    if name == config.generator and hasattr(adapter, "class_index"):
+        adapter.class_index = config.class_index  # class-conditional generators sample this class
+    return adapter
+
+
 def model(config: MineConfig, name: str, device: str = "cpu"):
     """The loaded adapter of ``name`` for this run (cached per process)."""
-    return _model(name, config.weights, device)[0]
+    return _for_run(_model(name, config.weights, device)[0], config, name)
 
 
 @contextmanager
@@ -92,7 +98,7 @@ def using_model(config: MineConfig, name: str, device: str = "cpu"):
     """The cached adapter, held exclusively: its hooks must not see another thread's calls."""
     adapter, lock = _model(name, config.weights, device)
     with lock:
-        yield adapter
+        yield _for_run(adapter, config, name)
 
 
 @dataclass(frozen=True)
@@ -168,6 +174,7 @@ def check_config(config: MineConfig) -> None:
                 "README), choose other --encoders, or run the null control with --weights random"
             )
     classes = gen.extra.get("classes")
+    classes = len(classes) if isinstance(classes, (list, tuple)) else int(classes or 0)
     if config.class_index is not None and not classes:
         raise ValueError(
             f"class_index={config.class_index} was given but {config.generator} is unconditional; "
@@ -207,6 +214,7 @@ def init_store(store: RunStore, plan: RunPlan, overwrite: bool = False) -> None:
         for layer, shape in layers:
             attrs = {"model": name, "layer": layer, "units": shape[0]}
             store.require(plan.activation_key(name, layer), (n, *shape), (c, *shape), cfg.dtype, ["image", "unit", "y", "x"], attrs)
+    store.require_flags(["latents", "images", *(k for name in plan.layers for k in plan.keys(name))], len(plan.chunks))
     store.group.attrs["plan"] = plan.to_json()
 
 
@@ -304,14 +312,20 @@ def save_pair(store: RunStore, plan: RunPlan, a: str, b: str | None, acc: CoMome
 
 def check_existing_run(run_dir: str, config: MineConfig, overwrite: bool = False) -> None:
     """Refuse, before any work, a run directory whose store has another configuration."""
-    from pathlib import Path
+    from . import runpath
+    from .store import STORE_VERSION, StoreMismatch, config_mismatch
 
-    from .store import config_mismatch
-
-    path = Path(run_dir) / "store.zarr"
-    if overwrite or "://" in str(run_dir) or not (path / "zarr.json").is_file():
+    path = runpath.join(run_dir, "store.zarr")
+    if overwrite or not runpath.exists(runpath.join(path, "zarr.json")):
         return
-    stored = dict(RunStore(str(path), mode="r").attrs.get("config") or {})
+    attrs = RunStore(path, mode="r").attrs
+    version = attrs.get("store_version")
+    if version is not None and version != STORE_VERSION:
+        raise StoreMismatch(
+            f"the run at {run_dir} was written by store version {version}; this code (rosetta-neurons "
+            f"{__version__}) reads store version {STORE_VERSION}: use another --out, or --overwrite to discard it"
+        )
+    stored = dict(attrs.get("config") or {})
     stored.pop("weights_hashes", None)
     asked = config.identity()
     if stored and stored != asked:

@@ -1,7 +1,7 @@
 """The later steps of a mining run: pair statistics, the dictionary and the manifest.
 
 Each function reads and writes the run directory (``store.zarr``, ``dictionary.json``,
-``manifest.json``); none of them imports Prefect.
+``manifest.json``), a local path or an fsspec URL; none of them imports Prefect.
 """
 
 from __future__ import annotations
@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import __version__
+from . import __version__, runpath
 from .dictionary import build_dictionary, pair_summary, validate_dictionary
 from .matching import best_buddies
 from .mining import RunPlan, pair_comoments, save_pair
@@ -63,7 +62,7 @@ def _table(store: RunStore, a: str, b: str, tag: str = "") -> np.ndarray:
     return np.asarray(store.array(f"correlation/{pair_key(a, b)}{tag}")[...])
 
 
-def write_dictionary(run_dir: str | Path, store: RunStore, plan: RunPlan, examples: int = 6) -> dict[str, Any]:
+def write_dictionary(run_dir: str | os.PathLike, store: RunStore, plan: RunPlan, examples: int = 6) -> dict[str, Any]:
     """Best buddies, Rosetta tuples and concepts -> ``dictionary.json``; returns its content."""
     cfg = plan.config
     g = cfg.generator
@@ -81,11 +80,11 @@ def write_dictionary(run_dir: str | Path, store: RunStore, plan: RunPlan, exampl
             if summary is not None:
                 target[pair_key(a, b or a)] = summary
     validate_dictionary(content)
-    _write_json(Path(run_dir) / "dictionary.json", content)
+    _write_json(runpath.join(run_dir, "dictionary.json"), content)
     return content
 
 
-def write_manifest(run_dir: str | Path, store: RunStore, plan: RunPlan, dictionary: dict[str, Any], seconds: dict[str, float]) -> dict[str, Any]:
+def write_manifest(run_dir: str | os.PathLike, store: RunStore, plan: RunPlan, dictionary: dict[str, Any], seconds: dict[str, float]) -> dict[str, Any]:
     """``manifest.json``, written last: what was computed from what, and the run's summary."""
     pairs, null = dictionary["pairs"], dictionary["null"]
     manifest = {
@@ -107,14 +106,12 @@ def write_manifest(run_dir: str | Path, store: RunStore, plan: RunPlan, dictiona
         "seconds": seconds,
     }
     store.consolidate()
-    _write_json(Path(run_dir) / "manifest.json", manifest)
+    _write_json(runpath.join(run_dir, "manifest.json"), manifest)
     return manifest
 
 
-def _write_json(path: Path, content: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(content, indent=1, sort_keys=False))
-    os.replace(tmp, path)
+def _write_json(location: str, content: dict) -> None:
+    runpath.write_text(location, json.dumps(content, indent=1, sort_keys=False), content_type="application/json")
 
 
 def pair_moments(store: RunStore, a: str, b: str | None):

@@ -1,13 +1,25 @@
-"""One mining run per output directory at a time: a lock file naming its holder."""
+"""One mining run per output location at a time: a lock file (or object) naming its holder.
+
+The lock is ``<run>/.lock``, created only if absent: ``O_CREAT | O_EXCL`` on a local disk,
+a conditional PUT (``If-None-Match: *``) on S3, so two machines starting a run on the same
+``s3://`` URL cannot both get it. It holds the holder's pid, host and a random token, and is
+deleted when the run ends. A lock left by a process that died on *this* host (e.g. ``kill -9``)
+is taken over; one left by a dead process on another host cannot be checked from here, so the
+error says which object to delete.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from . import runpath
 
 __all__ = ["RunLocked", "run_lock"]
 
@@ -26,36 +38,40 @@ def _alive(pid: int) -> bool:
     return True
 
 
-@contextmanager
-def run_lock(run_dir: str | Path) -> Iterator[Path]:
-    """Hold ``<run_dir>/.lock`` (pid and host of the holder) for the ``with`` block.
-
-    A second holder fails fast with :class:`RunLocked`. A lock left by a dead process on this
-    host (e.g. after ``kill -9``) is taken over.
-    """
-    path = Path(run_dir) / ".lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    me = {"pid": os.getpid(), "host": socket.gethostname()}
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                holder = json.loads(path.read_text() or "{}")
-            except (OSError, json.JSONDecodeError):
-                holder = {}
-            same_host = holder.get("host") == me["host"]
-            if same_host and isinstance(holder.get("pid"), int) and not _alive(holder["pid"]):
-                path.unlink(missing_ok=True)  # stale: its holder is gone
-                continue
-            raise RunLocked(
-                f"{run_dir} is in use by another mining run (pid {holder.get('pid', '?')} on host "
-                f"{holder.get('host', '?')}); wait for it, or remove {path} if that process is gone"
-            ) from None
-        with os.fdopen(fd, "w") as fh:
-            json.dump(me, fh)
-        break
+def _holder(path: str) -> dict:
     try:
-        yield path
+        holder = json.loads(runpath.read_text(path) or "{}")
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+@contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[str | Path]:
+    """Hold ``<run_dir>/.lock`` for the ``with`` block; yields the lock's path or URL.
+
+    A second holder fails fast with :class:`RunLocked`, naming the pid and host of the first.
+    """
+    path = runpath.join(run_dir, ".lock")
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "token": uuid.uuid4().hex,
+          "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    for _ in range(2):
+        if runpath.create_new(path, json.dumps(me)):
+            break
+        holder = _holder(path)
+        same_host = holder.get("host") == me["host"]
+        if same_host and isinstance(holder.get("pid"), int) and not _alive(holder["pid"]):
+            runpath.remove(path)  # stale: its holder is gone
+            continue
+        raise RunLocked(
+            f"{run_dir} is in use by another mining run (pid {holder.get('pid', '?')} on host "
+            f"{holder.get('host', '?')}, since {holder.get('since', '?')}); wait for it, or delete "
+            f"{path} if that process is gone"
+        )
+    else:
+        raise RunLocked(f"could not take {path}: another process took it over at the same time; try again")
+    try:
+        yield path if runpath.is_url(path) else Path(path)
     finally:
-        path.unlink(missing_ok=True)
+        if _holder(path).get("token") == me["token"]:
+            runpath.remove(path)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
+from zarr.errors import ContainsArrayError
 
 __all__ = ["RunStore", "StoreMismatch", "pair_key"]
 
@@ -56,8 +57,8 @@ class RunStore:
 
     def __init__(self, path: str, mode: str = "a", storage_options: dict | None = None) -> None:
         self.path = str(path)
-        kwargs = {"storage_options": storage_options} if storage_options else {}
-        self.group = zarr.open_group(self.path, mode=mode, zarr_format=3, **kwargs)
+        self._kwargs = {"storage_options": storage_options} if storage_options else {}
+        self.group = zarr.open_group(self.path, mode=mode, zarr_format=3, **self._kwargs)
 
     # -- attributes --------------------------------------------------------------------------
     @property
@@ -65,9 +66,16 @@ class RunStore:
         return dict(self.group.attrs)
 
     def check_or_set_config(self, config: dict[str, Any], overwrite: bool = False) -> None:
-        """Record the run's configuration, or refuse a store made with another one."""
+        """Record the run's configuration, or refuse a store made with another one.
+
+        ``overwrite=True`` empties a store of another configuration or store version first.
+        """
         stored = self.group.attrs.get("config")
         version = self.group.attrs.get("store_version")
+        other_version = version is not None and version != STORE_VERSION
+        if overwrite and (other_version or (stored is not None and stored != config)):
+            self.group = zarr.open_group(self.path, mode="w", zarr_format=3, **self._kwargs)
+            stored = version = None
         if version is not None and version != STORE_VERSION:
             raise StoreMismatch(
                 f"the store at {self.path} was written by store version {version}; this code "
@@ -97,16 +105,19 @@ class RunStore:
                     f"expected {shape} {np.dtype(dtype)}: the run's configuration changed"
                 )
             return arr
-        return self.group.create_array(
-            key,
-            shape=shape,
-            chunks=chunks,
-            dtype=dtype,
-            dimension_names=list(dims),
-            compressors=_codecs(),
-            fill_value=0,
-            attributes=attrs or {},
-        )
+        try:
+            return self.group.create_array(
+                key,
+                shape=shape,
+                chunks=chunks,
+                dtype=dtype,
+                dimension_names=list(dims),
+                compressors=_codecs(),
+                fill_value=0,
+                attributes=attrs or {},
+            )
+        except ContainsArrayError:  # another task created it after our check: use theirs
+            return self.require(key, shape, chunks, dtype, dims, attrs)
 
     def array(self, key: str) -> zarr.Array:
         return self.group[key]
@@ -115,6 +126,11 @@ class RunStore:
         return key in self.group
 
     # -- completion flags --------------------------------------------------------------------
+    def require_flags(self, keys: Sequence[str], n_chunks: int) -> None:
+        """Create the completion flags of ``keys`` up front, before tasks race to create them."""
+        for key in keys:
+            self._flags(key, n_chunks)
+
     def _flags(self, key: str, n_chunks: int) -> zarr.Array:
         return self.require(f"done/{key}", (n_chunks,), (1,), "uint8", ["chunk"])
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import runpath
 from ..dictionary import validate_dictionary
 from ..store import RunStore
 
@@ -36,16 +37,22 @@ def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
     return int(value)
 
 
-def _load(run: Path) -> tuple[dict[str, Any], RunStore]:
-    path = run / "dictionary.json"
-    if not path.is_file():
-        raise ValueError(f"{path} does not exist: run the mining flow up to the dictionary step first")
-    content = json.loads(path.read_text(encoding="utf-8"))
+def run_name(run: Path | str) -> str:
+    """The last part of a run's path or URL (``runs/x`` and ``s3://bucket/runs/x`` -> ``x``)."""
+    return str(run).rstrip("/").rsplit("/", 1)[-1] if runpath.is_url(run) else Path(run).resolve().name
+
+
+def _load(run: Path | str) -> tuple[dict[str, Any], RunStore]:
+    path = runpath.join(run, "dictionary.json")
+    try:
+        content = json.loads(runpath.read_text(path))
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist: run the mining flow up to the dictionary step first") from None
     validate_dictionary(content)
-    store_path = run / "store.zarr"
-    if not store_path.exists():
+    store_path = runpath.join(run, "store.zarr")
+    if not runpath.exists(runpath.join(store_path, "zarr.json")):
         raise ValueError(f"{store_path} does not exist: {run} is not a mining run directory")
-    store = RunStore(str(store_path), mode="r")
+    store = RunStore(store_path, mode="r")
     if "images" not in store:
         raise ValueError(f"{store_path} has no 'images' array: the run's generate step has not run")
     return content, store

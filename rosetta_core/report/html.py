@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import runpath
 from ..matching import best_buddies
 from ..store import RunStore, pair_key
 from . import figures
@@ -49,6 +50,7 @@ from ._parts import (
     _Row,
     _check_int,
     _load,
+    run_name,
     _table,
     depth_matrix,
     short_layer_names,
@@ -63,7 +65,7 @@ from ._parts import (
 
 
 class _Page:
-    def __init__(self, run: Path, content: dict[str, Any], store: RunStore, max_concepts: int, examples: int, tile: int):
+    def __init__(self, run: Path | str, content: dict[str, Any], store: RunStore, max_concepts: int, examples: int, tile: int):
         self.run, self.content, self.store = run, content, store
         self.max_concepts, self.examples, self.tile = max_concepts, examples, tile
         cfg = content["run"]
@@ -333,7 +335,7 @@ class _Page:
         cfg = self.content["run"]
         hist, true_mean, null_mean, null_pair = self._histograms()
         concepts = self._concepts()
-        title = f"Rosetta Neurons: {self.run.resolve().name}"
+        title = f"Rosetta Neurons: {run_name(self.run)}"
         meta = (
             f"generator <code>{escape(self.generator)}</code> · encoders "
             + ", ".join(f"<code>{escape(e)}</code>" for e in self.encoders)
@@ -372,8 +374,9 @@ def render_report(
     max_concepts: int = MAX_CONCEPTS,
     examples: int = EXAMPLES,
     tile: int = TILE,
-) -> Path:
-    """Write ``<run_dir>/report/index.html`` from the run's dictionary and store; return its path.
+) -> Path | str:
+    """Write ``<run_dir>/report/index.html`` from the run's dictionary and store; return its path
+    (a URL when ``run_dir`` is one: the page is uploaded there, see :func:`runpath.view_url`).
 
     ``max_concepts``: concepts shown (by id); ``examples``: example images per concept (the
     dictionary keeps up to 8); ``tile``: longest side of a heatmap in pixels (images larger
@@ -382,12 +385,9 @@ def render_report(
     max_concepts = _check_int("max_concepts", max_concepts, 1)
     examples = _check_int("examples", examples, 1, 8)
     tile = _check_int("tile", tile, 16, 1024)
-    run = Path(run_dir)
+    run = str(run_dir) if runpath.is_url(run_dir) else Path(run_dir)
     content, store = _load(run)
     page = _Page(run, content, store, max_concepts, examples, tile).html()
-    out = run / "report" / "index.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    out = runpath.join(run, "report", "index.html")
+    runpath.write_text(out, page, content_type="text/html; charset=utf-8")
+    return out if runpath.is_url(out) else Path(out)

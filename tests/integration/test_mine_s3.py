@@ -1,0 +1,165 @@
+"""A mining run whose --out is an s3:// URL, against a real S3 server (moto) on 127.0.0.1.
+
+The flow runs under a real Prefect API and reduces on a Dask LocalCluster of 2 worker
+processes that read the store from S3 themselves. The run must give exactly the tables of the
+same run on a local disk, keep nothing on the local disk, hand out its lock to one holder only,
+and skip everything when run again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+
+import numpy as np
+import pytest
+import zarr
+from s3_server import moto_s3
+
+from rosetta_core import runpath
+from rosetta_core.dictionary import validate_dictionary
+from rosetta_core.mining import MineConfig, extract_chunk, generate_chunk, init_store, load_plan, plan_run
+from rosetta_core.results import pair_statistics
+from rosetta_core.runlock import RunLocked, run_lock
+from rosetta_core.store import RunStore
+
+pytestmark = pytest.mark.integration
+
+BUCKET = "rosetta-test"
+ENCODERS = ["mini-resnet.sup", "mini-vit.mae"]
+SMALL = {"encoders": ENCODERS, "n": 24, "k": 3, "chunk_size": 8, "weights": "random", "center": "position"}
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with moto_s3(BUCKET):
+        import s3fs
+
+        yield s3fs.S3FileSystem()
+
+
+def _local_tables(run_dir) -> dict[str, np.ndarray]:
+    """The same run computed on a local disk by the core steps (no Prefect, no S3)."""
+    config = MineConfig(**(SMALL | {"encoders": tuple(ENCODERS)}))
+    store = RunStore(str(run_dir / "store.zarr"))
+    init_store(store, plan_run(config))
+    plan = load_plan(store)
+    for chunk in range(len(plan.chunks)):
+        generate_chunk(store, plan, chunk)
+        for name in ENCODERS:
+            extract_chunk(store, plan, name, chunk)
+    for a, b in plan.pairs():
+        pair_statistics(store, plan, a, b)
+    pair_statistics(store, plan, config.generator, ENCODERS[0], null=True)
+    return {name: np.asarray(arr[...]) for name, arr in store.group["correlation"].arrays()}
+
+
+@pytest.mark.slow
+def test_mine_flow_on_s3_matches_local_and_reruns_as_noop(prefect_api, s3, tmp_path, monkeypatch, capfd):
+    from flows.mine import MineParams, mine
+
+    monkeypatch.chdir(tmp_path)  # a URL mistaken for a local path would show up here as ./s3:
+    url = f"s3://{BUCKET}/runs/flow"
+    state = mine(MineParams(**SMALL, out=url), return_state=True)
+    assert state.is_completed(), state
+    assert list(tmp_path.iterdir()) == []
+
+    manifest = json.loads(s3.cat_file(f"{BUCKET}/runs/flow/manifest.json"))
+    dictionary = validate_dictionary(json.loads(s3.cat_file(f"{BUCKET}/runs/flow/dictionary.json")))
+    assert manifest["complete"] and manifest["summary"]["concepts"] == len(dictionary.concepts)
+    report = f"{BUCKET}/runs/flow/report/index.html"
+    assert s3.info(report)["ContentType"].startswith("text/html")
+    assert b"Rosetta Neurons: flow" in s3.cat_file(report)
+    assert not s3.exists(f"{BUCKET}/runs/flow/.lock")
+    printed = "".join(capfd.readouterr())  # print() goes through Prefect's logger (log_prints)
+    assert f"report: {url}/report/index.html (open in a browser" in printed
+    assert "Retry" not in printed  # no task had to retry (e.g. racing to create an array)
+
+    import xarray as xr
+
+    ds = xr.open_zarr(f"{url}/store.zarr")
+    assert ds.sizes["image"] == 24 and ds["images"].dtype == np.uint8
+    group = zarr.open_group(f"{url}/store.zarr", mode="r")
+    remote = {name: np.asarray(arr[...]) for name, arr in group["correlation"].arrays()}
+    local = _local_tables(tmp_path / "local")
+    assert set(remote) == set(local) and len(local) == 4  # 2 pairs, G-G and the shuffled null
+    for name, table in local.items():
+        np.testing.assert_array_equal(remote[name], table, err_msg=name)
+
+    written = s3.info(f"{BUCKET}/runs/flow/manifest.json")["LastModified"]
+    again = mine(MineParams(**SMALL, out=url + "/"), return_state=True)  # a trailing slash is the same run
+    assert again.is_completed()
+    assert "already complete" in "".join(capfd.readouterr())
+    s3.invalidate_cache()
+    assert s3.info(f"{BUCKET}/runs/flow/manifest.json")["LastModified"] == written
+
+
+def test_a_second_run_on_a_locked_url_fails_fast_and_leaves_the_lock(prefect_api, s3):
+    from flows.mine import MineParams, mine
+
+    url = f"s3://{BUCKET}/runs/locked"
+    with run_lock(url) as lock:
+        held = s3.cat_file(lock)
+        state = mine(MineParams(**SMALL, out=url), return_state=True)
+        assert state.is_failed()
+        with pytest.raises(RunLocked, match=rf"in use by another mining run \(pid {os.getpid()} on host"):
+            state.result()
+        assert s3.cat_file(lock) == held  # the holder's lock is untouched
+        assert not s3.exists(f"{BUCKET}/runs/locked/store.zarr/zarr.json")  # and nothing was started
+    assert not s3.exists(lock)
+
+
+def test_exactly_one_of_many_racing_lockers_wins_on_s3(s3):
+    url = f"s3://{BUCKET}/runs/race"
+    barrier, wins = threading.Barrier(6), []
+
+    def contend(i: int) -> None:
+        barrier.wait()
+        wins.append(runpath.create_new(f"{url}/.lock", json.dumps({"contender": i})))
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(wins) == [False] * 5 + [True]
+    runpath.remove(f"{url}/.lock")
+
+
+def test_s3_lock_of_a_dead_process_on_this_host_is_taken_over_but_not_another_hosts(s3):
+    url = f"s3://{BUCKET}/runs/stale"
+    dead = {"pid": 2**22 + 12345, "host": socket.gethostname()}
+    s3.pipe_file(f"{BUCKET}/runs/stale/.lock", json.dumps(dead).encode())
+    with run_lock(url) as lock:
+        assert json.loads(s3.cat_file(lock))["pid"] == os.getpid()
+    other = {"pid": 1, "host": "some-other-host"}
+    s3.pipe_file(f"{BUCKET}/runs/stale/.lock", json.dumps(other).encode())
+    with pytest.raises(RunLocked, match=rf"pid 1 on host some-other-host.*delete {url}/.lock"):
+        with run_lock(url):
+            pass
+    assert json.loads(s3.cat_file(f"{BUCKET}/runs/stale/.lock")) == other
+
+
+def test_cli_refuses_an_unwritable_s3_url_with_one_line(s3, capsys):
+    from flows.cli import main
+
+    rc = main(["mine", "--weights", "random", "--n", "24", "--out", "s3://no-such-bucket-here/runs/x"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--out 's3://no-such-bucket-here/runs/x' is not writable" in err
+    assert "Traceback" not in err
+
+
+def test_cli_refuses_a_different_configuration_on_s3(s3, capsys):
+    from flows.cli import main
+
+    url = f"s3://{BUCKET}/runs/config"
+    store = RunStore(f"{url}/store.zarr")
+    config = MineConfig(**(SMALL | {"encoders": tuple(ENCODERS)}))
+    init_store(store, plan_run(config))
+    args = ["mine", "--weights", "random", "--encoders", ",".join(ENCODERS), "--k", "3", "--chunk-size", "8",
+            "--center", "position", "--out", url]
+    rc = main([*args, "--n", "32"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "different configuration (n: stored 24, asked 32)" in err

@@ -1,0 +1,139 @@
+"""Bad input to `rosetta mine` (issue 4 §8): one clear error each, no traceback, nothing lost.
+
+These run the real command-line entry point in-process; every refusal happens before Prefect
+is imported or any model is loaded, so they are fast.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from flows.cli import main
+from rosetta_core.mining import MineConfig, check_config, check_existing_run
+from rosetta_core.store import RunStore, StoreMismatch
+from rosetta_core.zoo import GeneratorAdapter, LayerInfo
+from rosetta_core.zoo.registry import _REGISTRY, ModelSpec, register
+
+pytestmark = pytest.mark.unit
+
+RANDOM = ["--weights", "random"]
+
+
+class _Conditional(GeneratorAdapter):
+    """A 3-class conditional generator stand-in (registered for these tests only)."""
+
+    name, arch = "test-cond-gen", "none"
+
+    def __init__(self):
+        self.module = torch.nn.Identity()
+        self.weights = "random"
+        self.class_index = None
+
+    def layers(self):
+        return [LayerInfo("relu", 1, (2, 2))]
+
+    def sample_latents(self, seed, indices):
+        return torch.zeros(len(indices), 1)
+
+    def generate(self, latents, layers=()):
+        return torch.zeros(len(latents), 3, 4, 4, dtype=torch.uint8), {}
+
+
+@pytest.fixture(scope="module")
+def conditional():
+    register(ModelSpec("test-cond-gen", "generator", "none", "a 3-class test generator", build=_Conditional,
+                       extra={"classes": 3}))
+    yield "test-cond-gen"
+    _REGISTRY.pop("test-cond-gen", None)
+
+
+def _run(capsys, *args: str) -> tuple[int, str]:
+    rc = main(["mine", *args])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return rc, err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--generator", "nope"], r"unknown model 'nope'; known models: .*mini-gen"),
+        (["--encoders", "mini-resnet.sup,nope"], r"unknown model 'nope'; known models: .*mini-vit\.mae"),
+        (["--generator", "mini-vit.mae"], r"generator='mini-vit\.mae' is an encoder"),
+        (["--n", "9"], r"n=9 is too small for k=5; need n >= 2k = 10"),
+        (["--k", "0"], r"k=0 must be >= 1"),
+        (["--class-index", "0"], r"class_index=0 was given but mini-gen is unconditional"),
+        (["--chunk-size", "1"], r"chunk_size=1 must be >= 2"),
+        (["--encoders", "mini-vit.mae,mini-vit.mae"], r"lists a model twice"),
+    ],
+)
+def test_bad_values_are_one_error_line(capsys, tmp_path, args, message):
+    import re
+
+    rc, err = _run(capsys, *RANDOM, "--out", str(tmp_path / "run"), *args)
+    assert rc == 2 and re.search(message, err), err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()  # refused before anything was created
+
+
+def test_class_index_of_a_conditional_generator_must_be_in_range(conditional):
+    check_config(MineConfig(generator=conditional, weights="random", class_index=2))
+    for bad in (3, -1):
+        with pytest.raises(ValueError, match=rf"class_index={bad} is out of range for test-cond-gen; valid: 0\.\.2"):
+            check_config(MineConfig(generator=conditional, weights="random", class_index=bad))
+
+
+def test_the_run_passes_its_class_to_a_conditional_generator(conditional):
+    from rosetta_core.mining import model, using_model
+
+    config = MineConfig(generator=conditional, weights="random", class_index=1)
+    assert model(config, conditional).class_index == 1
+    with using_model(MineConfig(generator=conditional, weights="random"), conditional) as gen:
+        assert gen.class_index is None  # the cached adapter follows each run's configuration
+
+
+def test_unwritable_out_is_refused(capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    rc, err = _run(capsys, *RANDOM, "--out", str(blocker / "run"))
+    assert rc == 2 and f"--out '{blocker / 'run'}' is not a writable directory" in err
+
+
+def _store(path, **attrs):
+    store = RunStore(str(path / "store.zarr"))
+    store.group.attrs.update(attrs)
+    return (path / "store.zarr" / "zarr.json").read_bytes()
+
+
+def test_a_store_of_another_version_is_refused_naming_both_versions(capsys, tmp_path):
+    config = MineConfig(weights="random").identity()
+    before = _store(tmp_path, store_version=0, config=config)
+    rc, err = _run(capsys, *RANDOM, "--out", str(tmp_path))
+    assert rc == 2 and "written by store version 0" in err and "reads store version 1" in err
+    assert (tmp_path / "store.zarr" / "zarr.json").read_bytes() == before  # nothing lost
+
+
+def test_a_run_of_another_configuration_is_refused_unless_overwrite(tmp_path):
+    stored = MineConfig(weights="random", n=400).identity() | {"weights_hashes": {"mini-gen": "x"}}
+    before = _store(tmp_path, store_version=1, config=stored)
+    with pytest.raises(StoreMismatch, match=r"different configuration \(n: stored 400, asked 800\).*--overwrite"):
+        check_existing_run(str(tmp_path), MineConfig(weights="random", n=800))
+    check_existing_run(str(tmp_path), MineConfig(weights="random", n=400))  # the same run resumes
+    check_existing_run(str(tmp_path), MineConfig(weights="random", n=800), overwrite=True)
+    assert (tmp_path / "store.zarr" / "zarr.json").read_bytes() == before
+
+
+def test_overwrite_empties_a_store_of_another_configuration(tmp_path):
+    store = RunStore(str(tmp_path / "store.zarr"))
+    store.check_or_set_config({"n": 400})
+    store.require("latents", (400, 2), (100, 2), "float32", ["image", "latent"])
+    with pytest.raises(StoreMismatch):
+        store.check_or_set_config({"n": 800})
+    assert "latents" in store  # a refusal keeps what was computed
+    store.check_or_set_config({"n": 800}, overwrite=True)
+    assert "latents" not in store and store.attrs["config"] == {"n": 800}
+    store.require("latents", (800, 2), (100, 2), "float32", ["image", "latent"])  # the new layout fits
+    assert json.loads((tmp_path / "store.zarr" / "zarr.json").read_text())["attributes"]["config"] == {"n": 800}
