@@ -216,6 +216,8 @@ def load_weights(adapter: BigGANAdapter, weights: str) -> str:
         raise ValueError(f"weights {source} do not match {NAME}: {len(missing)} tensors missing "
                          f"(first {missing[:1]}), {len(unexpected)} unexpected (first {unexpected[:1]})")
     adapter.module.biggan.load_state_dict(state, strict=False)
+    if any(k not in state for k in own if k.endswith(("weight_u", "weight_v"))):
+        converge_spectral_norms(adapter.module.biggan)  # the file lacks power-iteration vectors
     return source
 
 
