@@ -83,8 +83,8 @@ class _PickledModule(nn.Module):
         z_dim, c_dim = int(self.network.z_dim), int(self.network.c_dim)
         if latents.ndim != 2 or latents.shape[1] != z_dim + c_dim:
             raise ValueError(f"latents of shape {tuple(latents.shape)} are invalid: expected (n, {z_dim + c_dim})")
-        c = latents[:, z_dim:] if c_dim else None
-        return self.network(latents[:, :z_dim], c, truncation_psi=self.truncation, noise_mode="const")
+        # c is (n, 0) for an unconditional network, as NVIDIA's own samplers pass it
+        return self.network(latents[:, :z_dim], latents[:, z_dim:], truncation_psi=self.truncation, noise_mode="const")
 
 
 class PickledGeneratorAdapter(GeneratorAdapter):
