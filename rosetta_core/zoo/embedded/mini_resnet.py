@@ -260,13 +260,15 @@ def _pooled(adapter: MiniResNetAdapter, images: torch.Tensor, batch: int = 500) 
 
 
 def evaluate_ssl(adapter: MiniResNetAdapter, n: int = 1000, seed: int = HELD_OUT_SEED,
-                 n_train: int = 3000, train_seed: int = PROBE_WORLD_SEED) -> dict:
+                 n_train: int = 3000, train_seed: int = PROBE_WORLD_SEED,
+                 config: WorldConfig | None = None) -> dict:
     """Linear-probe presence accuracies of frozen pooled ``layer4`` features ``(n, 128)``.
 
     The probe is fitted on ``n_train`` photo scenes of world ``train_seed`` and evaluated on
-    ``n`` held-out photo scenes of world ``seed``. Works for any mini ResNet (also random init)."""
-    train_images, train_labels = _held_out(n_train, train_seed)
-    test_images, test_labels = _held_out(n, seed)
+    ``n`` held-out photo scenes of world ``seed``, both drawn with ``config`` (default: the
+    default world). Works for any mini ResNet (also random init)."""
+    train_images, train_labels = _held_out(n_train, train_seed, config)
+    test_images, test_labels = _held_out(n, seed, config)
     probs = linear_probe(_pooled(adapter, train_images), train_labels, _pooled(adapter, test_images))
     return {**set_metrics(probs, test_labels), "n": n, "n_train": n_train, "seed": seed}
 
