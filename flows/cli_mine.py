@@ -10,7 +10,7 @@ from pathlib import Path
 from rosetta_core import runpath
 from rosetta_core.mining import DEFAULT_ENCODERS, MineConfig, check_config, check_existing_run
 
-from .cli_models import add_model_options, layer_patterns, trust_pickle_env
+from .cli_models import add_model_options, check_layer_patterns, layer_patterns, trust_pickle_env
 
 
 def _writable(out: str) -> None:
@@ -36,6 +36,7 @@ def run_mine(args: argparse.Namespace) -> int:
     config = MineConfig(**(fields | {"encoders": tuple(fields["encoders"]),
                                      "layers": {m: tuple(p) for m, p in fields["layers"].items()}}))
     check_config(config)  # before any model loads
+    check_layer_patterns(fields["layers"], [config.generator, *config.encoders], config.weights)
     out = args.out or f"runs/{args.generator}"
     _writable(out)
     check_existing_run(out, config, args.overwrite)

@@ -42,3 +42,14 @@ def trust_pickle_env(args: argparse.Namespace) -> None:
         os.environ[TRUST_ENV] = "1"
     if args.source_tree:
         os.environ[SOURCE_ENV] = os.path.abspath(args.source_tree)
+
+
+def check_layer_patterns(patterns: dict[str, list[str]], models: list[str], weights: str) -> None:
+    """Every --layers entry names a model of the run and matches some of its layers (builds
+    those models with random weights to list their layers; nothing is downloaded)."""
+    from rosetta_core.planner import model_layers
+
+    for model, chosen in patterns.items():
+        if model not in models:
+            raise ValueError(f"--layers names {model!r}, which is not in this run; models: {', '.join(models)}")
+        model_layers(model, chosen, weights)

@@ -62,3 +62,16 @@ def test_unknown_layer_pattern_is_one_error_listing_layers(tmp_path):
                     "--layers", "resnet50.tv_in1k=layer9", home=home)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "['layer9']" in proc.stderr and "available layers: layer1, layer2, layer3, layer4" in proc.stderr
+
+
+@pytest.mark.e2e
+def test_mine_checks_layer_patterns_before_the_flow(tmp_path):
+    home = tempfile.mkdtemp(prefix="prefect-home-")
+    base = ["mine", "--generator", "stylegan2.lsun-cat", "--encoders", "resnet50.tv_in1k", "--weights", "random",
+            "--n", "10", "--out", str(tmp_path / "run")]
+    bad_layer = _rosetta(*base, "--layers", "stylegan2.lsun-cat=convs.99", home=home)
+    assert bad_layer.returncode == 2 and "Traceback" not in bad_layer.stderr
+    assert "['convs.99'] match no layer of stylegan2.lsun-cat; available layers: conv1, to_rgb1, convs.0" in bad_layer.stderr
+    bad_model = _rosetta(*base, "--layers", "dino-resnet50=layer4", home=home)
+    assert bad_model.returncode == 2 and "--layers names 'dino-resnet50', which is not in this run" in bad_model.stderr
+    assert not (tmp_path / "run" / "store.zarr").exists()
