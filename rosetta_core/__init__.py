@@ -7,6 +7,7 @@ from .comoments import CENTERS, CoMoments
 from .concepts import Concept, RosettaTuples, cluster_concepts, rosetta_tuples
 from .correlation import comoments, pearson_table, self_table
 from .matching import best_buddies, best_buddies_from_topk, self_best_buddies, topk_indices, topk_lists
+from .planner import RunSize, plan_size
 from .resize import bilinear_matrix
 
 __version__ = "0.1.0"
@@ -16,12 +17,14 @@ __all__ = [
     "CoMoments",
     "Concept",
     "RosettaTuples",
+    "RunSize",
     "best_buddies",
     "best_buddies_from_topk",
     "bilinear_matrix",
     "cluster_concepts",
     "comoments",
     "pearson_table",
+    "plan_size",
     "rosetta_tuples",
     "self_best_buddies",
     "self_table",
