@@ -62,9 +62,9 @@ def copy_paste_maps(maps: torch.Tensor, fraction: float = 0.25) -> torch.Tensor:
 
 def _set_units(maps: torch.Tensor, chosen: torch.Tensor, value: torch.Tensor, region: torch.Tensor | None) -> torch.Tensor:
     out = maps.clone()
-    where = chosen[None, :, None, None]
+    where = chosen.to(maps.device)[None, :, None, None]
     if region is not None:
-        where = where & region[None, None]
+        where = where & region.to(maps.device)[None, None]
     return torch.where(where, value.expand_as(maps), out)
 
 

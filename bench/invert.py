@@ -1,0 +1,216 @@
+"""Guided inversion on the embedded zoo: the paper's Table 1, Fig. 5 and Fig. 8-9 analogues.
+
+Usage::
+
+    python bench/invert.py --run RUN [--n 200] [--steps 500] [--edits 50] [--parts table1,ood,edits,speed]
+                           [--gen-weights FILE] [--device cpu] [--threads 2] [--json out.json]
+
+- table1: invert ``--n`` held-out scenes (real renders of world seed HELD_OUT_SEED, never seen in
+  mining) with reconstruction only (pixel L2 + perceptual, ``beta=0``) vs + Rosetta guidance
+  with the matches of each encoder of the run and of all of them; PSNR and SSIM, ratios vs
+  the baseline measured in the same process.
+- ood: the same scenes rendered as ``sketch`` and ``cartoon``, inverted with guidance only
+  (Eq. 5) vs a pixel-L2 baseline; layout IoU between the scene's true object masks and the
+  inverted image's foreground (rosetta_core.inversion.metrics.foreground).
+- edits: on the run's own generated images: shift right by 1/4 (object centroid must move
+  +16 px, within 25%), 2x zoom (object area must grow, ideally ~4x), remove the concept most
+  active on the object (the object's region must shrink); success rates over ``--edits`` trials.
+- speed: seconds for one 500-step guided inversion of one image.
+
+``--gen-weights`` replaces mini-gen's registry weights in this process (for a checkpoint that
+is not shipped yet; the run must have been mined with the same weights).
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "2")
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rosetta_core.data import render_batch  # noqa: E402
+from rosetta_core.inversion import InversionConfig, edit, encoder_matches, invert, open_run, self_matches  # noqa: E402
+from rosetta_core.inversion import metrics as M  # noqa: E402
+from rosetta_core.inversion.perceptual import Perceptual  # noqa: E402
+from rosetta_core.zoo import load, registry  # noqa: E402
+from rosetta_core.zoo.embedded.mini_gen import GEN_WORLD  # noqa: E402
+
+HELD_OUT_SEED = 90210
+PERCEPTUAL = "mini-resnet.sup"
+
+
+def _batched(fn, images: torch.Tensor, batch: int):
+    """Run ``fn`` on batches of images; concatenates result images and sums seconds."""
+    outs, seconds = [], 0.0
+    for s in range(0, len(images), batch):
+        r = fn(images[s : s + batch])
+        outs.append(r.images.cpu())
+        seconds += r.seconds
+    return torch.cat(outs), seconds
+
+
+def table1(ctx, images, steps, batch) -> dict:
+    run, gen, encs = ctx["run"], ctx["gen"], ctx["encoders"]
+    perceptual = Perceptual(ctx["perceptual"])
+    rows = {}
+    configs = [("reconstruction only", None)] + [(f"+ {e} matches", [e]) for e in run.plan.config.encoders]
+    configs.append(("+ all matches", list(run.plan.config.encoders)))
+    for name, which in configs:
+        matches = encoder_matches(run, which) if which else None
+        cfg = InversionConfig(mode="rec", steps=steps, beta=ctx["beta"] if which else 0.0)
+        out, secs = _batched(lambda x: invert(gen, encs, matches, x, cfg, perceptual), images, batch)
+        rows[name] = {"psnr": float(M.psnr(images, out).mean()), "ssim": float(M.ssim(images, out).mean()),
+                      "pairs": matches.n_pairs if matches else 0, "seconds": secs}
+        print(f"  {name:32s} PSNR {rows[name]['psnr']:6.2f}  SSIM {rows[name]['ssim']:.3f}  ({secs:.0f} s)", flush=True)
+    base = rows["reconstruction only"]
+    for name, row in rows.items():
+        row["psnr_ratio"], row["ssim_ratio"] = row["psnr"] / base["psnr"], row["ssim"] / base["ssim"]
+    return rows
+
+
+def ood(ctx, n, steps, batch) -> dict:
+    run, gen, encs = ctx["run"], ctx["gen"], ctx["encoders"]
+    matches = encoder_matches(run)
+    out = {}
+    for style in ("sketch", "cartoon"):
+        scenes = render_batch(HELD_OUT_SEED, np.arange(n), GEN_WORLD, style=style)
+        images, truth = torch.from_numpy(scenes.images), scenes.object_masks.any(axis=1)
+        guided, _ = _batched(lambda x: invert(gen, encs, matches, x, InversionConfig(mode="ood", steps=steps)), images, batch)
+        pixel_cfg = InversionConfig(mode="rec", steps=steps, beta=0.0, perceptual_weight=0.0)
+        pixel, _ = _batched(lambda x: invert(gen, encs, None, x, pixel_cfg), images, batch)
+        g_iou = float(M.iou(truth, M.foreground(guided.numpy())).mean())
+        p_iou = float(M.iou(truth, M.foreground(pixel.numpy())).mean())
+        out[style] = {"guided_iou": g_iou, "pixel_iou": p_iou, "gain": g_iou - p_iou}
+        print(f"  {style:8s} layout IoU: guided {g_iou:.3f}  pixel-loss baseline {p_iou:.3f}  gain {g_iou - p_iou:+.3f}", flush=True)
+    return out
+
+
+def _object_concept(run, gen, latents, fg) -> int:
+    """The concept whose generator units are, on average over the images, the most active
+    inside the objects (foreground) relative to the background."""
+    concepts = run.dictionary["concepts"]
+    layers = sorted({u["layer"] for c in concepts for u in c["generator_units"]})
+    _, maps = gen.generate(latents, layers)
+    maps = {k: v.cpu() for k, v in maps.items()}
+    mask = torch.from_numpy(fg).float()[:, None]
+    scores = []
+    for i in range(len(latents)):
+        score = []
+        for c in concepts:
+            vals = []
+            for u in c["generator_units"]:
+                m = maps[u["layer"]][i : i + 1, u["channel"] : u["channel"] + 1]
+                big = torch.nn.functional.interpolate(m, size=fg.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+                inside, outside = big[mask[i, 0] > 0].mean(), big[mask[i, 0] == 0].mean()
+                vals.append(float((inside - outside) / (big.std() + 1e-6)))
+            score.append(np.mean(vals))
+        scores.append(score)
+    return concepts[int(np.argmax(np.nanmean(np.array(scores), axis=0)))]["id"]
+
+
+def edits(ctx, trials, steps) -> dict:
+    run, gen = ctx["run"], ctx["gen"]
+    latents = torch.from_numpy(np.asarray(run.store.array("latents")[:trials], dtype=np.float32))
+    source, _ = gen.generate(latents, [])
+    source = source.cpu()
+    src_fg = M.foreground(source.numpy())
+    keep = src_fg.sum(axis=(1, 2)) > 20
+    matches = self_matches(run)
+    cfg = InversionConfig(mode="ood", steps=steps)
+    out = {}
+    shifted, _ = edit(gen, matches, latents, "shift", cfg, dx=0.25)
+    moved = M.centroid(M.foreground(shifted.images.cpu().numpy()))[:, 0] - M.centroid(src_fg)[:, 0]
+    want = 0.25 * source.shape[-1]
+    ok = keep & np.isfinite(moved)
+    out["shift"] = {"direction_rate": float((moved[ok] > 0).mean()), "within_25pct_rate": float((np.abs(moved[ok] - want) <= 0.25 * want).mean()),
+                    "median_px": float(np.median(moved[ok])), "requested_px": want, "trials": int(ok.sum())}
+    zoomed, _ = edit(gen, matches, latents, "zoom", cfg)
+    ratio = M.foreground(zoomed.images.cpu().numpy()).sum(axis=(1, 2)) / np.maximum(src_fg.sum(axis=(1, 2)), 1)
+    out["zoom"] = {"direction_rate": float((ratio[keep] > 1).mean()), "median_area_ratio": float(np.median(ratio[keep])),
+                   "within_2x_of_4x_rate": float(((ratio[keep] >= 2) & (ratio[keep] <= 8)).mean()), "trials": int(keep.sum())}
+    cid = _object_concept(run, gen, latents, src_fg)
+    units = {u["unit"] for c in run.dictionary["concepts"] if c["id"] == cid for u in c["generator_units"]}
+    removed, _ = edit(gen, matches, latents, "remove", cfg, units=units)
+    after = (M.foreground(removed.images.cpu().numpy()) & src_fg).sum(axis=(1, 2))
+    flags = (after < src_fg.sum(axis=(1, 2)))[keep]
+    out["remove"] = {"direction_rate": float(flags.mean()), "concept": cid, "trials": int(len(flags))}
+    for name, row in out.items():
+        print(f"  {name:7s} " + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+    return out
+
+
+def speed(ctx, steps) -> dict:
+    run, gen, encs = ctx["run"], ctx["gen"], ctx["encoders"]
+    image = torch.from_numpy(render_batch(HELD_OUT_SEED, [0], GEN_WORLD).images)
+    cfg = InversionConfig(mode="ood", steps=steps)
+    r = invert(gen, encs, encoder_matches(run), image, cfg)
+    per500 = r.seconds * 500 / steps
+    print(f"  one guided inversion, {steps} steps: {r.seconds:.1f} s ({per500:.1f} s per 500 steps; "
+          f"{torch.get_num_threads()} threads, device {ctx['device']})", flush=True)
+    return {"steps": steps, "seconds": r.seconds, "seconds_per_500": per500, "threads": torch.get_num_threads(), "device": ctx["device"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", required=True)
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--ood-n", type=int, default=50)
+    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--edits", type=int, default=50)
+    ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--beta", type=float, default=1.0)
+    ap.add_argument("--speed-steps", type=int, default=500)
+    ap.add_argument("--parts", default="table1,ood,edits,speed")
+    ap.add_argument("--gen-weights", type=Path, default=None)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.gen_weights is not None:
+        registry._ensure_builtin()
+        spec = registry.get_spec("mini-gen")
+        registry._REGISTRY["mini-gen"] = dataclasses.replace(spec, weights_file=args.gen_weights)
+    run = open_run(args.run)
+    cfg = run.plan.config
+    ctx = {"run": run, "device": args.device, "beta": args.beta,
+           "gen": load(cfg.generator, cfg.weights, device=args.device),
+           "encoders": {e: load(e, cfg.weights, device=args.device) for e in cfg.encoders},
+           "perceptual": load(PERCEPTUAL, "trained", device=args.device)}
+    print(f"run {args.run}: {cfg.generator} vs {', '.join(cfg.encoders)}, n={cfg.n}, center={cfg.center}; "
+          f"steps {args.steps}, beta {args.beta}, {args.threads} threads, device {args.device}", flush=True)
+    results, began = {"args": {k: str(v) for k, v in vars(args).items()}}, time.perf_counter()
+    parts = args.parts.split(",")
+    if "table1" in parts:
+        print(f"Table 1 analogue: {args.n} held-out scenes", flush=True)
+        images = torch.from_numpy(render_batch(HELD_OUT_SEED, np.arange(args.n), GEN_WORLD).images)
+        results["table1"] = table1(ctx, images, args.steps, args.batch)
+    if "ood" in parts:
+        print(f"Out of distribution: {args.ood_n} scenes per style", flush=True)
+        results["ood"] = ood(ctx, args.ood_n, args.steps, args.batch)
+    if "edits" in parts:
+        print(f"Edits: {args.edits} trials each", flush=True)
+        results["edits"] = edits(ctx, args.edits, args.steps)
+    if "speed" in parts:
+        results["speed"] = speed(ctx, args.speed_steps)
+    results["seconds"] = time.perf_counter() - began
+    print(f"total {results['seconds']:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
