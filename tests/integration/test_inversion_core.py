@@ -1,0 +1,113 @@
+"""Guided inversion on a real (tiny) finished mining run: the statistics it normalises with,
+determinism, batch independence, the jobs' files and their errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from invert_support import scene_pngs, tiny_run
+from oracles import resized
+
+from rosetta_core.inversion import InversionConfig, encoder_matches, invert, open_run, self_matches
+from rosetta_core.inversion.jobs import JobSettings, edit_job, invert_file, visualize_job
+from rosetta_core.zoo import load
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    torch.set_num_threads(1)
+    return tiny_run(tmp_path_factory.mktemp("inv") / "run")
+
+
+def _layer_maps(run, model, layer):
+    return np.asarray(run.store.array(f"activations/{model}/{layer}")[...], dtype=np.float64)
+
+
+def test_pair_statistics_are_the_dataset_moments_of_each_resized_pair(run_dir):
+    run = open_run(run_dir)
+    matches = encoder_matches(run)
+    assert matches.n_pairs == len(run.dictionary["best_buddies"]["mini-resnet.sup"]) - matches.dropped
+    checked = 0
+    for group in matches.groups[:6]:
+        g = resized(_layer_maps(run, "mini-gen", group.gen_layer), group.grid)
+        t = resized(_layer_maps(run, group.target_model, group.target_layer), group.grid)
+        for p in range(min(len(group), 3)):
+            a, b = g[:, group.gen_channels[p]], t[:, group.target_channels[p]]
+            np.testing.assert_allclose(group.gen_mean[p], a.mean(), rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(group.target_mean[p], b.mean(), rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(group.gen_std[p], a.std(ddof=1), rtol=1e-4)
+            np.testing.assert_allclose(group.target_std[p], b.std(ddof=1), rtol=1e-4)
+            checked += 1
+    assert checked >= 6
+    own = self_matches(run).groups[0]  # a unit with itself: its own grid, its self statistics
+    a = _layer_maps(run, "mini-gen", own.gen_layer)[:, own.gen_channels[0]]
+    assert own.grid == a.shape[1:]
+    np.testing.assert_allclose(own.gen_std[0], a.std(ddof=1), rtol=1e-4)
+
+
+def test_inversion_is_deterministic_and_batch_independent(run_dir):
+    run = open_run(run_dir)
+    gen = load("mini-gen", "random")
+    encs = {"mini-resnet.sup": load("mini-resnet.sup", "random")}
+    matches = encoder_matches(run)
+    images = torch.from_numpy(np.asarray(run.store.array("images")[3:5]))
+    cfg = InversionConfig(mode="ood", steps=4, seed=7)
+    a = invert(gen, encs, matches, images, cfg)
+    b = invert(gen, encs, matches, images, cfg)
+    assert torch.equal(a.latents, b.latents) and np.array_equal(a.act, b.act)
+    alone = invert(gen, encs, matches, images[1:], cfg)
+    torch.testing.assert_close(alone.latents[0], a.latents[1], rtol=1e-4, atol=1e-5)
+    assert a.strip.shape[1:] == (2, 3, 64, 64) and len(a.history) == 4
+    assert a.history[-1]["loss"] < a.history[1]["loss"]  # guidance is being optimised
+    other = invert(gen, encs, matches, images, InversionConfig(mode="ood", steps=4, seed=8))
+    assert not torch.equal(other.latents, a.latents)
+
+
+def test_jobs_write_their_files(run_dir, tmp_path):
+    image = scene_pngs(tmp_path / "img", 1)[0]
+    settings = JobSettings(mode="rec", steps=2)
+    metrics = invert_file(run_dir, image, tmp_path / "out", settings)
+    folder = tmp_path / "out" / "scene0"
+    saved = json.loads((folder / "metrics.json").read_text())
+    assert saved["perceptual"].startswith("features of mini-resnet.sup") and saved["lpips"] is None
+    assert saved["steps"] == 2 and len(saved["psnr"]) == 1 and saved["seconds"] > 0
+    assert np.load(folder / "latent.npy").shape[0] == 1 and (folder / "strip.png").is_file()
+    assert invert_file(run_dir, image, tmp_path / "out", settings)["skipped"] is True
+    assert metrics["settings"]["mode"] == "rec"
+    edited = edit_job(run_dir, tmp_path / "out", "shift", JobSettings(steps=2), index=1)
+    assert edited["edit"] == "shift" and (tmp_path / "out" / "edit-shift-1" / "result.png").is_file()
+    concept = open_run(run_dir).dictionary["concepts"][0]["id"]
+    removed = edit_job(run_dir, tmp_path / "out", "remove", JobSettings(steps=2), concept=concept)
+    assert removed["concept"] == concept
+    shown = visualize_job(run_dir, tmp_path / "out", concept, JobSettings(steps=2), starts=3)
+    assert np.load(tmp_path / "out" / f"concept-{concept}" / "latent.npy").shape[0] == 3
+    assert shown["starts"] == 3
+
+
+def test_bad_runs_concepts_and_settings_are_clear_errors(run_dir, tmp_path):
+    with pytest.raises(ValueError, match="is not a directory"):
+        open_run(tmp_path / "nope")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "manifest.json").write_text('{"complete": false}')
+    with pytest.raises(ValueError, match="is not a finished mining run"):
+        open_run(tmp_path / "half")
+    run = open_run(run_dir)
+    with pytest.raises(ValueError, match=r"encoder\(s\) \['mini-vit.mae'\] were not mined .* valid: mini-resnet.sup"):
+        encoder_matches(run, ["mini-vit.mae"])
+    with pytest.raises(ValueError, match="concept 99999 is not in .*valid ids: 0\\.\\."):
+        visualize_job(run_dir, tmp_path, 99999, JobSettings(steps=1))
+    with pytest.raises(ValueError, match="mode='sideways' is not supported; valid: ood, rec"):
+        JobSettings(mode="sideways").config()
+    with pytest.raises(ValueError, match="edit 'rotate' is not supported"):
+        edit_job(run_dir, tmp_path, "rotate", JobSettings(steps=1))
+    with pytest.raises(ValueError, match="needs --concept ID or --unit"):
+        edit_job(run_dir, tmp_path, "remove", JobSettings(steps=1))
+    with pytest.raises(ValueError, match="--index 500 is out of range; the run has images 0..23"):
+        edit_job(run_dir, tmp_path, "zoom", JobSettings(steps=1), index=500)
+    with pytest.raises(ValueError, match="steps=0 must be an integer >= 1"):
+        InversionConfig(steps=0).validate()
