@@ -119,37 +119,43 @@ class CoMoments:
         b = None if b is None else [np.asarray(x, dtype=np.float32) for x in b]
         acc = cls._blank(center, [x.shape[1:] for x in a], None if b is None else [x.shape[1:] for x in b])
         acc.n_ = a[0].shape[0]
-        # Moments of the position-centred chunk. The means are summed in float32 over a
-        # chunk's images; centring by them only adds n * eps^2 terms to the moments.
+        # Means are summed in float32 over a chunk's images; centring by them (or by any value
+        # near them) only adds n * eps^2 terms to the moments.
         mean_a = [x.mean(axis=0) for x in a]
         mean_b = mean_a if b is None else [x.mean(axis=0) for x in b]
         acc.mean_a_ = [mu.astype(np.float64) for mu in mean_a]
         acc.mean_b_ = acc.mean_a_ if b is None else [mu.astype(np.float64) for mu in mean_b]
-        within = PairSums(a, b, acc._pair_grids(), mean_a, mean_b)
+        if center == "position":
+            within = PairSums(a, b, acc._pair_grids(), mean_a, mean_b)
+        else:
+            # One value per unit (the chunk's plain mean over images and positions); the sums
+            # are then moved to each pair grid's own grand mean by a rank-1 correction below.
+            shift_a = [mu.mean(axis=(1, 2), keepdims=True) for mu in mean_a]
+            shift_b = shift_a if b is None else [mu.mean(axis=(1, 2), keepdims=True) for mu in mean_b]
+            within = PairSums(a, b, acc._pair_grids(), shift_a, shift_b)
         for l, m in acc.pairs():
             large, small = acc.grids(l, m)
-            acc.cross_[l, m] = within.cross(l, m, small).astype(np.float64)
-            acc.m2_a_[l, m] = within.sumsq("a", l, large)
-            acc.m2_b_[l, m] = within.sumsq("b", m, large)
-        if center == "global":
-            # The spread of the position means around each unit's grand mean (per pair grid).
-            acc._add_mean_terms(acc.mean_a_, acc.mean_b_, float(acc.n_), between_positions=True)
+            cross = within.cross(l, m, small).astype(np.float64)
+            sq_a, sq_b = within.sumsq("a", l, large), within.sumsq("b", m, large)
+            if center == "global":
+                size = large[0] * large[1]
+                count = acc.n_ * size
+                da = resized_sum(acc.mean_a_[l][None], large) / size - shift_a[l].ravel()
+                db = resized_sum(acc.mean_b_[m][None], large) / size - shift_b[m].ravel()
+                cross -= count * np.outer(da, db)
+                sq_a, sq_b = sq_a - count * da**2, sq_b - count * db**2
+            acc.cross_[l, m], acc.m2_a_[l, m], acc.m2_b_[l, m] = cross, sq_a.copy(), sq_b.copy()
         return acc
 
     def _add_mean_terms(self, da, db, weight: float, between_positions: bool) -> None:
-        """Add ``weight`` times a mean-map term to every pair's moments (never in place).
+        """Add ``weight`` times a mean-map term to every pair's moments, in place (callers
+        own the arrays: a merge's fresh sums).
 
         ``da``/``db``: per layer ``(units, h, w)`` float64 maps (their products are taken in
-        float32, on centred values; sums stay float64). ``between_positions=True``:
-        ``sum_p (resize(da) - mean_a)(resize(db) - mean_b)`` with per-unit means over the pair's
-        grid (global centring's between-position term, and position centring's mean shift);
-        ``False``: ``P * mean_a * mean_b`` (global centring's mean shift in a merge).
+        float32; sums stay float64). ``between_positions=True``: ``sum_p resize(da) resize(db)``
+        over the pair's grid (position centring's mean shift); ``False``: ``P * mean_a *
+        mean_b`` with per-unit means over the pair's grid (global centring's mean shift).
         """
-        if self.center == "global" and between_positions:
-            # Invariant to a constant per unit: remove each map's plain spatial mean so the
-            # float32 products below work on centred values.
-            da = [d - d.mean(axis=(1, 2), keepdims=True) for d in da]
-            db = da if self.symmetric else [d - d.mean(axis=(1, 2), keepdims=True) for d in db]
         maps_a = [d[None].astype(np.float32) for d in da]
         maps_b = None if self.symmetric else [d[None].astype(np.float32) for d in db]
         sums = PairSums(maps_a, maps_b, self._pair_grids())
@@ -164,19 +170,15 @@ class CoMoments:
         for l, m in self.pairs():
             large, small = self.grids(l, m)
             size = large[0] * large[1]
-            mean_a, mean_b = mean("a", da, l, large), mean("b" if not self.symmetric else "a", db, m, large)
             if between_positions:
-                cross = sums.cross(l, m, small)
+                self.cross_[l, m] += weight * sums.cross(l, m, small)
                 sq_a, sq_b = sums.sumsq("a", l, large), sums.sumsq("b", m, large)
-                if self.center == "global":
-                    cross = cross - size * np.outer(mean_a, mean_b)
-                    sq_a, sq_b = sq_a - size * mean_a**2, sq_b - size * mean_b**2
             else:
-                cross = size * np.outer(mean_a, mean_b)
+                mean_a, mean_b = mean("a", da, l, large), mean("b" if not self.symmetric else "a", db, m, large)
+                self.cross_[l, m] += (weight * size) * np.outer(mean_a, mean_b)
                 sq_a, sq_b = size * mean_a**2, size * mean_b**2
-            self.cross_[l, m] = self.cross_[l, m] + weight * cross
-            self.m2_a_[l, m] = self.m2_a_[l, m] + weight * sq_a
-            self.m2_b_[l, m] = self.m2_b_[l, m] + weight * sq_b
+            self.m2_a_[l, m] += weight * sq_a
+            self.m2_b_[l, m] += weight * sq_b
 
     def merge(self, other: "CoMoments") -> "CoMoments":
         """A new accumulator over the images of both (order-independent, exact in float64)."""
