@@ -84,9 +84,10 @@ def run_visualize(args: argparse.Namespace) -> int:
     bar, progress = _bar(f"concept {args.concept}", args.steps)
     with bar:
         metrics = visualize_job(args.run_dir, _out(args, "visualizations"), args.concept, settings, args.starts,
-                                args.example, progress)
+                                args.example, progress, args.unit)
     _report(metrics | {"psnr": None})
-    print(f"wrote {_out(args, 'visualizations')}/concept-{args.concept}/")
+    name = f"concept-{args.concept}" + ("" if args.unit is None else f"-unit-{args.unit}")
+    print(f"wrote {_out(args, 'visualizations')}/{name}/")
     return 0
 
 
@@ -132,6 +133,7 @@ def add_invert_commands(sub: argparse._SubParsersAction) -> None:
                        description="Optimise several random latents to match one concept's pairs on an example image.")
     _common(v)
     v.add_argument("--concept", type=int, required=True)
+    v.add_argument("--unit", type=int, default=None, help="one generator unit of the concept: visualise that Rosetta neuron's pairs only")
     v.add_argument("--starts", type=int, default=4, help="random starts (default 4)")
     v.add_argument("--example", type=int, default=None, help="run image giving the target maps (default: the concept's first example)")
     v.set_defaults(run=run_visualize)

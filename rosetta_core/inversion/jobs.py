@@ -174,11 +174,12 @@ def edit_job(run_dir: str | Path, out: str | Path, kind: str, settings: JobSetti
 
 
 def visualize_job(run_dir: str | Path, out: str | Path, concept: int, settings: JobSettings, starts: int = 4,
-                  example: int | None = None, progress=None) -> dict:
-    """Single-concept visualisation from ``starts`` random latents, targets from the concept's
-    first example image of the run (or run image ``example``)."""
+                  example: int | None = None, progress=None, unit: int | None = None) -> dict:
+    """Single-concept (or, with ``unit``, single-neuron: that generator unit's pairs only)
+    visualisation from ``starts`` random latents, targets from the concept's first example
+    image of the run (or run image ``example``)."""
     run = check_job(run_dir, settings)
-    matches = encoder_matches(run, list(settings.encoders) or None, concept=concept)
+    matches = encoder_matches(run, list(settings.encoders) or None, concept=concept, gen_unit=unit)
     entry = next(c for c in run.dictionary["concepts"] if c["id"] == concept)
     index = example if example is not None else (entry["examples"][0] if entry["examples"] else 0)
     if not 0 <= index < run.plan.config.n:
@@ -187,7 +188,7 @@ def visualize_job(run_dir: str | Path, out: str | Path, concept: int, settings: 
     names = [run.plan.config.generator, *matches.models()]
     models = _models(run, names, settings.device)
     result = visualize(models[names[0]], models, matches, image, starts, settings.config(), progress)
-    folder = Path(out) / f"concept-{concept}"
-    metrics = {"kind": "visualize", "concept": concept, "example": index, "starts": starts,
+    folder = Path(out) / (f"concept-{concept}" if unit is None else f"concept-{concept}-unit-{unit}")
+    metrics = {"kind": "visualize", "concept": concept, "unit": unit, "example": index, "starts": starts,
                "settings": settings.record(), "pairs": matches.n_pairs}
     return _write(folder, image.expand(starts, -1, -1, -1), result, metrics)

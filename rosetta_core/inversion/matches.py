@@ -153,9 +153,11 @@ def _groups(run: RunInfo, target: str, pairs: list[tuple[int, int]]) -> tuple[li
     return groups, dropped
 
 
-def encoder_matches(run: RunInfo, encoders: list[str] | None = None, concept: int | None = None) -> Matches:
+def encoder_matches(run: RunInfo, encoders: list[str] | None = None, concept: int | None = None,
+                    gen_unit: int | None = None) -> Matches:
     """Best-buddy pairs of the generator with each of ``encoders`` (default: every encoder of
-    the run), optionally only those of concept ``concept``."""
+    the run), optionally only those of concept ``concept`` and/or of generator unit ``gen_unit``
+    (one Rosetta neuron: its pairs with each encoder)."""
     known = list(run.plan.config.encoders)
     chosen = known if not encoders else list(encoders)
     bad = [e for e in chosen if e not in known]
@@ -167,13 +169,18 @@ def encoder_matches(run: RunInfo, encoders: list[str] | None = None, concept: in
         pairs = [(int(g), int(t)) for g, t in run.dictionary["best_buddies"].get(enc, [])]
         if g_units is not None:
             pairs = [(g, t) for g, t in pairs if g in g_units and t in members.get(enc, set())]
+        if gen_unit is not None:
+            pairs = [(g, t) for g, t in pairs if g == gen_unit]
         if pairs:
             got, lost = _groups(run, enc, pairs)
             groups += got
             dropped += lost
     out = Matches(run.plan.config.generator, tuple(groups), dropped)
     if out.n_pairs == 0:
-        what = f"concept {concept}" if concept is not None else "this run"
+        what = " ".join(w for w in (f"concept {concept}" if concept is not None else "",
+                                     f"generator unit {gen_unit}" if gen_unit is not None else "") if w) or "this run"
+        if concept is not None and gen_unit is not None:
+            what += f" (the concept's generator units: {sorted(g_units)})"
         raise ValueError(f"{what} has no usable matched pairs with {', '.join(chosen)}; choose other --encoders or another run")
     return out
 

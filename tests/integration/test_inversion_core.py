@@ -87,6 +87,12 @@ def test_jobs_write_their_files(run_dir, tmp_path):
     shown = visualize_job(run_dir, tmp_path / "out", concept, JobSettings(steps=2), starts=3)
     assert np.load(tmp_path / "out" / f"concept-{concept}" / "latent.npy").shape[0] == 3
     assert shown["starts"] == 3
+    entry = open_run(run_dir).dictionary["concepts"][0]
+    unit = entry["generator_units"][0]["unit"]
+    single = visualize_job(run_dir, tmp_path / "out", concept, JobSettings(steps=2), starts=2, unit=unit)
+    one = encoder_matches(open_run(run_dir), concept=concept, gen_unit=unit)
+    assert single["pairs"] == one.n_pairs and {int(u) for g in one.groups for u in g.gen_units} == {unit}
+    assert (tmp_path / "out" / f"concept-{concept}-unit-{unit}" / "result.png").is_file()
 
 
 def test_bad_runs_concepts_and_settings_are_clear_errors(run_dir, tmp_path):
@@ -101,6 +107,9 @@ def test_bad_runs_concepts_and_settings_are_clear_errors(run_dir, tmp_path):
         encoder_matches(run, ["mini-vit.mae"])
     with pytest.raises(ValueError, match="concept 99999 is not in .*valid ids: 0\\.\\."):
         visualize_job(run_dir, tmp_path, 99999, JobSettings(steps=1))
+    first = run.dictionary["concepts"][0]
+    with pytest.raises(ValueError, match=r"generator unit 100000 has no usable matched pairs|generator unit 100000 \(the concept's"):
+        encoder_matches(run, concept=first["id"], gen_unit=100000)
     with pytest.raises(ValueError, match="mode='sideways' is not supported; valid: ood, rec"):
         JobSettings(mode="sideways").config()
     with pytest.raises(ValueError, match="edit 'rotate' is not supported"):
