@@ -25,7 +25,6 @@ import torch
 
 from ..zoo import get_spec
 from ..zoo.base import EncoderAdapter, GeneratorAdapter
-from ..zoo.embedded.mini_gen import to_uint8
 from .losses import PIXELS, REGS, act_loss, differentiable_maps, lr_factor, normalised_targets, pixel_loss, reg_loss
 from .matches import Matches
 from .perceptual import Perceptual
@@ -94,6 +93,11 @@ class Result:
     steps: int
     history: list[dict] = field(default_factory=list)
     perceptual: str | None = None
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Generator output in [-1, 1] ``(n, 3, H, W)`` -> uint8 (the zoo's generator convention)."""
+    return ((images.detach().float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 def generator_lr(name: str) -> float:

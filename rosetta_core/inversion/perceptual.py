@@ -1,8 +1,8 @@
 """The perceptual reconstruction loss of in-distribution inversion (paper Eq. 7).
 
-LPIPS needs its own trained linear heads and a pretrained backbone downloaded from the web; when
-the ``lpips`` package and its weights are not available locally (the offline default) the loss
-uses a zoo encoder's features instead, LPIPS-style: per layer, unit-normalise every position's
+LPIPS needs its own trained linear heads and a pretrained backbone downloaded from the web; the
+``lpips`` package and its weights are not available here (offline), so the loss uses a zoo
+encoder's features instead, LPIPS-style: per layer, unit-normalise every position's
 feature vector over channels, take the squared difference, average over positions and channels,
 then average over layers. :attr:`Perceptual.description` says which one was used; the CLI
 writes it to ``metrics.json``.
@@ -10,19 +10,12 @@ writes it to ``metrics.json``.
 
 from __future__ import annotations
 
-import importlib.util
-
 import torch
 from torch import nn
 
 from ..zoo.base import EncoderAdapter
 
-__all__ = ["Perceptual", "lpips_available"]
-
-
-def lpips_available() -> bool:
-    """True only when the ``lpips`` package is importable (its weights ship inside it)."""
-    return importlib.util.find_spec("lpips") is not None
+__all__ = ["Perceptual"]
 
 
 def _layer_modules(adapter: EncoderAdapter, layers: list[str]) -> dict[str, nn.Module]:
