@@ -72,6 +72,30 @@ def _drain(futures, stage: str) -> list:
 
 
 @contextmanager
+def _without_main_script():
+    """Start processes without re-running this process's main script in each of them.
+
+    multiprocessing's "spawn" (how Dask starts LocalCluster workers) re-imports the parent's
+    ``__main__`` in every child. For ``rosetta`` that loads torch, timm and the model zoos:
+    about 400 MB per worker that the reductions never use (they import rosetta_core's numpy
+    code by name). Only the cluster start is affected; ``__main__`` is restored afterwards.
+    """
+    import sys
+
+    main = sys.modules.get("__main__")
+    saved = {key: getattr(main, key) for key in ("__file__", "__spec__") if hasattr(main, key)}
+    try:
+        if "__file__" in saved:
+            del main.__file__
+        if "__spec__" in saved:
+            main.__spec__ = None
+        yield
+    finally:
+        for key, value in saved.items():
+            setattr(main, key, value)
+
+
+@contextmanager
 def _dask(address: str | None):
     """The scheduler address to reduce on: the given one, or a LocalCluster for this run."""
     if address:
@@ -80,7 +104,9 @@ def _dask(address: str | None):
     from distributed import LocalCluster
 
     env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, env=env) as cluster:
+    with _without_main_script():
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, env=env)
+    with cluster:
         yield cluster.scheduler_address
 
 

@@ -280,19 +280,42 @@ def _to_store(maps: torch.Tensor, dtype: str) -> np.ndarray:
 
 def pair_comoments(store: RunStore, plan: RunPlan, a: str, b: str | None, shuffle_seed: int | None = None) -> CoMoments:
     """Reduce the co-moments of model ``a`` against ``b`` (or itself) with the active dask
-    scheduler, blockwise over the store's image chunks. ``shuffle_seed`` permutes ``b``'s
-    image order first (the shuffled null)."""
-    import dask.array as da
+    scheduler: one task per image chunk of the store, merged as a binary tree.
+    ``shuffle_seed`` permutes ``b``'s image order first (the shuffled null).
 
-    def layers(name):
-        return [da.from_zarr(store.array(k)).astype(np.float32) for k in plan.keys(name)]
+    Each chunk task reads its own rows from the store (a local path or a URL every worker can
+    reach), so only the small per-chunk moments travel between workers, never activations.
+    """
+    import dask
 
-    side_a = layers(a)
-    side_b = None if b is None else layers(b)
+    side_a = [store.array(k) for k in plan.keys(a)]
+    side_b = None if b is None else [store.array(k) for k in plan.keys(b)]
+    perm = None
     if shuffle_seed is not None and side_b is not None:
         perm = np.random.default_rng(shuffle_seed).permutation(plan.config.n)
-        side_b = [x[perm].rechunk(x.chunks) for x in side_b]
-    return comoments(side_a, side_b, center=plan.config.center)
+    chunk = dask.delayed(_chunk_comoments, pure=True)
+    parts = [
+        chunk(side_a, side_b, start, stop, None if perm is None else perm[start:stop], plan.config.center)
+        for start, stop in plan.chunks
+    ]
+    merge = dask.delayed(CoMoments.merge, pure=True)
+    while len(parts) > 1:
+        parts = [merge(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
+    (result,) = dask.compute(parts[0])
+    return result
+
+
+def _chunk_comoments(side_a, side_b, start: int, stop: int, rows_b: np.ndarray | None, center: str) -> CoMoments:
+    """Co-moments of images ``start:stop`` (``b`` at ``rows_b`` instead when given), read from
+    the stored arrays ``(image, unit, y, x)`` as float32."""
+    a = [np.asarray(arr[start:stop], dtype=np.float32) for arr in side_a]
+    if side_b is None:
+        return comoments(a, None, center=center, chunk_size=stop - start)
+    if rows_b is None:
+        b = [np.asarray(arr[start:stop], dtype=np.float32) for arr in side_b]
+    else:
+        b = [np.asarray(arr.get_orthogonal_selection((rows_b,)), dtype=np.float32) for arr in side_b]
+    return comoments(a, b, center=center, chunk_size=stop - start)
 
 
 def save_pair(store: RunStore, plan: RunPlan, a: str, b: str | None, acc: CoMoments, tag: str = "") -> np.ndarray:

@@ -22,6 +22,27 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _close_clients() -> None:
+    """Close the HTTP sessions of every cached S3 client, then drop them.
+
+    Clients made for Zarr's async store are never closed by s3fs; left to the garbage
+    collector, aiohttp logs "Unclosed client session" at a random later moment (once, inside
+    pytest's own shutdown, through a logging handler whose stream was already closed).
+    """
+    import gc
+
+    import s3fs
+    from zarr.core.sync import _get_loop
+
+    for fs in list(s3fs.S3FileSystem._cache.values()):
+        client = getattr(fs, "_s3", None)
+        if client is not None:
+            s3fs.S3FileSystem.close_session(getattr(fs, "_loop", None) or _get_loop(), client)
+            fs._s3 = None
+    s3fs.S3FileSystem.clear_instance_cache()
+    gc.collect()
+
+
 @contextmanager
 def moto_s3(bucket: str, timeout: float = 60) -> Iterator[dict[str, str]]:
     """Start a moto S3 server, create ``bucket``, set the AWS environment; yield that environment."""
@@ -56,9 +77,7 @@ def moto_s3(bucket: str, timeout: float = 60) -> Iterator[dict[str, str]]:
         s3fs.S3FileSystem().mkdir(bucket)
         yield env
     finally:
-        import s3fs
-
-        s3fs.S3FileSystem.clear_instance_cache()
+        _close_clients()
         for key, value in old.items():
             if value is None:
                 os.environ.pop(key, None)
