@@ -32,6 +32,7 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rosetta_core.data import WorldConfig  # noqa: E402
 from rosetta_core.zoo.embedded import WEIGHTS_DIR  # noqa: E402
 from rosetta_core.zoo.embedded import mini_resnet as mr  # noqa: E402
 from rosetta_core.zoo.embedded import resnet_recipes as rr  # noqa: E402
@@ -146,6 +147,9 @@ def main() -> int:
     ap.add_argument("--gate-n", type=int, default=1000)
     ap.add_argument("--export-only", action="store_true", help="skip training; gate + export from the checkpoint")
     ap.add_argument("--no-export", action="store_true", help="evaluate the gate but never write weights")
+    ap.add_argument("--world", choices=("default", "simple"), default="default",
+                    help="ssl: render its views from this world (simple = the world mini-gen draws); "
+                    "the gate's probe uses the same world")
     ap.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda)")
     ap.add_argument("--workers", type=int, default=0, help="processes preparing batches ahead (0: none)")
     ap.add_argument("--seconds", type=float, default=None,
@@ -159,6 +163,8 @@ def main() -> int:
     args.steps = args.steps or spec["steps"]
     checkpoint = args.checkpoint or Path(f"/work/zoo-train/{spec['name']}/ckpt.pt")
     given = {k: v for k, v in (("batch", args.batch), ("lr", args.lr)) if v is not None}
+    if args.model == "ssl" and args.world == "simple":
+        given["mix"] = rr.SSL_MIX_SIMPLE
 
     def make(steps: int):
         torch.manual_seed(0)
@@ -170,7 +176,8 @@ def main() -> int:
     recipe = make(args.steps)
     adapter = recipe.adapter
     evaluate = spec["evaluate"]
-    small = dict(n=args.eval_n) if args.model == "sup" else dict(n=args.eval_n, n_train=1500)
+    world = {"config": WorldConfig.simple()} if args.world == "simple" else {}
+    small = dict(n=args.eval_n) if args.model == "sup" else dict(n=args.eval_n, n_train=1500, **world)
     if args.export_only:
         if not checkpoint.is_file():
             print(f"no checkpoint at {checkpoint}")
@@ -206,7 +213,7 @@ def main() -> int:
     half = {k: (v.half().float() if v.is_floating_point() else v) for k, v in adapter.module.state_dict().items()}
     adapter.module.load_state_dict(half)
     adapter.module.eval()
-    metrics = evaluate(adapter, n=args.gate_n)
+    metrics = evaluate(adapter, n=args.gate_n, **(world if args.model == "ssl" else {}))
     failures = mr.gate_failures(metrics, spec["gate"])
     print("gate metrics:", json.dumps(metrics), flush=True)
     if failures:

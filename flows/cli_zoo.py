@@ -1,11 +1,11 @@
-"""`rosetta zoo ...`: list the registered models."""
+"""`rosetta zoo ...`: list the registered models, retrain and judge the embedded ones."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from rosetta_core.zoo import list_models, load
+from rosetta_core.zoo import get_spec, list_models, load
 
 
 def _describe(spec) -> dict:
@@ -48,9 +48,69 @@ def zoo_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embedded_names(names: list[str]) -> list[str]:
+    from rosetta_core.zoo.embedded.catalogue import SETUPS
+
+    unknown = [n for n in names if n not in SETUPS]
+    if unknown:
+        raise ValueError(f"unknown embedded model(s) {', '.join(unknown)}; trainable: {', '.join(SETUPS)}")
+    return names or list(SETUPS)
+
+
+def zoo_train(args: argparse.Namespace) -> int:
+    from .train_zoo import train_zoo
+
+    names = _embedded_names(args.models)
+    for value, flag in ((args.steps, "--steps"), (args.batch, "--batch")):
+        if value is not None and value < (2 if flag == "--batch" else 1):
+            raise ValueError(f"{flag}={value} is invalid: expected >= {2 if flag == '--batch' else 1}")
+    rows = train_zoo(models=names, out=args.out, steps=args.steps, batch=args.batch, device=args.device,
+                     workers=args.workers, small_gate=args.quick_gate)
+    return 0 if all(r["passed"] for r in rows) else 1
+
+
+def zoo_evaluate(args: argparse.Namespace) -> int:
+    from rosetta_core.zoo.embedded.catalogue import evaluate
+
+    names = _embedded_names(args.models)
+    if args.weights and len(names) != 1:
+        raise ValueError(f"--weights {args.weights} needs exactly one model name, got {len(names)}")
+    failed = 0
+    for name in names:
+        spec_file = get_spec(name).weights_file
+        if not args.weights and (spec_file is None or not spec_file.is_file()):
+            print(f"{name}: no trained weights shipped ({spec_file}); train them with `rosetta zoo train {name}`")
+            failed += 1
+            continue
+        report = evaluate(name, load(name, args.weights or "trained"), small=args.quick)
+        print(report.summary(), flush=True)
+        failed += not report.passed
+    return 0 if failed == 0 else 1
+
+
 def add_zoo_commands(sub: argparse._SubParsersAction) -> None:
-    zoo = sub.add_parser("zoo", help="the model zoo: list models")
+    zoo = sub.add_parser("zoo", help="the model zoo: list, train and evaluate models")
     zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True)
     listing = zoo_sub.add_parser("list", help="every registered model: kind, architecture, weights, layers, units")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(run=zoo_list)
+
+    train = zoo_sub.add_parser(
+        "train", help="retrain embedded models from their seeds (resumable), then run their gates",
+        description="Trains each model with the recipe and seeds of its shipped weights into --out "
+        "(checkpoint OUT/MODEL/ckpt.pt; rerun to resume), runs its quality gate and, when it passes, "
+        "writes OUT/MODEL.safetensors (use it with --weights MODEL=PATH). Exit 1 if a gate fails.",
+    )
+    train.add_argument("models", nargs="*", help="embedded model names (default: all five)")
+    train.add_argument("--out", default="zoo-train", help="folder for checkpoints and weights (default zoo-train)")
+    train.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the shipped run's)")
+    train.add_argument("--batch", type=int, default=None, help="batch size (default: the shipped run's)")
+    train.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    train.add_argument("--workers", type=int, default=0, help="processes rendering batches ahead (0: none)")
+    train.add_argument("--quick-gate", action="store_true", help="judge on fewer held-out scenes")
+    train.set_defaults(run=zoo_train)
+    judge = zoo_sub.add_parser("evaluate", help="run the quality gates of embedded models on held-out scenes")
+    judge.add_argument("models", nargs="*", help="embedded model names (default: all five)")
+    judge.add_argument("--weights", default=None, help="a weights file to judge instead of the shipped one")
+    judge.add_argument("--quick", action="store_true", help="fewer held-out scenes (faster, noisier)")
+    judge.set_defaults(run=zoo_evaluate)

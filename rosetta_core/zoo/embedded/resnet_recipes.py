@@ -61,6 +61,12 @@ def ssl_mix(**world) -> tuple:
 
 
 SSL_MIX = ssl_mix()
+#: the SimCLR mix over the world mini-gen draws (WorldConfig.simple()'s objects and background)
+SSL_MIX_SIMPLE = ssl_mix(
+    min_objects=1, max_objects=2, kinds=("circle", "square", "triangle", "cross"),
+    colours=("red", "green", "blue", "yellow", "magenta", "cyan"), size=(0.16, 0.25),
+    rotation=(0.0, 0.0), texture_strength=0.0, gradient=0.4, colour_jitter=0.0, grain=0.0,
+)
 #: colour jitter of the SimCLR views: brightness, contrast, saturation, hue (fraction of a turn)
 SSL_JITTER = (0.4, 0.4, 0.4, 0.5)
 
