@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from rosetta_core import CENTERS, __version__
@@ -50,8 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Prefect settings for a temporary local API on a busy or offline machine (see the README);
+#: a user's own environment wins
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
     try:
         return args.run(args)
     except (ValueError, RuntimeError) as err:  # RunLocked is a RuntimeError

@@ -26,7 +26,22 @@ def _writable(out: str) -> None:
         raise ValueError(f"--out {out!r} is not a writable directory ({err.strerror}); choose another path") from None
 
 
+def _default_encoders(args: argparse.Namespace) -> None:
+    """With the default encoder list and trained weights, leave out embedded encoders whose
+    weights have not shipped yet (saying so) instead of refusing the whole run."""
+    if args.encoders != ",".join(DEFAULT_ENCODERS) or args.weights != "trained":
+        return
+    from rosetta_core.zoo import get_spec
+
+    missing = [n for n in DEFAULT_ENCODERS if not (f := get_spec(n).weights_file) or not f.is_file()]
+    if missing and len(missing) < len(DEFAULT_ENCODERS):
+        print(f"note: {', '.join(missing)} ships no trained weights yet (see `rosetta zoo train`); "
+              "mining the other default encoders. Pass --encoders to choose.")
+        args.encoders = ",".join(n for n in DEFAULT_ENCODERS if n not in missing)
+
+
 def run_mine(args: argparse.Namespace) -> int:
+    _default_encoders(args)
     fields = dict(
         generator=args.generator, encoders=[e for e in args.encoders.split(",") if e], n=args.n, k=args.k,
         seed=args.seed, class_index=args.class_index, weights=args.weights, chunk_size=args.chunk_size,
