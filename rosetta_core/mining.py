@@ -18,7 +18,6 @@ import torch
 
 from . import __version__
 from .comoments import CENTERS, CoMoments
-from .correlation import comoments
 from .store import RunStore, pair_key
 from .zoo import get_spec, load, weights_for
 
@@ -28,6 +27,8 @@ __all__ = [
 
 DEFAULT_ENCODERS = ("mini-resnet.sup", "mini-resnet.ssl", "mini-vit.mae", "mini-clip.rn")
 DTYPES = ("float16", "float32")
+#: images per step of the statistics reduction inside one store chunk (bounds worker memory)
+REDUCE_IMAGES = 50
 
 
 @dataclass(frozen=True)
@@ -306,16 +307,42 @@ def pair_comoments(store: RunStore, plan: RunPlan, a: str, b: str | None, shuffl
 
 
 def _chunk_comoments(side_a, side_b, start: int, stop: int, rows_b: np.ndarray | None, center: str) -> CoMoments:
-    """Co-moments of images ``start:stop`` (``b`` at ``rows_b`` instead when given), read from
-    the stored arrays ``(image, unit, y, x)`` as float32."""
-    a = [np.asarray(arr[start:stop], dtype=np.float32) for arr in side_a]
+    """Co-moments of images ``start:stop`` (``b`` at ``rows_b`` instead when given) of the stored
+    arrays ``(image, unit, y, x)``. The chunk is read once in its stored dtype and reduced in
+    near-equal steps of at most :data:`REDUCE_IMAGES` images in float32, which bounds a
+    worker's memory."""
+    a = [arr[start:stop] for arr in side_a]
     if side_b is None:
-        return comoments(a, None, center=center, chunk_size=stop - start)
-    if rows_b is None:
-        b = [np.asarray(arr[start:stop], dtype=np.float32) for arr in side_b]
+        b = None
+    elif rows_b is None:
+        b = [arr[start:stop] for arr in side_b]
     else:
-        b = [np.asarray(arr.get_orthogonal_selection((rows_b,)), dtype=np.float32) for arr in side_b]
-    return comoments(a, b, center=center, chunk_size=stop - start)
+        b = [arr.get_orthogonal_selection((rows_b,)) for arr in side_b]
+    m = stop - start
+    steps = -(-m // REDUCE_IMAGES)
+    bounds = [round(i * m / steps) for i in range(steps + 1)]
+    acc = None
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        part = CoMoments.from_chunk(
+            _finite(side_a, a, lo, hi, start), None if b is None else _finite(side_b, b, lo, hi, start), center
+        )
+        acc = part if acc is None else acc.merge(part)
+    return acc
+
+
+def _finite(arrays, data: list[np.ndarray], lo: int, hi: int, start: int) -> list[np.ndarray]:
+    """Rows ``lo:hi`` of each stored layer as float32; a ValueError names NaN or inf values."""
+    out = []
+    for arr, values in zip(arrays, data):
+        rows = np.asarray(values[lo:hi], dtype=np.float32)
+        if not np.isfinite(rows).all():
+            bad = np.flatnonzero(~np.isfinite(rows).reshape(len(rows), -1).all(axis=1))
+            raise ValueError(
+                f"{arr.path} has non-finite values (NaN or inf) in images {[start + lo + int(i) for i in bad[:5]]} "
+                "(shuffled positions for the null); the model produced them: rerun that chunk or check the model"
+            )
+        out.append(rows)
+    return out
 
 
 def save_pair(store: RunStore, plan: RunPlan, a: str, b: str | None, acc: CoMoments, tag: str = "") -> np.ndarray:

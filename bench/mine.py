@@ -1,0 +1,187 @@
+"""Benchmark: the default `rosetta mine` run at several n (issue 4 §7).
+
+Runs `rosetta mine` as a subprocess, the way a user does, once per n, each in a fresh run
+directory with a fresh Prefect home (so each run also starts Prefect's temporary server), and
+prints per n:
+
+- wall time of the whole command, and per stage (from the run's ``manifest.json``);
+- extraction throughput: images per second through all encoders (and model-images/s);
+- peak memory of the process tree (the CLI, its Dask workers and the temporary Prefect server),
+  sampled every 0.5 s: summed PSS (shared pages such as torch's libraries counted once: what
+  the run really occupies), summed RSS (shared pages counted in every process: an upper
+  bound), and the RSS of the largest single process;
+- seconds per image, as a ratio against the smallest n measured in the same run (1.00 means
+  time is linear in n).
+
+Targets on 2 CPU cores: n = 1600 within 5 minutes and 3 GB peak RSS.
+
+``--weights auto`` (default) uses the trained zoo when every default model ships weights, and
+random init otherwise (same architectures, same cost); the output says which it used.
+
+Usage: python bench/mine.py [--n 400 800 1600] [--weights auto|trained|random] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+TARGET_SECONDS, TARGET_RSS = 300.0, 3 * 1024**3
+
+
+def _weights(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    from rosetta_core.mining import DEFAULT_ENCODERS
+    from rosetta_core.zoo import get_spec
+
+    specs = [get_spec(name) for name in ("mini-gen", *DEFAULT_ENCODERS)]
+    shipped = all(s.weights_file is not None and s.weights_file.is_file() for s in specs)
+    return "trained" if shipped else "random"
+
+
+def _role(proc: psutil.Process) -> str:
+    line = " ".join(proc.cmdline())
+    if "spawn_main" in line or "multiprocessing" in line:
+        return "worker process"
+    if "uvicorn" in line or "prefect" in line and "server" in line:
+        return "Prefect server"
+    return "rosetta mine" if "mine" in line else proc.name()
+
+
+class _PeakRss:
+    """Samples the RSS of a process and all its descendants until stopped."""
+
+    def __init__(self, pid: int, every: float = 0.5):
+        self.root, self.every = psutil.Process(pid), every
+        self.tree_peak = self.pss_peak = self.single_peak = 0
+        self.by_role: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            rss, pss = [], []
+            for proc in procs:
+                try:
+                    info = proc.memory_full_info()  # pss: shared pages (torch, libs) counted once
+                    rss.append(info.rss)
+                    pss.append(getattr(info, "pss", info.rss))
+                    role = _role(proc)
+                    self.by_role[role] = max(self.by_role.get(role, 0), info.rss)
+                except psutil.Error:
+                    pass
+            if rss:
+                self.tree_peak = max(self.tree_peak, sum(rss))
+                self.pss_peak = max(self.pss_peak, sum(pss))
+                self.single_peak = max(self.single_peak, max(rss))
+            self._stop.wait(self.every)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _command() -> list[str]:
+    exe = shutil.which("rosetta", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "flows.cli"]
+
+
+def run_once(n: int, weights: str, out: Path) -> dict:
+    home = tempfile.mkdtemp(prefix="prefect-home-")
+    env = os.environ | {
+        "PREFECT_HOME": home,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
+    }
+    env.pop("PREFECT_API_URL", None)
+    cmd = [*_command(), "mine", "--n", str(n), "--weights", weights, "--out", str(out)]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = _PeakRss(proc.pid)
+    output, _ = proc.communicate()
+    wall = time.perf_counter() - start
+    peak.stop()
+    shutil.rmtree(home, ignore_errors=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"rosetta mine --n {n} failed (exit {proc.returncode}):\n{output[-4000:]}")
+    manifest = json.loads((out / "manifest.json").read_text())
+    stages = manifest["seconds"]
+    encoders = len(manifest["config"]["encoders"])
+    return {
+        "n": n,
+        "wall": wall,
+        "stages": stages,
+        "images_per_s": n / stages["extract"],
+        "model_images_per_s": n * encoders / stages["extract"],
+        "tree_rss": peak.tree_peak,
+        "tree_pss": peak.pss_peak,
+        "single_rss": peak.single_peak,
+        "by_role": dict(peak.by_role),
+    }
+
+
+def _table(rows: list[dict], weights: str) -> str:
+    stages = list(rows[0]["stages"])
+    base = rows[0]["wall"] / rows[0]["n"]
+    head = ["n", "wall s", *[f"{s} s" for s in stages], "extract img/s", "peak RSS tree GiB", "peak PSS tree GiB",
+            "largest process GiB", f"s/image vs n={rows[0]['n']}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [str(r["n"]), f"{r['wall']:.1f}", *[f"{r['stages'][s]:.1f}" for s in stages],
+                 f"{r['images_per_s']:.1f} ({r['model_images_per_s']:.0f} model-img/s)",
+                 f"{r['tree_rss'] / 1024**3:.2f}", f"{r['tree_pss'] / 1024**3:.2f}", f"{r['single_rss'] / 1024**3:.2f}",
+                 f"{r['wall'] / r['n'] / base:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\nweights: {weights}; wall includes Prefect's temporary server start and the LocalCluster start"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[400, 800, 1600])
+    parser.add_argument("--weights", choices=["auto", "trained", "random"], default="auto")
+    parser.add_argument("--keep", type=Path, default=None, help="keep run directories under this folder")
+    args = parser.parse_args(argv)
+    bad = [n for n in args.n if n < 10]
+    if bad:
+        raise SystemExit(f"--n {bad[0]} is too small for the default K=5; give n >= 10")
+    weights = _weights(args.weights)
+    load = os.getloadavg()
+    print(f"weights: {weights}; cores: {os.cpu_count()}; load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    root = args.keep or Path(tempfile.mkdtemp(prefix="bench-mine-"))
+    rows = []
+    for n in sorted(args.n):
+        row = run_once(n, weights, root / f"n{n}")
+        rows.append(row)
+        verdict = "ok" if row["wall"] <= TARGET_SECONDS and row["tree_pss"] <= TARGET_RSS else "MISSES TARGET"
+        print(f"n={n}: {row['wall']:.1f} s wall, peak memory {row['tree_pss'] / 1024**3:.2f} GiB PSS "
+              f"({row['tree_rss'] / 1024**3:.2f} GiB RSS summed over the process tree), "
+              f"stages {json.dumps({k: round(v, 1) for k, v in row['stages'].items()})} [{verdict}]", flush=True)
+        roles = ", ".join(f"{k} {v / 1024**3:.2f}" for k, v in sorted(row["by_role"].items()))
+        print(f"  peak RSS per process (GiB, the largest of each kind): {roles}", flush=True)
+    print()
+    print(_table(rows, weights))
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    if args.keep is None:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
