@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.linalg.blas import dger
 
 from ._grids import Grid, PairSums, pair_grids, resized_sum, resized_sumsq
 from .resize import bilinear_matrix
@@ -23,6 +24,16 @@ CENTERS = ("global", "position")
 Shape = tuple[int, int, int]
 #: a unit counts as constant when its centred sum of squares is below this fraction of its raw one
 CONSTANT_RTOL = 1e-9
+
+
+def _add_outer(table: np.ndarray, alpha: float, x: np.ndarray, y: np.ndarray) -> None:
+    """``table += alpha * outer(x, y)`` in place, in one pass (BLAS rank-1 update) for a
+    C-contiguous float64 ``table``."""
+    if table.flags.c_contiguous and table.dtype == np.float64 and table.size:
+        dger(alpha, np.ascontiguousarray(y, dtype=np.float64), np.ascontiguousarray(x, dtype=np.float64),
+             a=table.T, overwrite_a=1)
+    else:
+        table += alpha * np.outer(x, y)
 
 
 def _check_center(center: str) -> None:
@@ -133,16 +144,18 @@ class CoMoments:
             shift_a = [mu.mean(axis=(1, 2), keepdims=True) for mu in mean_a]
             shift_b = shift_a if b is None else [mu.mean(axis=(1, 2), keepdims=True) for mu in mean_b]
             within = PairSums(a, b, acc._pair_grids(), shift_a, shift_b)
-        for l, m in acc.pairs():
+        within.prepare()
+        pairs = acc.pairs()
+        crosses = within.crosses([(l, m, acc.grids(l, m)[1]) for l, m in pairs])
+        for (l, m), cross in zip(pairs, crosses):
             large, small = acc.grids(l, m)
-            cross = within.cross(l, m, small).astype(np.float64)
             sq_a, sq_b = within.sumsq("a", l, large), within.sumsq("b", m, large)
             if center == "global":
                 size = large[0] * large[1]
                 count = acc.n_ * size
                 da = resized_sum(acc.mean_a_[l][None], large) / size - shift_a[l].ravel()
                 db = resized_sum(acc.mean_b_[m][None], large) / size - shift_b[m].ravel()
-                cross -= count * np.outer(da, db)
+                _add_outer(cross, -float(count), da, db)
                 sq_a, sq_b = sq_a - count * da**2, sq_b - count * db**2
             acc.cross_[l, m], acc.m2_a_[l, m], acc.m2_b_[l, m] = cross, sq_a.copy(), sq_b.copy()
         return acc
@@ -175,7 +188,7 @@ class CoMoments:
                 sq_a, sq_b = sums.sumsq("a", l, large), sums.sumsq("b", m, large)
             else:
                 mean_a, mean_b = mean("a", da, l, large), mean("b" if not self.symmetric else "a", db, m, large)
-                self.cross_[l, m] += (weight * size) * np.outer(mean_a, mean_b)
+                _add_outer(self.cross_[l, m], weight * size, mean_a, mean_b)
                 sq_a, sq_b = size * mean_a**2, size * mean_b**2
             self.m2_a_[l, m] += weight * sq_a
             self.m2_b_[l, m] += weight * sq_b

@@ -74,7 +74,9 @@ def _checked_chunk(named: list[tuple[str, Any]], start: int, stop: int) -> list[
     out = []
     for name, x in named:
         chunk = _to_numpy(x[start:stop])
-        if not np.isfinite(chunk).all():
+        # A NaN or inf anywhere makes the sum non-finite (so does an overflow of finite values,
+        # which the exact test below then clears): one fast pass with no temporary array.
+        if not np.isfinite(chunk.sum()) and not np.isfinite(chunk).all():
             bad = np.flatnonzero(~np.isfinite(chunk).reshape(chunk.shape[0], -1).all(axis=1))
             raise ValueError(
                 f"{name} has non-finite values (NaN or inf) in images "
