@@ -115,7 +115,7 @@ def resized_sum(x: np.ndarray, large: Grid) -> np.ndarray:
     return np.einsum("nuhw,hw->u", x.astype(np.float64, copy=False), weights)
 
 
-def _parallel(fn, items: list, workers: int | None = None) -> list:
+def parallel(fn, items: list, workers: int | None = None) -> list:
     """``[fn(item) for item in items]``, ``workers`` (default: CPU count) at a time, each
     with one BLAS thread: many thin or mid-sized products scale better side by side than
     each one split across threads (numpy releases the GIL in them)."""
@@ -165,14 +165,11 @@ class PairSums:
         return self._done[key]
 
     def prepare(self, workers: int | None = None) -> None:
-        """Compute every needed layer now, several at a time (see :func:`_parallel`)."""
+        """Compute every needed layer now, several at a time (see :func:`parallel`)."""
         todo = [key for key in self._needs if key not in self._done]
         todo.sort(key=lambda key: -self._maps[key[0]][key[1]].size)  # largest first
-        _parallel(lambda key: self._layer(*key), todo, workers)
+        parallel(lambda key: self._layer(*key), todo, workers)
 
-    def crosses(self, pairs: list[tuple[int, int, Grid]], workers: int | None = None) -> list[np.ndarray]:
-        """:meth:`cross` of every ``(l, m, small)`` in float64, several at a time."""
-        return _parallel(lambda p: self.cross(*p).astype(np.float64), pairs, workers)
 
     def cross(self, l: int, m: int, small: Grid) -> np.ndarray:
         """``(units_l, units_m)``: sums of products of resized maps of layers ``l`` and ``m``."""

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.linalg.blas import dger
 
-from ._grids import Grid, PairSums, pair_grids, resized_sum, resized_sumsq
+from ._grids import Grid, PairSums, parallel, pair_grids, resized_sum, resized_sumsq
 from .resize import bilinear_matrix
 
 __all__ = ["CENTERS", "CoMoments"]
@@ -145,10 +145,11 @@ class CoMoments:
             shift_b = shift_a if b is None else [mu.mean(axis=(1, 2), keepdims=True) for mu in mean_b]
             within = PairSums(a, b, acc._pair_grids(), shift_a, shift_b)
         within.prepare()
-        pairs = acc.pairs()
-        crosses = within.crosses([(l, m, acc.grids(l, m)[1]) for l, m in pairs])
-        for (l, m), cross in zip(pairs, crosses):
+
+        def pair_moments(pair: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            l, m = pair
             large, small = acc.grids(l, m)
+            cross = within.cross(l, m, small).astype(np.float64)
             sq_a, sq_b = within.sumsq("a", l, large), within.sumsq("b", m, large)
             if center == "global":
                 size = large[0] * large[1]
@@ -157,7 +158,11 @@ class CoMoments:
                 db = resized_sum(acc.mean_b_[m][None], large) / size - shift_b[m].ravel()
                 _add_outer(cross, -float(count), da, db)
                 sq_a, sq_b = sq_a - count * da**2, sq_b - count * db**2
-            acc.cross_[l, m], acc.m2_a_[l, m], acc.m2_b_[l, m] = cross, sq_a.copy(), sq_b.copy()
+            return cross, sq_a.copy(), sq_b.copy()
+
+        pairs = acc.pairs()
+        for (l, m), (cross, sq_a, sq_b) in zip(pairs, parallel(pair_moments, pairs)):
+            acc.cross_[l, m], acc.m2_a_[l, m], acc.m2_b_[l, m] = cross, sq_a, sq_b
         return acc
 
     def _add_mean_terms(self, da, db, weight: float, between_positions: bool) -> None:
@@ -180,7 +185,11 @@ class CoMoments:
                 means[key] = resized_sum(maps[idx][None], large) / (large[0] * large[1])
             return means[key]
 
-        for l, m in self.pairs():
+        if between_positions:
+            sums.prepare()
+
+        def add(pair: tuple[int, int]) -> None:
+            l, m = pair
             large, small = self.grids(l, m)
             size = large[0] * large[1]
             if between_positions:
@@ -193,8 +202,15 @@ class CoMoments:
             self.m2_a_[l, m] += weight * sq_a
             self.m2_b_[l, m] += weight * sq_b
 
+        parallel(add, self.pairs())
+
     def merge(self, other: "CoMoments") -> "CoMoments":
         """A new accumulator over the images of both (order-independent, exact in float64)."""
+        return self._merge(other, in_place=False)
+
+    def _merge(self, other: "CoMoments", in_place: bool) -> "CoMoments":
+        """:meth:`merge`; ``in_place=True`` reuses this accumulator's arrays for the result
+        (for a caller that owns it and drops the old state, like a running fold)."""
         if not isinstance(other, CoMoments):
             raise TypeError(f"can only merge CoMoments, got {type(other).__name__}")
         if (self.shapes_a, self.shapes_b, self.symmetric, self.center) != (
@@ -208,16 +224,23 @@ class CoMoments:
             return (self if other.n_ == 0 else other).copy()
         n1, n2 = self.n_, other.n_
         n = n1 + n2
-        out = CoMoments._blank(self.center, self.shapes_a, None if self.symmetric else self.shapes_b)
-        out.n_ = n
+        out = self if in_place else CoMoments._blank(
+            self.center, self.shapes_a, None if self.symmetric else self.shapes_b)
         da = [m2 - m1 for m1, m2 in zip(self.mean_a_, other.mean_a_)]
         db = da if self.symmetric else [m2 - m1 for m1, m2 in zip(self.mean_b_, other.mean_b_)]
         out.mean_a_ = [m1 + d * (n2 / n) for m1, d in zip(self.mean_a_, da)]
         out.mean_b_ = out.mean_a_ if self.symmetric else [m1 + d * (n2 / n) for m1, d in zip(self.mean_b_, db)]
-        for key in self.cross_:
-            out.cross_[key] = self.cross_[key] + other.cross_[key]
-            out.m2_a_[key] = self.m2_a_[key] + other.m2_a_[key]
-            out.m2_b_[key] = self.m2_b_[key] + other.m2_b_[key]
+        out.n_ = n
+
+        def add(key: tuple[int, int]) -> None:
+            for mine, theirs, dest in ((self.cross_, other.cross_, out.cross_), (self.m2_a_, other.m2_a_, out.m2_a_),
+                                       (self.m2_b_, other.m2_b_, out.m2_b_)):
+                if in_place:
+                    mine[key] += theirs[key]
+                else:
+                    dest[key] = mine[key] + theirs[key]
+
+        parallel(add, list(self.cross_))
         # Chan, Golub and LeVeque: correct for the shift between the two sets' means.
         out._add_mean_terms(da, db, n1 * n2 / n, between_positions=self.center == "position")
         return out

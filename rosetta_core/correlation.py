@@ -134,7 +134,7 @@ def comoments(
     acc = None
     for start in range(0, n, step):  # a running fold keeps memory independent of n
         part = _chunk_moments(named_a, named_b, start, min(start + step, n), center)
-        acc = part if acc is None else acc.merge(part)
+        acc = part if acc is None else acc._merge(part, in_place=True)  # acc is ours alone
     return acc
 
 
