@@ -115,11 +115,22 @@ def resized_sum(x: np.ndarray, large: Grid) -> np.ndarray:
     return np.einsum("nuhw,hw->u", x.astype(np.float64, copy=False), weights)
 
 
+def _threads() -> int:
+    """Threads for :func:`parallel`: ``ROSETTA_THREADS`` if set (e.g. 1 inside a Dask worker
+    that already runs one task per core), else the CPUs this process may use."""
+    value = os.environ.get("ROSETTA_THREADS", "")
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"ROSETTA_THREADS={value!r} is invalid: expected a positive integer")
+        return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def parallel(fn, items: list, workers: int | None = None) -> list:
     """``[fn(item) for item in items]``, ``workers`` (default: CPU count) at a time, each
     with one BLAS thread: many thin or mid-sized products scale better side by side than
     each one split across threads (numpy releases the GIL in them)."""
-    workers = min(len(items), workers or os.cpu_count() or 1)
+    workers = min(len(items), workers or _threads())
     if workers <= 1:
         return [fn(item) for item in items]
     from concurrent.futures import ThreadPoolExecutor
