@@ -15,10 +15,12 @@ prints per n:
 
 Targets on 2 CPU cores: n = 1600 within 5 minutes and 3 GB peak RSS.
 
-``--weights auto`` (default) uses the trained zoo when every default model ships weights, and
-random init otherwise (same architectures, same cost); the output says which it used.
+``--weights default`` (the default) passes no ``--weights``: exactly the default run, i.e. the
+shipped trained weights, leaving out default encoders that ship none yet. ``--weights random``
+runs the same architectures with random init (same cost) for when trained weights are missing.
+The output says which weights and encoders each run used (from its manifest).
 
-Usage: python bench/mine.py [--n 400 800 1600] [--weights auto|trained|random] [--keep DIR]
+Usage: python bench/mine.py [--n 400 800 1600] [--weights default|trained|random] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -37,17 +39,6 @@ from pathlib import Path
 import psutil
 
 TARGET_SECONDS, TARGET_RSS = 300.0, 3 * 1024**3
-
-
-def _weights(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    from rosetta_core.mining import DEFAULT_ENCODERS
-    from rosetta_core.zoo import get_spec
-
-    specs = [get_spec(name) for name in ("mini-gen", *DEFAULT_ENCODERS)]
-    shipped = all(s.weights_file is not None and s.weights_file.is_file() for s in specs)
-    return "trained" if shipped else "random"
 
 
 def _role(proc: psutil.Process) -> str:
@@ -103,6 +94,7 @@ def _command() -> list[str]:
 
 
 def run_once(n: int, weights: str, out: Path) -> dict:
+    """One `rosetta mine --n n` (plus ``--weights`` unless ``weights == "default"``)."""
     home = tempfile.mkdtemp(prefix="prefect-home-")
     env = os.environ | {
         "PREFECT_HOME": home,
@@ -111,7 +103,9 @@ def run_once(n: int, weights: str, out: Path) -> dict:
         "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
     }
     env.pop("PREFECT_API_URL", None)
-    cmd = [*_command(), "mine", "--n", str(n), "--weights", weights, "--out", str(out)]
+    cmd = [*_command(), "mine", "--n", str(n), "--out", str(out)]
+    if weights != "default":
+        cmd += ["--weights", weights]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = _PeakRss(proc.pid)
@@ -125,6 +119,7 @@ def run_once(n: int, weights: str, out: Path) -> dict:
     stages = manifest["seconds"]
     encoders = len(manifest["config"]["encoders"])
     return {
+        "used": f"weights {manifest['config']['weights']}, encoders {', '.join(manifest['config']['encoders'])}",
         "n": n,
         "wall": wall,
         "stages": stages,
@@ -149,21 +144,21 @@ def _table(rows: list[dict], weights: str) -> str:
                  f"{r['tree_rss'] / 1024**3:.2f}", f"{r['tree_pss'] / 1024**3:.2f}", f"{r['single_rss'] / 1024**3:.2f}",
                  f"{r['wall'] / r['n'] / base:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\nweights: {weights}; wall includes Prefect's temporary server start and the LocalCluster start"
+    return "\n".join(lines) + f"\n\nweights option: {weights}; {rows[0]['used']}; wall includes Prefect's temporary server start and the LocalCluster start"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[400, 800, 1600])
-    parser.add_argument("--weights", choices=["auto", "trained", "random"], default="auto")
+    parser.add_argument("--weights", choices=["default", "trained", "random"], default="default")
     parser.add_argument("--keep", type=Path, default=None, help="keep run directories under this folder")
     args = parser.parse_args(argv)
     bad = [n for n in args.n if n < 10]
     if bad:
         raise SystemExit(f"--n {bad[0]} is too small for the default K=5; give n >= 10")
-    weights = _weights(args.weights)
+    weights = args.weights
     load = os.getloadavg()
-    print(f"weights: {weights}; cores: {os.cpu_count()}; load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"weights option: {weights}; cores: {os.cpu_count()}; load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-mine-"))
     rows = []
     for n in sorted(args.n):
@@ -174,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({row['tree_rss'] / 1024**3:.2f} GiB RSS summed over the process tree), "
               f"stages {json.dumps({k: round(v, 1) for k, v in row['stages'].items()})} [{verdict}]", flush=True)
         roles = ", ".join(f"{k} {v / 1024**3:.2f}" for k, v in sorted(row["by_role"].items()))
+        print(f"  used: {row['used']}")
         print(f"  peak RSS per process (GiB, the largest of each kind): {roles}", flush=True)
     print()
     print(_table(rows, weights))
