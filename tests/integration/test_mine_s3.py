@@ -8,10 +8,12 @@ and skip everything when run again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -56,8 +58,29 @@ def _local_run(run_dir) -> RunStore:
     return store
 
 
+def _logs(flow_run_id, wanted: str, timeout: float = 30) -> str:
+    """The flow run's log messages once one contains ``wanted`` (logs arrive asynchronously).
+
+    Read from the Prefect API rather than captured from stderr: a capture fixture would leave
+    Prefect's console handler writing to a closed stream in later tests."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    async def read() -> str:
+        async with get_client() as client:
+            logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        return "\n".join(log.message for log in logs)
+
+    deadline = time.time() + timeout
+    while True:
+        text = asyncio.run(read())
+        if wanted in text or time.time() > deadline:
+            return text
+        time.sleep(1)
+
+
 @pytest.mark.slow
-def test_mine_flow_on_s3_matches_local_and_reruns_as_noop(prefect_api, s3, tmp_path, monkeypatch, capfd):
+def test_mine_flow_on_s3_matches_local_and_reruns_as_noop(prefect_api, s3, tmp_path, monkeypatch):
     from flows.mine import MineParams, mine
 
     monkeypatch.chdir(tmp_path)  # a URL mistaken for a local path would show up here as ./s3:
@@ -73,8 +96,9 @@ def test_mine_flow_on_s3_matches_local_and_reruns_as_noop(prefect_api, s3, tmp_p
     assert s3.info(report)["ContentType"].startswith("text/html")
     assert b"Rosetta Neurons: flow" in s3.cat_file(report)
     assert not s3.exists(f"{BUCKET}/runs/flow/.lock")
-    printed = "".join(capfd.readouterr())  # print() goes through Prefect's logger (log_prints)
-    assert f"report: {url}/report/index.html (open in a browser" in printed
+    wanted = f"report: {url}/report/index.html (open in a browser"
+    printed = _logs(state.state_details.flow_run_id, wanted)  # print() is logged (log_prints)
+    assert wanted in printed
     assert "Retry" not in printed  # no task had to retry (e.g. racing to create an array)
 
     import xarray as xr
@@ -95,7 +119,7 @@ def test_mine_flow_on_s3_matches_local_and_reruns_as_noop(prefect_api, s3, tmp_p
     written = s3.info(f"{BUCKET}/runs/flow/manifest.json")["LastModified"]
     again = mine(MineParams(**SMALL, out=url + "/"), return_state=True)  # a trailing slash is the same run
     assert again.is_completed()
-    assert "already complete" in "".join(capfd.readouterr())
+    assert "already complete" in _logs(again.state_details.flow_run_id, "already complete")
     s3.invalidate_cache()
     assert s3.info(f"{BUCKET}/runs/flow/manifest.json")["LastModified"] == written
 
