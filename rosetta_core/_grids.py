@@ -24,6 +24,8 @@ def pair_grids(shape_a: tuple[int, int, int], shape_b: tuple[int, int, int]) -> 
 
 #: images are processed in blocks of about this many bytes, so temporaries stay small and reused
 BLOCK_BYTES = 2**20
+#: :meth:`PairSums.prepare` hands out layers in pieces of units of about this many input bytes
+TASK_BYTES = 2**25
 
 
 def _as(mat: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -87,12 +89,28 @@ def layer_sums(
     Images go through in blocks of about ``BLOCK_BYTES``, so each block is read from memory
     once for all grids.
     """
-    n, u, h, w = x.shape
+    projections, sumsq = _layer_outputs(x, smalls, larges)
+    _fill_layer(x, smalls, larges, center, projections, sumsq)
+    return _finished(projections), sumsq
+
+
+def _layer_outputs(x: np.ndarray, smalls: list[Grid], larges: list[Grid]) -> tuple[dict, dict]:
+    n, u = x.shape[:2]
+    return ({g: np.empty((u, n, g[0], g[1]), dtype=x.dtype) for g in smalls},
+            {g: np.zeros(u) for g in larges})
+
+
+def _finished(projections: dict) -> dict:
+    return {g: p.reshape(p.shape[0], -1) for g, p in projections.items()}
+
+
+def _fill_layer(x, smalls, larges, center, projections, sumsq) -> None:
+    """The work of :func:`layer_sums` into given outputs (all of ``x``'s units, or views of
+    the rows of a slice of units)."""
+    h, w = x.shape[2:]
     # Along w, the matrices of every grid are stacked side by side: one product per block.
     w_proj = _stacked([bilinear_matrix(ws, w) for _, ws in smalls if ws != w], x)
     w_gram = _stacked([gram(w, big_w) for _, big_w in larges if big_w != w], x)
-    projections = {g: np.empty((u, n, g[0], g[1]), dtype=x.dtype) for g in smalls}
-    sumsq = {g: np.zeros(u) for g in larges}
     for images, units in _blocks(x):
         d = x[images, units] if center is None else x[images, units] - center[units]
         by_w = _split_w(d, w_proj, [None if ws == w else ws for _, ws in smalls])
@@ -105,7 +123,6 @@ def layer_sums(
             if big_h != h:
                 y = np.matmul(_as(gram(h, big_h), x), y)
             sumsq[big_h, big_w][units] += np.einsum("buhw,buhw->u", d, y)
-    return {g: p.reshape(u, -1) for g, p in projections.items()}, sumsq
 
 
 def resized_sum(x: np.ndarray, large: Grid) -> np.ndarray:
@@ -176,10 +193,31 @@ class PairSums:
         return self._done[key]
 
     def prepare(self, workers: int | None = None) -> None:
-        """Compute every needed layer now, several at a time (see :func:`parallel`)."""
+        """Compute every needed layer now, in pieces of units run several at a time (see
+        :func:`parallel`); a large layer is split so that no one piece holds up the rest."""
         todo = [key for key in self._needs if key not in self._done]
-        todo.sort(key=lambda key: -self._maps[key[0]][key[1]].size)  # largest first
-        parallel(lambda key: self._layer(*key), todo, workers)
+        outputs, pieces = {}, []
+        for key in todo:
+            x = self._maps[key[0]][key[1]]
+            smalls, larges = (sorted(v) for v in self._needs[key])
+            outputs[key] = _layer_outputs(x, smalls, larges)
+            step = max(1, x.shape[1] * TASK_BYTES // max(x.nbytes, 1))
+            pieces += [(key, slice(s, s + step)) for s in range(0, x.shape[1], step)]
+        pieces.sort(key=lambda piece: -self._maps[piece[0][0]][piece[0][1]][:, piece[1]].nbytes)
+
+        def run(piece) -> None:
+            key, units = piece
+            x = self._maps[key[0]][key[1]]
+            smalls, larges = (sorted(v) for v in self._needs[key])
+            centers = self._centers[key[0]]
+            center = None if centers is None else centers[key[1]][units]
+            projections, sumsq = outputs[key]
+            _fill_layer(x[:, units], smalls, larges, center, {g: p[units] for g, p in projections.items()},
+                        {g: q[units] for g, q in sumsq.items()})
+
+        parallel(run, pieces, workers)
+        for key, (projections, sumsq) in outputs.items():
+            self._done[key] = (_finished(projections), sumsq)
 
 
     def cross(self, l: int, m: int, small: Grid) -> np.ndarray:
