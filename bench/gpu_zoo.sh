@@ -15,7 +15,7 @@ cap=$((BUDGET + 90))
 timeout $cap $py bench/train_gen.py --device $DEV --workers 7 --batch ${GEN_BATCH:-128} --lr 1e-3 --seconds $BUDGET \
   --every 500 --grid-every 1000000000 --train-only --checkpoint /tmp/z/gen.pt --docs /tmp/z/docs \
   > $OUT/gen.log 2>&1 &
-timeout $cap $py bench/train_resnet.py --model ssl --device $DEV --workers 3 --batch ${SSL_BATCH:-256} --seconds $BUDGET \
+timeout $cap $py bench/train_resnet.py --model ssl --world simple --device $DEV --workers 5 --batch ${SSL_BATCH:-256} --seconds $BUDGET \
   --every 200 --eval-every 0 --train-only --checkpoint /tmp/z/ssl.pt > $OUT/ssl.log 2>&1 &
 timeout $cap $py bench/train_vit.py --device $DEV --workers 3 --batch-size ${MAE_BATCH:-256} --seconds $BUDGET \
   --every 200 --train-only --checkpoint /tmp/z/mae.pt > $OUT/mae.log 2>&1 &
