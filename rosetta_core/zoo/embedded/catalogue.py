@@ -10,29 +10,27 @@ the module the recipe trains, and its quality gate. :func:`evaluate` returns a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ...data import WorldConfig
-from ..registry import get_spec, load
+from ..registry import load
 
 __all__ = ["GATES", "GateReport", "SETUPS", "SMALL_MARGIN", "Setup", "evaluate", "export_weights", "gate_classifier"]
 
 
 @dataclass(frozen=True)
 class Setup:
-    """``make(steps, device)`` builds the recipe (same seeds as the shipped run); ``adapter``
-    takes the recipe's adapter; ``steps``, ``batch`` are the shipped run's."""
+    """``make(steps, device, batch)`` builds the recipe (same seeds as the shipped run);
+    ``adapter`` takes the recipe's adapter; ``steps``, ``batch`` are the shipped run's. The
+    gate's thresholds are in :data:`GATES`."""
 
     make: Callable[..., object]
     adapter: Callable[[object], object]
     steps: int
     batch: int
-    gate: str
-    notes: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -82,29 +80,28 @@ def _mae(steps: int, device: str = "cpu", batch: int = 256):
 def _clip(steps: int, device: str = "cpu", batch: int = 128):
     from .clip_recipes import CLIPRecipe
 
-    recipe = CLIPRecipe(total_steps=steps, batch_size=batch)
     if device != "cpu":
         raise ValueError(f"device={device!r}: the mini-clip recipe trains on cpu only")
-    return recipe
+    return CLIPRecipe(total_steps=steps, batch_size=batch)
 
 
-SETUPS: dict[str, Setup] = {
-    "mini-gen": Setup(_gen, lambda r: _wrap_gen(r), 14693, 128,
-                      "mini-resnet.sup sees >= 85% confident samples, every kind >= 10%, agreement >= 80%"),
-    "mini-resnet.sup": Setup(_sup, lambda r: r.adapter, 4000, 32, "kind-set and colour-set accuracy >= 95%"),
-    "mini-resnet.ssl": Setup(_ssl, lambda r: r.adapter, 1609, 256,
-                             "linear-probe kind-label accuracy >= 80% (simple world)"),
-    "mini-vit.mae": Setup(_mae, lambda r: r.adapter, 11147, 256,
-                          "linear-probe largest-kind accuracy >= 80% (simple world)"),
-    "mini-clip.rn": Setup(_clip, lambda r: r.adapter, 550, 128,
-                          "zero-shot kind accuracy >= 80% on one-object scenes (simple world)"),
-}
-
-
-def _wrap_gen(recipe):
+def _gen_adapter(recipe):
     from .mini_gen import MiniGenAdapter
 
     return MiniGenAdapter(recipe.module)
+
+
+def _adapter(recipe):
+    return recipe.adapter
+
+
+SETUPS: dict[str, Setup] = {
+    "mini-gen": Setup(_gen, _gen_adapter, 14693, 128),
+    "mini-resnet.sup": Setup(_sup, _adapter, 4000, 32),
+    "mini-resnet.ssl": Setup(_ssl, _adapter, 1609, 256),
+    "mini-vit.mae": Setup(_mae, _adapter, 11147, 256),
+    "mini-clip.rn": Setup(_clip, _adapter, 550, 128),
+}
 
 
 def _known(name: str) -> Setup:
@@ -188,7 +185,6 @@ def export_weights(name: str, adapter, path: str | Path) -> Path:
     tmp = path.with_suffix(".tmp")
     save_file(state, str(tmp), metadata={"name": name, "dtype": "float16 (load as float32)"})
     tmp.replace(path)
-    get_spec(name)  # the name is registered: load(name, path) will find its architecture
     return path
 
 
