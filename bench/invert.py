@@ -15,7 +15,8 @@ Usage::
 - edits: on the run's own generated images: shift right by 1/4 (object centroid must move
   +16 px, within 25%), 2x zoom (object area must grow, ideally ~4x), remove the concept most
   active on the object (the object's region must shrink); success rates over ``--edits`` trials.
-- speed: seconds for one 500-step guided inversion of one image.
+- speed: seconds per 500 steps for one image: guided inversion in the direct form (baseline,
+  same run) and as shipped, and the in-distribution objective with the perceptual term.
 
 ``--gen-weights`` replaces mini-gen's registry weights in this process (for a checkpoint that
 is not shipped yet; the run must have been mined with the same weights).
@@ -43,6 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rosetta_core.data import render_batch  # noqa: E402
 from rosetta_core.inversion import InversionConfig, edit, encoder_matches, invert, open_run, self_matches  # noqa: E402
 from rosetta_core.inversion import metrics as M  # noqa: E402
+from rosetta_core.inversion.losses import act_loss, normalised_targets, reg_loss  # noqa: E402
+from rosetta_core.inversion.optimize import optimise, target_maps  # noqa: E402
 from rosetta_core.inversion.perceptual import Perceptual  # noqa: E402
 from rosetta_core.zoo import load, registry  # noqa: E402
 from rosetta_core.zoo.embedded.mini_gen import GEN_WORLD  # noqa: E402
@@ -151,15 +154,41 @@ def edits(ctx, trials, steps) -> dict:
     return out
 
 
+def _direct(gen, encs, matches, image, cfg) -> float:
+    """Seconds of the same Eq. 5 optimisation in the direct form (the baseline of ``speed``):
+    the full forward pass each step and L_act by gathering, resizing and multiplying every
+    pair's maps (``act_loss``) instead of the folded kernels of ``LinearAct``."""
+    targets = normalised_targets(matches, target_maps(encs, matches, image))
+    layers = sorted({g.gen_layer for g in matches.groups})
+
+    def objective(z, _images, maps):
+        act = act_loss(matches, maps, targets)
+        return cfg.alpha * reg_loss(z, cfg.reg) - act, act
+
+    start = gen.sample_latents(cfg.seed, np.zeros(1, dtype=np.int64))
+    return optimise(gen, start, layers, objective, cfg, needs_images=True).seconds
+
+
 def speed(ctx, steps) -> dict:
+    """One image, ``steps`` steps: guided (Eq. 5) in the direct form and as shipped, and the
+    in-distribution objective (Eq. 7: pixel + perceptual + guidance); seconds per 500 steps."""
     run, gen, encs = ctx["run"], ctx["gen"], ctx["encoders"]
     image = torch.from_numpy(render_batch(HELD_OUT_SEED, [0], GEN_WORLD).images)
-    cfg = InversionConfig(mode="ood", steps=steps)
-    r = invert(gen, encs, encoder_matches(run), image, cfg)
-    per500 = r.seconds * 500 / steps
-    print(f"  one guided inversion, {steps} steps: {r.seconds:.1f} s ({per500:.1f} s per 500 steps; "
-          f"{torch.get_num_threads()} threads, device {ctx['device']})", flush=True)
-    return {"steps": steps, "seconds": r.seconds, "seconds_per_500": per500, "threads": torch.get_num_threads(), "device": ctx["device"]}
+    matches = encoder_matches(run)
+    ood_cfg = InversionConfig(mode="ood", steps=steps)
+    rec_cfg = InversionConfig(mode="rec", steps=steps, beta=ctx["beta"])
+    per500 = 500 / steps
+    direct = _direct(gen, encs, matches, image, ood_cfg) * per500
+    shipped = invert(gen, encs, matches, image, ood_cfg).seconds * per500
+    rec = invert(gen, encs, matches, image, rec_cfg, Perceptual(ctx["perceptual"])).seconds * per500
+    out = {"steps": steps, "pairs": matches.n_pairs, "threads": torch.get_num_threads(), "device": ctx["device"],
+           "ood_direct_s_per_500": direct, "ood_s_per_500": shipped, "speedup": direct / shipped,
+           "rec_s_per_500": rec, "seconds_per_500": shipped}
+    print(f"  one image, {matches.n_pairs} pairs, seconds per 500 steps ({out['threads']} threads, device {ctx['device']}):\n"
+          f"    guided (Eq. 5), direct form (baseline): {direct:6.1f} s\n"
+          f"    guided (Eq. 5), folded kernels:         {shipped:6.1f} s  ({direct / shipped:.2f}x faster)\n"
+          f"    in-distribution (Eq. 7, + perceptual):  {rec:6.1f} s", flush=True)
+    return out
 
 
 def main() -> int:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..zoo.base import GeneratorAdapter
-from .losses import act_loss, differentiable_maps, normalised_targets, reg_loss
+from .losses import LinearAct, normalised_targets, reg_loss
 from .matches import Matches
 from .optimize import InversionConfig, Result, optimise
 
@@ -111,11 +111,11 @@ def edit(gen: GeneratorAdapter, matches: Matches, latents: torch.Tensor, kind: s
     Returns (the result, the uint8 source images ``(n, 3, H, W)``)."""
     layers = sorted({g.gen_layer for g in matches.groups})
     source_images, source = gen.generate(latents, layers)
-    targets = normalised_targets(matches, edit_targets(matches, source, kind, units, dx, dy))
+    guidance = LinearAct(matches, normalised_targets(matches, edit_targets(matches, source, kind, units, dx, dy)))
 
     def objective(z, _out, maps):
-        act = act_loss(matches, maps, targets)
+        act = guidance(maps)
         return config.alpha * reg_loss(z, config.reg) - act, act
 
     start = latents if kind != "copy-paste" else gen.sample_latents(config.seed, np.arange(len(latents)))
-    return optimise(gen, start, layers, objective, config, progress), source_images
+    return optimise(gen, start, layers, objective, config, progress, needs_images=False), source_images

@@ -10,6 +10,12 @@ Eq. 6 writes the sum over positions; we divide it by ``HW`` so pairs on grids of
 sizes weigh the same (a constant factor per layer pair). With ``center="position"`` runs the
 means are per-position maps. Everything is batched: one gather, one resize and one product per
 layer pair, for ``n`` images at once; the result has shape ``(n,)``.
+
+During an optimisation the targets are fixed, so ``L_act`` is an affine function of the
+generator's maps: :class:`LinearAct` folds each target map back onto the generator unit's own
+grid (the transposed resize matrices, as in mining, DESIGN §3.1) and sums the kernels of pairs
+that share a generator unit. Each step is then one product-sum per generator layer, without
+gathers or resizes; :func:`act_loss` is the direct form it is tested against.
 """
 
 from __future__ import annotations
@@ -18,15 +24,17 @@ import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..resize import bilinear_matrix
 from .matches import Matches, PairGroup
 
 __all__ = [
     "REGS", "PIXELS", "resize_to", "normalised_targets", "act_loss", "reg_loss", "pixel_loss",
-    "lr_factor", "differentiable_maps",
+    "lr_factor", "differentiable_maps", "generator_maps", "LinearAct",
 ]
 
 REGS = ("l2", "l1")
@@ -80,6 +88,58 @@ def act_loss(matches: Matches, gen_maps: Mapping[str, torch.Tensor], targets: li
     return (terms * weights.to(terms)).sum(dim=1) / weights.sum()
 
 
+class LinearAct:
+    """``L_act`` as ``sum_layer <maps_layer, kernel_layer> - offset`` per image, exactly equal
+    to :func:`act_loss` with the same ``targets`` and ``weights``.
+
+    For a pair ``p`` on common grid ``H x W`` with generator grid ``h x w`` (``R_h`` ``(H, h)``,
+    ``R_w`` ``(W, w)`` the resize matrices) and normalised target ``T_p``, the term is
+    ``sum_y g_y (R_h^T T_p R_w)_y / (HW s_p) - sum_x m_p(x) T_p(x) / (HW s_p)``: linear in the
+    generator's map ``g`` on its own grid. The kernels are built in float64 on the first call
+    (when the generator's grids are known) and kept in the maps' dtype.
+    """
+
+    def __init__(self, matches: Matches, targets: list[torch.Tensor], weights: torch.Tensor | None = None):
+        if len(targets) != len(matches.groups):
+            raise ValueError(f"{len(targets)} target groups for {len(matches.groups)} pair groups; build them with normalised_targets")
+        self.matches, self.targets = matches, targets
+        total = matches.n_pairs if weights is None else float(weights.sum())
+        per_pair = np.full(matches.n_pairs, 1.0 / total) if weights is None else weights.double().cpu().numpy() / total
+        self._share = np.split(per_pair, np.cumsum([len(g) for g in matches.groups])[:-1])
+        self.kernels: dict[str, torch.Tensor] | None = None
+        self.offset: torch.Tensor | None = None
+
+    def _build(self, gen_maps: Mapping[str, torch.Tensor]) -> None:
+        kernels: dict[str, torch.Tensor] = {}
+        offset = None
+        for group, target, share in zip(self.matches.groups, self.targets, self._share):
+            maps = gen_maps[group.gen_layer]
+            (H, W), (h, w) = group.grid, tuple(maps.shape[-2:])
+            t = target.detach().double()
+            scale = torch.as_tensor(share / (H * W * group.gen_std), dtype=torch.float64, device=t.device)[None, :, None, None]
+            mean = torch.as_tensor(group.gen_mean, dtype=torch.float64, device=t.device)
+            mean = mean[None, :, None, None] if mean.ndim == 1 else mean[None]
+            term = (mean * t * scale).sum(dim=(1, 2, 3))
+            offset = term if offset is None else offset + term
+            r_h = torch.tensor(bilinear_matrix(h, H), device=t.device)
+            r_w = torch.tensor(bilinear_matrix(w, W), device=t.device)
+            folded = torch.einsum("Hh,npHW,Ww->nphw", r_h, t * scale, r_w)
+            if group.gen_layer not in kernels:
+                kernels[group.gen_layer] = torch.zeros((len(t), maps.shape[1], h, w), dtype=torch.float64, device=t.device)
+            kernels[group.gen_layer].index_add_(1, torch.as_tensor(group.gen_channels, device=t.device), folded)
+        dtype = next(iter(gen_maps.values())).dtype
+        self.kernels = {k: v.to(dtype) for k, v in kernels.items()}
+        self.offset = offset.to(dtype)
+
+    def __call__(self, gen_maps: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if self.kernels is None:
+            self._build(gen_maps)
+        total = -self.offset
+        for layer, kernel in self.kernels.items():
+            total = total + (gen_maps[layer] * kernel).sum(dim=(1, 2, 3))
+        return total
+
+
 def reg_loss(latents: torch.Tensor, kind: str = "l2") -> torch.Tensor:
     """``L_reg`` per latent ``(n,)``: mean squared (``l2``) or mean absolute (``l1``) value."""
     if kind not in REGS:
@@ -107,11 +167,17 @@ def lr_factor(step: int, steps: int, warmup: float = 0.05, rampdown: float = 0.2
     return up * (0.5 - 0.5 * math.cos(down * math.pi))
 
 
+class _Recorded(Exception):
+    """Raised by the last map hook to end a forward pass whose image is not needed."""
+
+
 @contextmanager
-def differentiable_maps(module: nn.Module, layers: list[str]) -> Iterator[dict[str, torch.Tensor]]:
+def differentiable_maps(module: nn.Module, layers: list[str], stop: bool = False) -> Iterator[dict[str, torch.Tensor]]:
     """Record the outputs of a generator's activation modules *with* their graph (unlike
     :func:`rosetta_core.hooks.capture`, which detaches). Yields layer -> latest output; the
-    hooks are removed on exit. The generator module must expose ``activation_modules()``."""
+    hooks are removed on exit. The generator module must expose ``activation_modules()``.
+    ``stop=True``: the hook that records the last missing layer raises :class:`_Recorded`,
+    ending the forward pass there (see :func:`generator_maps`)."""
     if not hasattr(module, "activation_modules"):
         raise ValueError(f"{type(module).__name__} does not expose activation_modules(); guided inversion needs it")
     modules = module.activation_modules()
@@ -124,6 +190,8 @@ def differentiable_maps(module: nn.Module, layers: list[str]) -> Iterator[dict[s
     def hook(name):
         def record(_module, _args, output):
             out[name] = output
+            if stop and len(out) == len(layers):
+                raise _Recorded
         return record
 
     try:
@@ -133,3 +201,17 @@ def differentiable_maps(module: nn.Module, layers: list[str]) -> Iterator[dict[s
     finally:
         for handle in handles:
             handle.remove()
+
+
+def generator_maps(module: nn.Module, latents: torch.Tensor, layers: list[str],
+                   images: bool = True) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+    """``(images or None, {layer: maps})`` of ``module(latents)`` with their graph.
+    ``images=False`` stops the forward pass once every layer of ``layers`` is recorded (the
+    layers after the deepest matched one, and the output convolution, are skipped)."""
+    stop = not images and bool(layers)
+    with differentiable_maps(module, layers, stop=stop) as maps:
+        try:
+            out = module(latents)
+        except _Recorded:
+            out = None
+    return out, dict(maps)

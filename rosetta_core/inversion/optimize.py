@@ -25,7 +25,7 @@ import torch
 
 from ..zoo import get_spec
 from ..zoo.base import EncoderAdapter, GeneratorAdapter
-from .losses import PIXELS, REGS, act_loss, differentiable_maps, lr_factor, normalised_targets, pixel_loss, reg_loss
+from .losses import PIXELS, REGS, LinearAct, generator_maps, lr_factor, normalised_targets, pixel_loss, reg_loss
 from .matches import Matches
 from .perceptual import Perceptual
 
@@ -130,9 +130,12 @@ Objective = Callable[[torch.Tensor, torch.Tensor, dict], tuple[torch.Tensor, tor
 
 def optimise(gen: GeneratorAdapter, start: torch.Tensor, layers: list[str], objective: Objective,
              config: InversionConfig, progress: Callable[[int, int, float], None] | None = None,
-             lr: float | None = None) -> Result:
+             lr: float | None = None, needs_images: bool = True) -> Result:
     """Minimise ``objective(latents, images, maps) -> (loss (n,), act (n,))`` over the latents
-    from ``start`` ``(n, d)``; ``images`` are float in [-1, 1], ``maps`` layer -> ``(n, u, h, w)``."""
+    from ``start`` ``(n, d)``; ``images`` are float in [-1, 1], ``maps`` layer -> ``(n, u, h, w)``.
+    ``needs_images=False``: the objective only reads ``maps`` (it gets ``images=None``), so each
+    step's forward pass ends at the deepest layer of ``layers``; the strip's images are then
+    rendered without gradients at the few steps that keep one."""
     config.validate()
     began = time.perf_counter()
     base = lr if lr is not None else (config.lr or generator_lr(gen.name))
@@ -147,12 +150,14 @@ def optimise(gen: GeneratorAdapter, start: torch.Tensor, layers: list[str], obje
     for step in range(config.steps):
         for group in opt.param_groups:
             group["lr"] = base * lr_factor(step, config.steps, config.warmup, config.rampdown)
-        with differentiable_maps(module, layers) as maps:
-            images = module(z)
+        images, maps = generator_maps(module, z, layers, images=needs_images)
         loss, act = objective(z, images, maps)
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         if step in keep:
+            if images is None:
+                with torch.no_grad():
+                    images = module(z)
             strip.append(to_uint8(images))
         history.append({"loss": float(loss.detach().mean()), "act": float(act.detach().mean())})
         opt.step()
@@ -161,8 +166,8 @@ def optimise(gen: GeneratorAdapter, start: torch.Tensor, layers: list[str], obje
                 z.copy_(torch.maximum(torch.minimum(z, high.to(z)), low.to(z)))
         if progress is not None:
             progress(step + 1, config.steps, history[-1]["loss"])
-    with torch.no_grad(), differentiable_maps(module, layers) as maps:
-        images = module(z)
+    with torch.no_grad():
+        images, maps = generator_maps(module, z, layers)
         _, act = objective(z, images, maps)
     return Result(z.detach(), to_uint8(images), torch.stack(strip), act.detach().cpu().numpy(),
                   time.perf_counter() - began, config.steps, history)
@@ -188,6 +193,7 @@ def invert(gen: GeneratorAdapter, encoders: dict[str, EncoderAdapter], matches: 
     n = len(images)
     guided = matches is not None and (config.mode == "ood" or config.beta > 0)
     targets = normalised_targets(matches, target_maps(encoders, matches, images)) if guided else []
+    guidance = LinearAct(matches, targets) if guided else None
     layers = sorted({g.gen_layer for g in matches.groups}) if guided else []
     target_px = _float(images).to(gen.device)
     target_feats = None
@@ -196,7 +202,7 @@ def invert(gen: GeneratorAdapter, encoders: dict[str, EncoderAdapter], matches: 
             target_feats = [f.detach() for f in perceptual.features(target_px)]
 
     def objective(z, out, maps):
-        act = act_loss(matches, maps, targets) if guided else out.new_full((n,), float("nan"))
+        act = guidance(maps) if guided else z.new_full((n,), float("nan"))
         loss = config.alpha * reg_loss(z, config.reg)
         if config.mode == "ood":
             return loss - act, act
@@ -206,7 +212,7 @@ def invert(gen: GeneratorAdapter, encoders: dict[str, EncoderAdapter], matches: 
         return (loss - config.beta * act if guided else loss), act
 
     start = gen.sample_latents(config.seed, np.zeros(1, dtype=np.int64)).repeat(n, 1)
-    result = optimise(gen, start, layers, objective, config, progress)
+    result = optimise(gen, start, layers, objective, config, progress, needs_images=config.mode == "rec")
     result.perceptual = perceptual.description if target_feats is not None else None
     return result
 
@@ -220,12 +226,12 @@ def visualize(gen: GeneratorAdapter, encoders: dict[str, EncoderAdapter], matche
     if starts < 1:
         raise ValueError(f"starts={starts} must be >= 1")
     targets = normalised_targets(matches, target_maps(encoders, matches, image))
-    targets = [t.expand(starts, *t.shape[1:]) for t in targets]
+    guidance = LinearAct(matches, [t.expand(starts, *t.shape[1:]) for t in targets])
     layers = sorted({g.gen_layer for g in matches.groups})
 
     def objective(z, _out, maps):
-        act = act_loss(matches, maps, targets)
+        act = guidance(maps)
         return config.alpha * reg_loss(z, config.reg) - act, act
 
     start = gen.sample_latents(config.seed, np.arange(starts))
-    return optimise(gen, start, layers, objective, config, progress)
+    return optimise(gen, start, layers, objective, config, progress, needs_images=False)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rosetta_core.inversion.edits import copy_paste_maps, edit_targets, shift_maps, zoom_maps
-from rosetta_core.inversion.losses import act_loss, lr_factor, normalised_targets, reg_loss
+from rosetta_core.inversion.losses import LinearAct, act_loss, generator_maps, lr_factor, normalised_targets, reg_loss
 from rosetta_core.inversion.matches import Matches, PairGroup
 from rosetta_core.inversion.metrics import psnr, ssim
 from rosetta_core.resize import bilinear_matrix
@@ -74,6 +74,64 @@ def test_act_loss_matches_brute_force(position):
     single = act_loss(matches, {k: torch.from_numpy(v) for k, v in gmaps.items()}, targets, weights)
     only = _brute((_group_slice(groups[1], 1),), gmaps, emaps)
     np.testing.assert_allclose(single.numpy(), only, rtol=1e-5)
+
+
+@pytest.mark.parametrize("position", [False, True])
+def test_linear_act_equals_brute_force_and_direct_gradients(position):
+    """The folded kernels (targets projected onto the generator's grids, pairs sharing a unit
+    summed) give the brute-force L_act, and the same gradient as the direct form."""
+    rng = np.random.default_rng(5)
+    groups = (
+        _group(rng, "g4", "e8", [(0, 1), (5, 6), (0, 2)], position),  # unit 0 in two pairs
+        _group(rng, "g8", "e2", [(4, 0), (1, 2)], position),
+        _group(rng, "g4", "e2", [(3, 1), (0, 0)], position),
+    )
+    gmaps = {k: rng.gamma(2.0, size=(3, *s)) for k, s in GEN_SHAPES.items()}
+    emaps = {k: rng.gamma(2.0, size=(3, *s)) for k, s in ENC_SHAPES.items()}
+    matches = Matches("gen", groups)
+    targets = normalised_targets(matches, {"enc": {k: torch.from_numpy(v) for k, v in emaps.items()}})
+    maps = {k: torch.from_numpy(v).requires_grad_(True) for k, v in gmaps.items()}
+    linear = LinearAct(matches, targets)
+    got = linear(maps)
+    np.testing.assert_allclose(got.detach().numpy(), _brute(groups, gmaps, emaps), rtol=1e-6)
+    got.sum().backward()
+    folded = {k: v.grad.clone() for k, v in maps.items()}
+    for v in maps.values():
+        v.grad = None
+    act_loss(matches, maps, targets).sum().backward()
+    for k in maps:
+        np.testing.assert_allclose(folded[k].numpy(), maps[k].grad.numpy(), rtol=1e-9, atol=1e-12)
+    weights = torch.zeros(matches.n_pairs, dtype=torch.float64)
+    weights[3] = 2.0
+    np.testing.assert_allclose(LinearAct(matches, targets, weights)(maps).detach().numpy(),
+                               _brute((_group_slice(groups[1], 0),), gmaps, emaps), rtol=1e-6)
+    with pytest.raises(ValueError, match="2 target groups for 3"):
+        LinearAct(matches, targets[:2])
+
+
+def test_generator_maps_stops_after_the_deepest_requested_layer():
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.c = torch.nn.ReLU(), torch.nn.ReLU(), torch.nn.ReLU()
+            self.calls = 0
+
+        def activation_modules(self):
+            return {"a": self.a, "b": self.b, "c": self.c}
+
+        def forward(self, z):
+            h = self.b(self.a(z) * 2)
+            self.calls += 1
+            return self.c(h + 1)
+
+    net, z = Net(), torch.ones(2, 3, requires_grad=True)
+    images, maps = generator_maps(net, z, ["a", "b"], images=False)
+    assert images is None and set(maps) == {"a", "b"} and net.calls == 0
+    maps["b"].sum().backward()
+    assert torch.equal(z.grad, torch.full((2, 3), 2.0))
+    images, maps = generator_maps(net, z, ["a"], images=True)
+    assert images is not None and net.calls == 1 and set(maps) == {"a"}
+    assert not net.a._forward_hooks  # hooks removed
 
 
 def _group_slice(g: PairGroup, p: int) -> PairGroup:
