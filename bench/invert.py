@@ -12,8 +12,9 @@ Usage::
 - ood: the same scenes rendered as ``sketch`` and ``cartoon``, inverted with guidance only
   (Eq. 5) vs a pixel-L2 baseline; layout IoU between the scene's true object masks and the
   inverted image's foreground (rosetta_core.inversion.metrics.foreground).
-- edits: on the run's own generated images: shift right by 1/4 (object centroid must move
-  +16 px, within 25%), 2x zoom (object area must grow, ideally ~4x), remove the concept most
+- edits: on the run's own generated images: shift by 1/4 towards the side with room (object
+  centroid must move 16 px, within 25%), 2x zoom (object area must grow, ideally ~4x; the
+  prior's largest radius caps the growth, printed as the ceiling), remove the concept most
   active on the object (the object's region must shrink); success rates over ``--edits`` trials.
 - speed: seconds per 500 steps for one image: guided inversion in the direct form (baseline,
   same run) and as shipped, and the in-distribution objective with the perceptual term.
@@ -41,7 +42,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rosetta_core.data import render_batch  # noqa: E402
+from rosetta_core.data import code_layout, render_batch  # noqa: E402
 from rosetta_core.inversion import InversionConfig, edit, encoder_matches, invert, open_run, self_matches  # noqa: E402
 from rosetta_core.inversion import metrics as M  # noqa: E402
 from rosetta_core.inversion.losses import act_loss, normalised_targets, reg_loss  # noqa: E402
@@ -123,6 +124,20 @@ def _object_concept(run, gen, latents, fg) -> int:
     return concepts[int(np.argmax(np.nanmean(np.array(scores), axis=0)))]["id"]
 
 
+def _zoom_ceiling(latents: np.ndarray) -> np.ndarray:
+    """``(n,)`` the largest growth of the objects' total area a 2x zoom can reach inside
+    mini-gen's prior: each present object's radius doubles but stops at the world's largest
+    radius (``GEN_WORLD.size[1]``; inversion keeps latents in the prior's box)."""
+    layout = code_layout(GEN_WORLD.max_objects)
+    before = after = 0.0
+    for j in range(GEN_WORLD.max_objects):
+        present = latents[:, layout[f"object{j}.present"]][:, 0] > 0.5
+        radius = latents[:, layout[f"object{j}.size"]][:, 0]
+        before = before + present * radius**2
+        after = after + present * np.minimum(2 * radius, GEN_WORLD.size[1]) ** 2
+    return after / np.maximum(before, 1e-12)
+
+
 def edits(ctx, trials, steps) -> dict:
     run, gen = ctx["run"], ctx["gen"]
     latents = torch.from_numpy(np.asarray(run.store.array("latents")[:trials], dtype=np.float32))
@@ -133,16 +148,29 @@ def edits(ctx, trials, steps) -> dict:
     matches = self_matches(run)
     cfg = InversionConfig(mode="ood", steps=steps)
     out = {}
-    shifted, _ = edit(gen, matches, latents, "shift", cfg, dx=0.25)
-    moved = M.centroid(M.foreground(shifted.images.cpu().numpy()))[:, 0] - M.centroid(src_fg)[:, 0]
+    # Shift by a quarter of the width towards the side with room: an object in the right half
+    # shifted right would leave the frame, and its visible centroid could not move 16 px.
+    cx = M.centroid(src_fg)[:, 0]
+    sign = np.where(cx < source.shape[-1] / 2, 1.0, -1.0)
+    moved = np.full(len(latents), np.nan)
+    for s in (1.0, -1.0):
+        pick = np.flatnonzero(sign == s)
+        if len(pick):
+            shifted, _ = edit(gen, matches, latents[pick], "shift", cfg, dx=0.25 * s)
+            moved[pick] = (M.centroid(M.foreground(shifted.images.cpu().numpy()))[:, 0] - cx[pick]) * s
     want = 0.25 * source.shape[-1]
     ok = keep & np.isfinite(moved)
     out["shift"] = {"direction_rate": float((moved[ok] > 0).mean()), "within_25pct_rate": float((np.abs(moved[ok] - want) <= 0.25 * want).mean()),
-                    "median_px": float(np.median(moved[ok])), "requested_px": want, "trials": int(ok.sum())}
+                    "median_px": float(np.median(moved[ok])), "requested_px": want, "trials": int(ok.sum()),
+                    "right_trials": int((sign[ok] > 0).sum())}
     zoomed, _ = edit(gen, matches, latents, "zoom", cfg)
     ratio = M.foreground(zoomed.images.cpu().numpy()).sum(axis=(1, 2)) / np.maximum(src_fg.sum(axis=(1, 2)), 1)
+    ceiling = _zoom_ceiling(latents.numpy())
+    reached = ratio[keep] >= 0.75 * np.minimum(4.0, ceiling[keep])
     out["zoom"] = {"direction_rate": float((ratio[keep] > 1).mean()), "median_area_ratio": float(np.median(ratio[keep])),
-                   "within_2x_of_4x_rate": float(((ratio[keep] >= 2) & (ratio[keep] <= 8)).mean()), "trials": int(keep.sum())}
+                   "within_2x_of_4x_rate": float(((ratio[keep] >= 2) & (ratio[keep] <= 8)).mean()),
+                   "median_prior_ceiling": float(np.median(ceiling[keep])), "reached_75pct_of_ceiling_rate": float(reached.mean()),
+                   "trials": int(keep.sum())}
     cid = _object_concept(run, gen, latents, src_fg)
     units = {u["unit"] for c in run.dictionary["concepts"] if c["id"] == cid for u in c["generator_units"]}
     removed, _ = edit(gen, matches, latents, "remove", cfg, units=units)
