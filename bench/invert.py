@@ -52,6 +52,7 @@ from rosetta_core.zoo import load, registry  # noqa: E402
 from rosetta_core.zoo.embedded.mini_gen import GEN_WORLD  # noqa: E402
 
 HELD_OUT_SEED = 90210
+VALIDATION_SEED = 4242  # scenes for choosing settings (alpha), never the ones reported
 PERCEPTUAL = "mini-resnet.sup"
 
 
@@ -84,14 +85,16 @@ def table1(ctx, images, steps, batch) -> dict:
     return rows
 
 
-def ood(ctx, n, steps, batch) -> dict:
+def ood(ctx, n, steps, batch, seed=None) -> dict:
     run, gen, encs = ctx["run"], ctx["gen"], ctx["encoders"]
     matches = encoder_matches(run)
-    out = {}
+    seed = HELD_OUT_SEED if seed is None else seed
+    out = {"alpha": ctx["ood_alpha"], "seed": seed, "scenes": n}
     for style in ("sketch", "cartoon"):
-        scenes = render_batch(HELD_OUT_SEED, np.arange(n), GEN_WORLD, style=style)
+        scenes = render_batch(seed, np.arange(n), GEN_WORLD, style=style)
         images, truth = torch.from_numpy(scenes.images), scenes.object_masks.any(axis=1)
-        guided, _ = _batched(lambda x: invert(gen, encs, matches, x, InversionConfig(mode="ood", steps=steps)), images, batch)
+        guided_cfg = InversionConfig(mode="ood", steps=steps, alpha=ctx["ood_alpha"])
+        guided, _ = _batched(lambda x: invert(gen, encs, matches, x, guided_cfg), images, batch)
         pixel_cfg = InversionConfig(mode="rec", steps=steps, beta=0.0, perceptual_weight=0.0)
         pixel, _ = _batched(lambda x: invert(gen, encs, None, x, pixel_cfg), images, batch)
         g_iou = float(M.iou(truth, M.foreground(guided.numpy())).mean())
@@ -228,6 +231,11 @@ def main() -> int:
     ap.add_argument("--edits", type=int, default=50)
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--beta", type=float, default=1.0)
+    ap.add_argument("--ood-alpha", type=float, default=3.0,
+                    help="alpha of the guided OOD inversions (Eq. 5); chosen on --ood-seed scenes, see README")
+    ap.add_argument("--ood-seed", type=int, default=None,
+                    help=f"world seed of the OOD scenes (default {HELD_OUT_SEED}, the held-out scenes; "
+                         f"use another, e.g. {VALIDATION_SEED}, to choose settings)")
     ap.add_argument("--speed-steps", type=int, default=500)
     ap.add_argument("--parts", default="table1,ood,edits,speed")
     ap.add_argument("--gen-weights", type=Path, default=None)
@@ -242,7 +250,7 @@ def main() -> int:
         registry._REGISTRY["mini-gen"] = dataclasses.replace(spec, weights_file=args.gen_weights)
     run = open_run(args.run)
     cfg = run.plan.config
-    ctx = {"run": run, "device": args.device, "beta": args.beta,
+    ctx = {"run": run, "device": args.device, "beta": args.beta, "ood_alpha": args.ood_alpha,
            "gen": load(cfg.generator, cfg.weights, device=args.device),
            "encoders": {e: load(e, cfg.weights, device=args.device) for e in cfg.encoders},
            "perceptual": load(PERCEPTUAL, "trained", device=args.device)}
@@ -256,7 +264,7 @@ def main() -> int:
         results["table1"] = table1(ctx, images, args.steps, args.batch)
     if "ood" in parts:
         print(f"Out of distribution: {args.ood_n} scenes per style", flush=True)
-        results["ood"] = ood(ctx, args.ood_n, args.steps, args.batch)
+        results["ood"] = ood(ctx, args.ood_n, args.steps, args.batch, args.ood_seed)
     if "edits" in parts:
         print(f"Edits: {args.edits} trials each", flush=True)
         results["edits"] = edits(ctx, args.edits, args.steps)
