@@ -33,7 +33,7 @@ def _default_encoders(args: argparse.Namespace) -> None:
         return
     from rosetta_core.zoo import get_spec
 
-    missing = [n for n in DEFAULT_ENCODERS if not (f := get_spec(n).weights_file) or not f.is_file()]
+    missing = [n for n in DEFAULT_ENCODERS if not get_spec(n).has_weights]
     if missing and len(missing) < len(DEFAULT_ENCODERS):
         print(f"note: {', '.join(missing)} ships no trained weights yet (see `rosetta zoo train`); "
               "mining the other default encoders. Pass --encoders to choose.")

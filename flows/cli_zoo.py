@@ -9,7 +9,7 @@ from rosetta_core.zoo import get_spec, list_models, load
 
 
 def _describe(spec) -> dict:
-    weights = "trained" if spec.weights_file is not None and spec.weights_file.is_file() else "random"
+    weights = "trained" if spec.has_weights else "random"
     try:
         model = load(spec.name, weights)
     except ValueError as err:  # models whose architecture comes with their weights (network pickles)
@@ -77,9 +77,9 @@ def zoo_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--weights {args.weights} needs exactly one model name, got {len(names)}")
     failed = 0
     for name in names:
-        spec_file = get_spec(name).weights_file
-        if not args.weights and (spec_file is None or not spec_file.is_file()):
-            print(f"{name}: no trained weights shipped ({spec_file}); train them with `rosetta zoo train {name}`")
+        spec = get_spec(name)
+        if not args.weights and not spec.has_weights:
+            print(f"{name}: no trained weights shipped ({spec.weights_file}); train them with `rosetta zoo train {name}`")
             failed += 1
             continue
         report = evaluate(name, load(name, args.weights or "trained"), small=args.quick)

@@ -168,7 +168,7 @@ def check_config(config: MineConfig) -> None:
             get_spec(name).check_weights(weights_for(name, config.weights))
     own = [n for n in names if get_spec(n).check_weights is None and weights_for(n, config.weights) in ("trained", "pretrained")]
     if own:
-        missing = [n for n in own if get_spec(n).weights_file is None or not get_spec(n).weights_file.is_file()]
+        missing = [n for n in own if not get_spec(n).has_weights]
         if missing:
             raise ValueError(
                 f"no trained weights for {', '.join(missing)}; train them (see the model zoo section of the "

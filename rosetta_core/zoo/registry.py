@@ -44,6 +44,11 @@ class ModelSpec:
     #: raises ValueError when those weights cannot be had (offline, no local file), no model built
     check_weights: Callable[[str], None] | None = None
 
+    @property
+    def has_weights(self) -> bool:
+        """Whether the default weights file exists (trained weights shipped with the package)."""
+        return self.weights_file is not None and self.weights_file.is_file()
+
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
