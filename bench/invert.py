@@ -13,8 +13,9 @@ Usage::
   (Eq. 5) vs a pixel-L2 baseline; layout IoU between the scene's true object masks and the
   inverted image's foreground (rosetta_core.inversion.metrics.foreground).
 - edits: on the run's own generated images: shift by 1/4 towards the side with room (object
-  centroid must move 16 px, within 25%), 2x zoom (object area must grow, ideally ~4x; the
-  prior's largest radius caps the growth, printed as the ceiling), remove the concept most
+  centroid must move 16 px, within 25%), 2x zoom (object area must grow, ideally ~4x; also
+  printed: the growth if each source object's radius doubled up to the prior's largest
+  radius), remove the concept most
   active on the object (the object's region must shrink); success rates over ``--edits`` trials.
 - speed: seconds per 500 steps for one image: guided inversion in the direct form (baseline,
   same run) and as shipped, and the in-distribution objective with the perceptual term.
@@ -46,7 +47,7 @@ from rosetta_core.data import code_layout, render_batch  # noqa: E402
 from rosetta_core.inversion import InversionConfig, edit, encoder_matches, invert, open_run, self_matches  # noqa: E402
 from rosetta_core.inversion import metrics as M  # noqa: E402
 from rosetta_core.inversion.losses import act_loss, normalised_targets, reg_loss  # noqa: E402
-from rosetta_core.inversion.optimize import optimise, target_maps  # noqa: E402
+from rosetta_core.inversion.optimize import latent_box, optimise, target_maps  # noqa: E402
 from rosetta_core.inversion.perceptual import Perceptual  # noqa: E402
 from rosetta_core.zoo import load, registry  # noqa: E402
 from rosetta_core.zoo.embedded.mini_gen import GEN_WORLD  # noqa: E402
@@ -127,10 +128,11 @@ def _object_concept(run, gen, latents, fg) -> int:
     return concepts[int(np.argmax(np.nanmean(np.array(scores), axis=0)))]["id"]
 
 
-def _zoom_ceiling(latents: np.ndarray) -> np.ndarray:
-    """``(n,)`` the largest growth of the objects' total area a 2x zoom can reach inside
-    mini-gen's prior: each present object's radius doubles but stops at the world's largest
-    radius (``GEN_WORLD.size[1]``; inversion keeps latents in the prior's box)."""
+def _radius_cap(latents: np.ndarray) -> np.ndarray:
+    """``(n,)`` the growth of the source objects' total area when each present object's radius
+    doubles but stops at the world's largest radius (``GEN_WORLD.size[1]``; inversion keeps
+    latents in the prior's box). Not a bound on the measured area: the optimisation may also
+    turn on an absent object slot or change other parts of the scene."""
     layout = code_layout(GEN_WORLD.max_objects)
     before = after = 0.0
     for j in range(GEN_WORLD.max_objects):
@@ -168,12 +170,10 @@ def edits(ctx, trials, steps) -> dict:
                     "right_trials": int((sign[ok] > 0).sum())}
     zoomed, _ = edit(gen, matches, latents, "zoom", cfg)
     ratio = M.foreground(zoomed.images.cpu().numpy()).sum(axis=(1, 2)) / np.maximum(src_fg.sum(axis=(1, 2)), 1)
-    ceiling = _zoom_ceiling(latents.numpy())
-    reached = ratio[keep] >= 0.75 * np.minimum(4.0, ceiling[keep])
+    cap = _radius_cap(latents.numpy())
     out["zoom"] = {"direction_rate": float((ratio[keep] > 1).mean()), "median_area_ratio": float(np.median(ratio[keep])),
                    "within_2x_of_4x_rate": float(((ratio[keep] >= 2) & (ratio[keep] <= 8)).mean()),
-                   "median_prior_ceiling": float(np.median(ceiling[keep])), "reached_75pct_of_ceiling_rate": float(reached.mean()),
-                   "trials": int(keep.sum())}
+                   "median_radius_cap": float(np.median(cap[keep])), "trials": int(keep.sum())}
     cid = _object_concept(run, gen, latents, src_fg)
     units = {u["unit"] for c in run.dictionary["concepts"] if c["id"] == cid for u in c["generator_units"]}
     removed, _ = edit(gen, matches, latents, "remove", cfg, units=units)
@@ -209,6 +209,8 @@ def speed(ctx, steps) -> dict:
     ood_cfg = InversionConfig(mode="ood", steps=steps)
     rec_cfg = InversionConfig(mode="rec", steps=steps, beta=ctx["beta"])
     per500 = 500 / steps
+    latent_box(gen)  # one-off costs (the prior's box, first calls) outside both timings
+    invert(gen, encs, matches, image, dataclasses.replace(ood_cfg, steps=2))
     direct = _direct(gen, encs, matches, image, ood_cfg) * per500
     shipped = invert(gen, encs, matches, image, ood_cfg).seconds * per500
     rec = invert(gen, encs, matches, image, rec_cfg, Perceptual(ctx["perceptual"])).seconds * per500

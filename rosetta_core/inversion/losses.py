@@ -127,7 +127,8 @@ class LinearAct:
             if group.gen_layer not in kernels:
                 kernels[group.gen_layer] = torch.zeros((len(t), maps.shape[1], h, w), dtype=torch.float64, device=t.device)
             kernels[group.gen_layer].index_add_(1, torch.as_tensor(group.gen_channels, device=t.device), folded)
-        dtype = next(iter(gen_maps.values())).dtype
+        # at least float32: kernel values ~1 / (pairs * HW * std) would underflow in half precision
+        dtype = torch.promote_types(next(iter(gen_maps.values())).dtype, torch.float32)
         self.kernels = {k: v.to(dtype) for k, v in kernels.items()}
         self.offset = offset.to(dtype)
 
@@ -167,8 +168,9 @@ def lr_factor(step: int, steps: int, warmup: float = 0.05, rampdown: float = 0.2
     return up * (0.5 - 0.5 * math.cos(down * math.pi))
 
 
-class _Recorded(Exception):
-    """Raised by the last map hook to end a forward pass whose image is not needed."""
+class _Recorded(BaseException):
+    """Raised by the last map hook to end a forward pass whose image is not needed (a
+    ``BaseException``, so a generator's own ``except Exception`` cannot swallow it)."""
 
 
 @contextmanager
@@ -177,7 +179,8 @@ def differentiable_maps(module: nn.Module, layers: list[str], stop: bool = False
     :func:`rosetta_core.hooks.capture`, which detaches). Yields layer -> latest output; the
     hooks are removed on exit. The generator module must expose ``activation_modules()``.
     ``stop=True``: the hook that records the last missing layer raises :class:`_Recorded`,
-    ending the forward pass there (see :func:`generator_maps`)."""
+    ending the forward pass there (see :func:`generator_maps`). This assumes each activation
+    module runs once per forward pass, as ``activation_modules()`` promises."""
     if not hasattr(module, "activation_modules"):
         raise ValueError(f"{type(module).__name__} does not expose activation_modules(); guided inversion needs it")
     modules = module.activation_modules()

@@ -17,8 +17,8 @@ from rosetta_core.resize import bilinear_matrix
 
 pytestmark = pytest.mark.unit
 
-GEN_SHAPES = {"g4": (6, 4, 4), "g8": (5, 8, 8)}
-ENC_SHAPES = {"e8": (7, 8, 8), "e2": (3, 2, 2)}
+GEN_SHAPES = {"g4": (6, 4, 4), "g8": (5, 8, 8), "g3x7": (2, 3, 7)}
+ENC_SHAPES = {"e8": (7, 8, 8), "e2": (3, 2, 2), "e5x2": (4, 5, 2)}
 
 
 def _group(rng, gl, el, pairs, position: bool) -> PairGroup:
@@ -85,6 +85,7 @@ def test_linear_act_equals_brute_force_and_direct_gradients(position):
         _group(rng, "g4", "e8", [(0, 1), (5, 6), (0, 2)], position),  # unit 0 in two pairs
         _group(rng, "g8", "e2", [(4, 0), (1, 2)], position),
         _group(rng, "g4", "e2", [(3, 1), (0, 0)], position),
+        _group(rng, "g3x7", "e5x2", [(1, 3), (0, 0)], position),  # rectangular, each side larger on one axis
     )
     gmaps = {k: rng.gamma(2.0, size=(3, *s)) for k, s in GEN_SHAPES.items()}
     emaps = {k: rng.gamma(2.0, size=(3, *s)) for k, s in ENC_SHAPES.items()}
@@ -105,7 +106,12 @@ def test_linear_act_equals_brute_force_and_direct_gradients(position):
     weights[3] = 2.0
     np.testing.assert_allclose(LinearAct(matches, targets, weights)(maps).detach().numpy(),
                                _brute((_group_slice(groups[1], 0),), gmaps, emaps), rtol=1e-6)
-    with pytest.raises(ValueError, match="2 target groups for 3"):
+    # float32 maps (the optimisation's path) agree to float32 precision
+    maps32 = {k: torch.from_numpy(v.astype(np.float32)) for k, v in gmaps.items()}
+    got32 = LinearAct(matches, targets)(maps32)
+    assert got32.dtype == torch.float32
+    np.testing.assert_allclose(got32.numpy(), _brute(groups, gmaps, emaps), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="2 target groups for 4"):
         LinearAct(matches, targets[:2])
 
 

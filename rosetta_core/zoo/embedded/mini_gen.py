@@ -151,7 +151,8 @@ class MiniGenerator(nn.Module):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
 
     def activation_modules(self) -> dict[str, nn.Module]:
-        """Layer name -> the ReLU module whose output is that layer's map."""
+        """Layer name -> the ReLU module whose output is that layer's map (each runs once per
+        forward pass; guided inversion relies on it to stop after the deepest matched layer)."""
         return {"block1": self.stem_act, **{f"block{i + 2}": b.act for i, b in enumerate(self.ups)}}
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
