@@ -13,6 +13,8 @@ from oracles import resized
 
 from rosetta_core.inversion import InversionConfig, encoder_matches, invert, open_run, self_matches
 from rosetta_core.inversion.jobs import JobSettings, edit_job, invert_file, visualize_job
+from rosetta_core.inversion.losses import act_loss, normalised_targets, reg_loss
+from rosetta_core.inversion.optimize import optimise, target_maps
 from rosetta_core.zoo import load
 
 pytestmark = pytest.mark.integration
@@ -66,6 +68,30 @@ def test_inversion_is_deterministic_and_batch_independent(run_dir):
     assert a.history[-1]["loss"] < a.history[1]["loss"]  # guidance is being optimised
     other = invert(gen, encs, matches, images, InversionConfig(mode="ood", steps=4, seed=8))
     assert not torch.equal(other.latents, a.latents)
+
+
+def test_fast_path_follows_the_direct_form(run_dir):
+    """Folded kernels + a forward pass that stops at the deepest matched layer take the same
+    steps as the direct form (full forward, act_loss per pair), and keep the same strip."""
+    run = open_run(run_dir)
+    gen = load("mini-gen", "random")
+    encs = {"mini-resnet.sup": load("mini-resnet.sup", "random")}
+    matches = encoder_matches(run)
+    images = torch.from_numpy(np.asarray(run.store.array("images")[:2]))
+    cfg = InversionConfig(mode="ood", steps=5, seed=3)
+    fast = invert(gen, encs, matches, images, cfg)
+    targets = normalised_targets(matches, target_maps(encs, matches, images))
+
+    def direct(z, out, maps):
+        assert out is not None  # the full forward pass ran
+        act = act_loss(matches, maps, targets)
+        return cfg.alpha * reg_loss(z, cfg.reg) - act, act
+
+    start = gen.sample_latents(cfg.seed, np.zeros(1, dtype=np.int64)).repeat(2, 1)
+    slow = optimise(gen, start, sorted({g.gen_layer for g in matches.groups}), direct, cfg, needs_images=True)
+    torch.testing.assert_close(fast.latents, slow.latents, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fast.act, slow.act, rtol=1e-4, atol=1e-6)
+    assert torch.equal(fast.strip, slow.strip) or (fast.strip.int() - slow.strip.int()).abs().max() <= 1
 
 
 def test_jobs_write_their_files(run_dir, tmp_path):
