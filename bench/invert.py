@@ -46,8 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rosetta_core.data import code_layout, render_batch  # noqa: E402
 from rosetta_core.inversion import InversionConfig, edit, encoder_matches, invert, open_run, self_matches  # noqa: E402
 from rosetta_core.inversion import metrics as M  # noqa: E402
-from rosetta_core.inversion.losses import act_loss, normalised_targets, reg_loss  # noqa: E402
-from rosetta_core.inversion.optimize import latent_box, optimise, target_maps  # noqa: E402
+from rosetta_core.inversion.losses import act_loss, normalised_targets  # noqa: E402
+from rosetta_core.inversion.optimize import guidance_objective, latent_box, optimise, target_maps  # noqa: E402
 from rosetta_core.inversion.perceptual import Perceptual  # noqa: E402
 from rosetta_core.zoo import load, registry  # noqa: E402
 from rosetta_core.zoo.embedded.mini_gen import GEN_WORLD  # noqa: E402
@@ -191,11 +191,7 @@ def _direct(gen, encs, matches, image, cfg) -> float:
     pair's maps (``act_loss``) instead of the folded kernels of ``LinearAct``."""
     targets = normalised_targets(matches, target_maps(encs, matches, image))
     layers = sorted({g.gen_layer for g in matches.groups})
-
-    def objective(z, _images, maps):
-        act = act_loss(matches, maps, targets)
-        return cfg.alpha * reg_loss(z, cfg.reg) - act, act
-
+    objective = guidance_objective(lambda maps: act_loss(matches, maps, targets), cfg)
     start = gen.sample_latents(cfg.seed, np.zeros(1, dtype=np.int64))
     return optimise(gen, start, layers, objective, cfg, needs_images=True).seconds
 

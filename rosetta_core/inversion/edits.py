@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from ..zoo.base import GeneratorAdapter
-from .losses import LinearAct, normalised_targets, reg_loss
+from .losses import LinearAct, normalised_targets
 from .matches import Matches
-from .optimize import InversionConfig, Result, optimise
+from .optimize import InversionConfig, Result, guidance_objective, optimise
 
 __all__ = ["EDITS", "shift_maps", "zoom_maps", "copy_paste_maps", "edit_targets", "edit"]
 
@@ -112,10 +112,6 @@ def edit(gen: GeneratorAdapter, matches: Matches, latents: torch.Tensor, kind: s
     layers = sorted({g.gen_layer for g in matches.groups})
     source_images, source = gen.generate(latents, layers)
     guidance = LinearAct(matches, normalised_targets(matches, edit_targets(matches, source, kind, units, dx, dy)))
-
-    def objective(z, _out, maps):
-        act = guidance(maps)
-        return config.alpha * reg_loss(z, config.reg) - act, act
-
     start = latents if kind != "copy-paste" else gen.sample_latents(config.seed, np.arange(len(latents)))
+    objective = guidance_objective(guidance, config)
     return optimise(gen, start, layers, objective, config, progress, needs_images=False), source_images

@@ -96,7 +96,8 @@ class LinearAct:
     ``R_w`` ``(W, w)`` the resize matrices) and normalised target ``T_p``, the term is
     ``sum_y g_y (R_h^T T_p R_w)_y / (HW s_p) - sum_x m_p(x) T_p(x) / (HW s_p)``: linear in the
     generator's map ``g`` on its own grid. The kernels are built in float64 on the first call
-    (when the generator's grids are known) and kept in the maps' dtype.
+    (when the generator's grids are known), then kept in the maps' dtype, at least float32;
+    the targets are released once folded.
     """
 
     def __init__(self, matches: Matches, targets: list[torch.Tensor], weights: torch.Tensor | None = None):
@@ -119,11 +120,12 @@ class LinearAct:
             scale = torch.as_tensor(share / (H * W * group.gen_std), dtype=torch.float64, device=t.device)[None, :, None, None]
             mean = torch.as_tensor(group.gen_mean, dtype=torch.float64, device=t.device)
             mean = mean[None, :, None, None] if mean.ndim == 1 else mean[None]
-            term = (mean * t * scale).sum(dim=(1, 2, 3))
+            t = t * scale
+            term = (mean * t).sum(dim=(1, 2, 3))
             offset = term if offset is None else offset + term
             r_h = torch.tensor(bilinear_matrix(h, H), device=t.device)
             r_w = torch.tensor(bilinear_matrix(w, W), device=t.device)
-            folded = torch.einsum("Hh,npHW,Ww->nphw", r_h, t * scale, r_w)
+            folded = torch.einsum("Hh,npHW,Ww->nphw", r_h, t, r_w)
             if group.gen_layer not in kernels:
                 kernels[group.gen_layer] = torch.zeros((len(t), maps.shape[1], h, w), dtype=torch.float64, device=t.device)
             kernels[group.gen_layer].index_add_(1, torch.as_tensor(group.gen_channels, device=t.device), folded)
@@ -131,6 +133,7 @@ class LinearAct:
         dtype = torch.promote_types(next(iter(gen_maps.values())).dtype, torch.float32)
         self.kernels = {k: v.to(dtype) for k, v in kernels.items()}
         self.offset = offset.to(dtype)
+        self.targets = None
 
     def __call__(self, gen_maps: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if self.kernels is None:

@@ -29,7 +29,8 @@ from .losses import PIXELS, REGS, LinearAct, generator_maps, lr_factor, normalis
 from .matches import Matches
 from .perceptual import Perceptual
 
-__all__ = ["MODES", "InversionConfig", "Result", "generator_lr", "optimise", "invert", "visualize", "target_maps"]
+__all__ = ["MODES", "InversionConfig", "Result", "generator_lr", "optimise", "invert", "visualize", "target_maps",
+           "guidance_objective"]
 
 MODES = ("ood", "rec")
 DEFAULT_LR = 0.05
@@ -126,6 +127,18 @@ def target_maps(encoders: dict[str, EncoderAdapter], matches: Matches, images: t
 
 
 Objective = Callable[[torch.Tensor, torch.Tensor, dict], tuple[torch.Tensor, torch.Tensor]]
+
+
+def guidance_objective(act: Callable[[dict], torch.Tensor], config: InversionConfig) -> Objective:
+    """Eq. 5 as an :data:`Objective`: ``alpha * L_reg(z) - act(maps)``; it reads only maps (run
+    it with ``optimise(..., needs_images=False)``). ``act``: maps -> ``L_act`` ``(n,)``, e.g. a
+    :class:`~.losses.LinearAct`."""
+
+    def objective(z, _images, maps):
+        value = act(maps)
+        return config.alpha * reg_loss(z, config.reg) - value, value
+
+    return objective
 
 
 def optimise(gen: GeneratorAdapter, start: torch.Tensor, layers: list[str], objective: Objective,
@@ -228,10 +241,5 @@ def visualize(gen: GeneratorAdapter, encoders: dict[str, EncoderAdapter], matche
     targets = normalised_targets(matches, target_maps(encoders, matches, image))
     guidance = LinearAct(matches, [t.expand(starts, *t.shape[1:]) for t in targets])
     layers = sorted({g.gen_layer for g in matches.groups})
-
-    def objective(z, _out, maps):
-        act = guidance(maps)
-        return config.alpha * reg_loss(z, config.reg) - act, act
-
     start = gen.sample_latents(config.seed, np.arange(starts))
-    return optimise(gen, start, layers, objective, config, progress, needs_images=False)
+    return optimise(gen, start, layers, guidance_objective(guidance, config), config, progress, needs_images=False)
