@@ -69,21 +69,29 @@ def our_method(gen, enc):
 
 
 def our_flops(gen_spec, enc_spec, n):
-    """Multiply-adds x 2 of the exact formulation: cross matmuls, projections, squared sums."""
+    """Multiply-adds x 2 of the exact formulation: cross matmuls, projections, squared sums.
+
+    Squared sums of the maps resized to a pair's grid come from products of each value with
+    itself and, when the map is resized, its right, lower and two diagonal neighbours (the Gram
+    matrices of bilinear resizing are tridiagonal), summed over images once per layer, then
+    weighted once per grid."""
     cross = proj = sq = 0
     projected = set()
-    for ug, sg in gen_spec:
-        for ue, se in enc_spec:
+    larges = {("g", i): set() for i in range(len(gen_spec))} | {("e", j): set() for j in range(len(enc_spec))}
+    for i, (ug, sg) in enumerate(gen_spec):
+        for j, (ue, se) in enumerate(enc_spec):
             small, large = min(sg, se), max(sg, se)
             cross += 2 * n * ug * ue * small * small
+            larges["g", i].add(large)
+            larges["e", j].add(large)
             for side, (u, s) in (("g", (ug, sg)), ("e", (ue, se))):
                 if s > small and (side, s, small) not in projected:
                     projected.add((side, s, small))
                     proj += 2 * n * u * (s * s * small + s * small * small)
-            # squared sums on the large grid: Gram products of the smaller map
-            u_small = ug if sg < se else ue
-            if sg != se:
-                sq += 2 * n * u_small * (small * small * small * 2)
+    for (side, idx), grids in larges.items():
+        u, s = (gen_spec if side == "g" else enc_spec)[idx]
+        products = 5 if grids - {s} else 1
+        sq += 2 * n * u * s * s * products + 2 * products * u * s * s * len(grids - {s})
     return cross, proj, sq
 
 

@@ -3,7 +3,7 @@
 The pure library of the project: no Prefect, no dask.distributed, no global state.
 """
 
-from .comoments import CENTERS, CoMoments
+from .comoments import CENTERS, CoMoments, NonFiniteChunk
 from .concepts import Concept, RosettaTuples, cluster_concepts, rosetta_tuples
 from .correlation import comoments, pearson_table, self_table
 from .matching import best_buddies, best_buddies_from_topk, self_best_buddies, topk_indices, topk_lists
@@ -16,6 +16,7 @@ __all__ = [
     "CENTERS",
     "CoMoments",
     "Concept",
+    "NonFiniteChunk",
     "RosettaTuples",
     "RunSize",
     "best_buddies",

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from .resize import bilinear_matrix, column_sums, gram
+from .resize import bilinear_matrix, column_sums, gram_bands
 
 Grid = tuple[int, int]
 
@@ -35,14 +35,15 @@ def _as(mat: np.ndarray, like: np.ndarray) -> np.ndarray:
 def _blocks(x: np.ndarray):
     """``(images, units)`` slices of ``x`` ``(n, u, h, w)`` holding about ``BLOCK_BYTES`` each.
 
-    Small blocks keep each one in cache while it goes through all of its products.
+    Small blocks keep each one in cache while it goes through all of its products. A block
+    takes as many images as fit first: sums over images then happen inside the block.
     """
     n, u = x.shape[:2]
     per_map = max(x[:1, :1].nbytes, 1)
-    units = min(u, max(1, BLOCK_BYTES // per_map))
-    images = max(1, BLOCK_BYTES // (per_map * units))
-    for s in range(0, n, images):
-        for t in range(0, u, units):
+    images = min(n, max(1, BLOCK_BYTES // per_map))
+    units = max(1, BLOCK_BYTES // (per_map * images))
+    for t in range(0, u, units):
+        for s in range(0, n, images):
             yield slice(s, min(s + images, n)), slice(t, min(t + units, u))
 
 
@@ -83,8 +84,8 @@ def layer_sums(
       multiply by the transpose of the small map's resize matrix, else keep the axis. For
       two layers of a pair, ``proj_a @ proj_b.T`` sums ``resize(A) * resize(B)`` over images
       and the pair's common grid, for every unit pair;
-    - the sum of squares of the maps resized to each large grid, ``sum(d * (G_h d G_w))`` per
-      image with the Gram matrices of the resize matrices, accumulated in float64.
+    - the sum of squares of the maps resized to each large grid, from products of neighbouring
+      values (see :class:`_NeighbourProducts`), accumulated in float64.
 
     Images go through in blocks of about ``BLOCK_BYTES``, so each block is read from memory
     once for all grids.
@@ -94,10 +95,23 @@ def layer_sums(
     return _finished(projections), sumsq
 
 
-def _layer_outputs(x: np.ndarray, smalls: list[Grid], larges: list[Grid]) -> tuple[dict, dict]:
+def _projection_size(x: np.ndarray, smalls: list[Grid]) -> int:
     n, u = x.shape[:2]
-    return ({g: np.empty((u, n, g[0], g[1]), dtype=x.dtype) for g in smalls},
-            {g: np.zeros(u) for g in larges})
+    return sum(u * n * hs * ws for hs, ws in smalls)
+
+
+def _layer_outputs(x: np.ndarray, smalls: list[Grid], larges: list[Grid], flat: np.ndarray | None = None) -> tuple[dict, dict]:
+    """Empty projections ``{small: (u, n, hs, ws)}`` (views into ``flat`` when given, which
+    holds :func:`_projection_size` values of ``x``'s dtype) and zero squared sums."""
+    n, u = x.shape[:2]
+    if flat is None:
+        flat = np.empty(_projection_size(x, smalls), dtype=x.dtype)
+    projections, offset = {}, 0
+    for hs, ws in smalls:
+        size = u * n * hs * ws
+        projections[hs, ws] = flat[offset : offset + size].reshape(u, n, hs, ws)
+        offset += size
+    return projections, {g: np.zeros(u) for g in larges}
 
 
 def _finished(projections: dict) -> dict:
@@ -110,19 +124,85 @@ def _fill_layer(x, smalls, larges, center, projections, sumsq) -> None:
     h, w = x.shape[2:]
     # Along w, the matrices of every grid are stacked side by side: one product per block.
     w_proj = _stacked([bilinear_matrix(ws, w) for _, ws in smalls if ws != w], x)
-    w_gram = _stacked([gram(w, big_w) for _, big_w in larges if big_w != w], x)
+    h_proj = {hs: _as(bilinear_matrix(hs, h).T, x) for hs, _ in smalls if hs != h}
+    squares = _NeighbourProducts(x.shape[1:], larges)
     for images, units in _blocks(x):
         d = x[images, units] if center is None else x[images, units] - center[units]
         by_w = _split_w(d, w_proj, [None if ws == w else ws for _, ws in smalls])
         for (hs, ws), y in zip(smalls, by_w):
             if hs != h:
-                y = np.matmul(_as(bilinear_matrix(hs, h).T, x), y)  # (hs, h) @ (h, ws) per map
+                y = np.matmul(h_proj[hs], y)  # (hs, h) @ (h, ws) per map
             projections[hs, ws][units, images] = y.transpose(1, 0, 2, 3)
-        by_w = _split_w(d, w_gram, [None if big_w == w else w for _, big_w in larges])
-        for (big_h, big_w), y in zip(larges, by_w):
+        squares.add(d, units)
+    squares.finish(sumsq)
+
+
+class _NeighbourProducts:
+    """Sums of squares of one layer's maps resized to several larger grids.
+
+    ``sum(resize(d)**2) = sum(d * (G_h @ d @ G_w))`` with the Gram matrices ``G = R.T @ R`` of
+    the resize matrices, which are tridiagonal (:func:`gram_bands`). So every grid's sum is a
+    weighted sum of four maps that do not depend on the grid: ``d * d`` and the products of
+    each value with its right, lower and diagonal neighbours, summed over images (float32
+    within a block, float64 across blocks). A grid equal to the layer's own needs ``d * d``
+    only, summed straight to one value per unit.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], larges: list[Grid]) -> None:
+        u, h, w = shape
+        self.own = [g for g in larges if g == (h, w)]
+        self.resized = [g for g in larges if g != (h, w)]
+        self.plain = np.zeros(u)
+        along_w = any(big_w != w for _, big_w in self.resized)
+        along_h = any(big_h != h for big_h, _ in self.resized)
+        both = any(big_h != h and big_w != w for big_h, big_w in self.resized)
+        self.maps = {}
+        if self.resized:
+            self.maps["same"] = np.zeros((u, h, w))
+        if along_w:
+            self.maps["right"] = np.zeros((u, h, w - 1))
+        if along_h:
+            self.maps["down"] = np.zeros((u, h - 1, w))
+        if both:
+            self.maps["diagonal"] = np.zeros((u, h - 1, w - 1))
+
+    def add(self, d: np.ndarray, units: slice) -> None:
+        """Accumulate one block ``d`` ``(images, units, h, w)`` (already centred)."""
+        if "same" in self.maps:
+            self.maps["same"][units] += np.einsum("buhw,buhw->uhw", d, d)
+        elif self.own:
+            self.plain[units] += np.einsum("buhw,buhw->u", d, d)
+        if "right" in self.maps:
+            self.maps["right"][units] += np.einsum("buhw,buhw->uhw", d[..., :-1], d[..., 1:])
+        if "down" in self.maps:
+            self.maps["down"][units] += np.einsum("buhw,buhw->uhw", d[:, :, :-1], d[:, :, 1:])
+        if "diagonal" in self.maps:
+            self.maps["diagonal"][units] += np.einsum("buhw,buhw->uhw", d[:, :, :-1, :-1], d[:, :, 1:, 1:])
+            self.maps["diagonal"][units] += np.einsum("buhw,buhw->uhw", d[:, :, :-1, 1:], d[:, :, 1:, :-1])
+
+    def finish(self, sumsq: dict) -> None:
+        """Add each grid's sums ``(units,)`` into ``sumsq[grid]``."""
+        if "same" in self.maps:
+            self.plain = self.maps["same"].sum(axis=(1, 2))
+        for grid in self.own:
+            sumsq[grid] += self.plain
+        u, h, w = self.maps["same"].shape if self.resized else (0, 0, 0)
+        for big_h, big_w in self.resized:
+            diag_h, off_h = gram_bands(h, big_h)
+            diag_w, off_w = gram_bands(w, big_w)
+            total = _weighted(self.maps["same"], diag_h, diag_w)
+            if big_w != w:
+                total += 2 * _weighted(self.maps["right"], diag_h, off_w)
             if big_h != h:
-                y = np.matmul(_as(gram(h, big_h), x), y)
-            sumsq[big_h, big_w][units] += np.einsum("buhw,buhw->u", d, y)
+                total += 2 * _weighted(self.maps["down"], off_h, diag_w)
+            if big_h != h and big_w != w:
+                total += 2 * _weighted(self.maps["diagonal"], off_h, off_w)
+            sumsq[big_h, big_w] += total
+
+
+def _weighted(maps: np.ndarray, along_h: np.ndarray, along_w: np.ndarray) -> np.ndarray:
+    """``(u,)``: ``sum_ij maps[u, i, j] * along_h[i] * along_w[j]`` in float64."""
+    return maps.reshape(maps.shape[0], -1) @ np.outer(along_h, along_w).ravel()
 
 
 def resized_sum(x: np.ndarray, large: Grid) -> np.ndarray:
@@ -130,6 +210,59 @@ def resized_sum(x: np.ndarray, large: Grid) -> np.ndarray:
     _, _, h, w = x.shape
     weights = np.outer(column_sums(h, large[0]), column_sums(w, large[1]))
     return np.einsum("nuhw,hw->u", x.astype(np.float64, copy=False), weights)
+
+
+def _unit_pieces(layers: list[np.ndarray], piece_bytes: int) -> list[tuple[int, slice]]:
+    """``(layer, units)`` pieces of about ``piece_bytes`` of each layer (units on axis 1)."""
+    pieces = []
+    for i, x in enumerate(layers):
+        step = max(1, x.shape[1] * piece_bytes // max(x.nbytes, 1))
+        pieces += [(i, slice(s, s + step)) for s in range(0, x.shape[1], step)]
+    return pieces
+
+
+def image_means(layers: list[np.ndarray]) -> list[np.ndarray]:
+    """Per layer ``(n, u, h, w)``, the mean map over images ``(u, h, w)`` (float32 sums),
+    computed in pieces of units several at a time (see :func:`parallel`)."""
+    means = [np.empty(x.shape[1:], dtype=np.float32) for x in layers]
+
+    def run(piece) -> None:
+        i, units = piece
+        np.mean(layers[i][:, units], axis=0, out=means[i][units])
+
+    parallel(run, _unit_pieces(layers, TASK_BYTES))
+    return means
+
+
+def grid_means(maps: list[np.ndarray], larges: list[list[Grid]]) -> list[dict[Grid, np.ndarray]]:
+    """Per layer's maps ``(u, h, w)`` (any float dtype), ``{large: (u,) float64}``: the mean
+    of each map resized to each of ``larges[layer]``, in float64, in small pieces of units
+    (so no full float64 copy of a large map is made) run several at a time."""
+    out = [{g: np.empty(x.shape[0]) for g in grids} for x, grids in zip(maps, larges)]
+
+    def run(piece) -> None:
+        i, units = piece
+        for g in larges[i]:
+            out[i][g][units] = resized_sum(maps[i][None, units], g) / (g[0] * g[1])
+
+    parallel(run, _unit_pieces([x[None] for x in maps], BLOCK_BYTES))
+    return out
+
+
+def fold_means(running: list[np.ndarray], chunk: list[np.ndarray], share: float) -> None:
+    """``running += share * (chunk - running)`` in place for float64 ``running`` maps and
+    float32 ``chunk`` maps, in small pieces of units run several at a time."""
+
+    def run(piece) -> None:
+        i, units = piece
+        target = running[i][units]
+        if share == 1.0:
+            target[...] = chunk[i][units]
+        else:
+            target *= 1.0 - share
+            target += share * chunk[i][units].astype(np.float64)
+
+    parallel(run, _unit_pieces([x[None] for x in running], BLOCK_BYTES))
 
 
 def _threads() -> int:
@@ -156,6 +289,21 @@ def parallel(fn, items: list, workers: int | None = None) -> list:
 
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
         return list(pool.map(fn, items))
+
+
+class Workspace:
+    """A float32 buffer handed out again and again (the projections of successive chunks):
+    fresh arrays would fault in new pages for every chunk."""
+
+    def __init__(self) -> None:
+        self._buf: np.ndarray | None = None
+
+    def take(self, size: int) -> np.ndarray:
+        """A float32 array of ``size`` values (the old contents, if any, are overwritten)."""
+        if self._buf is None or self._buf.size < size:
+            self._buf = None  # release the old one first
+            self._buf = np.empty(size, dtype=np.float32)
+        return self._buf[:size]
 
 
 class PairSums:
@@ -189,18 +337,26 @@ class PairSums:
             smalls, larges = self._needs[key]
             centers = self._centers[key[0]]
             center = None if centers is None else centers[idx]
-            self._done[key] = layer_sums(self._maps[key[0]][idx], sorted(smalls), sorted(larges), center)
+            x = self._maps[key[0]][idx]
+            outputs = _layer_outputs(x, sorted(smalls), sorted(larges))
+            _fill_layer(x, sorted(smalls), sorted(larges), center, *outputs)
+            self._done[key] = (_finished(outputs[0]), outputs[1])
         return self._done[key]
 
-    def prepare(self, workers: int | None = None) -> None:
+    def prepare(self, workers: int | None = None, workspace: "Workspace | None" = None) -> None:
         """Compute every needed layer now, in pieces of units run several at a time (see
-        :func:`parallel`); a large layer is split so that no one piece holds up the rest."""
+        :func:`parallel`); a large layer is split so that no one piece holds up the rest.
+        The projections of all layers go into one buffer, taken from ``workspace`` when given
+        (a caller reducing chunk after chunk then reuses the same memory)."""
         todo = [key for key in self._needs if key not in self._done]
-        outputs, pieces = {}, []
-        for key in todo:
+        sizes = [_projection_size(self._maps[key[0]][key[1]], self._needs[key][0]) for key in todo]
+        flat = (workspace or Workspace()).take(sum(sizes))
+        outputs, pieces, offset = {}, [], 0
+        for key, size in zip(todo, sizes):
             x = self._maps[key[0]][key[1]]
             smalls, larges = (sorted(v) for v in self._needs[key])
-            outputs[key] = _layer_outputs(x, smalls, larges)
+            outputs[key] = _layer_outputs(x, smalls, larges, flat[offset : offset + size])
+            offset += size
             step = max(1, x.shape[1] * TASK_BYTES // max(x.nbytes, 1))
             pieces += [(key, slice(s, s + step)) for s in range(0, x.shape[1], step)]
         pieces.sort(key=lambda piece: -self._maps[piece[0][0]][piece[0][1]][:, piece[1]].nbytes)
@@ -220,15 +376,13 @@ class PairSums:
             self._done[key] = (_finished(projections), sumsq)
 
 
-    def cross(self, l: int, m: int, small: Grid) -> np.ndarray:
+    def cross(self, l: int, m: int, small: Grid, out: np.ndarray | None = None) -> np.ndarray:
         """``(units_l, units_m)``: sums of products of resized maps of layers ``l`` and ``m``."""
-        return self._layer("a", l)[0][small] @ self._layer("b", m)[0][small].T
+        return np.matmul(self._layer("a", l)[0][small], self._layer("b", m)[0][small].T, out=out)
 
     def sumsq(self, side: str, idx: int, large: Grid) -> np.ndarray:
         return self._layer(side, idx)[1][large]
 
-    def sum(self, side: str, idx: int, large: Grid) -> np.ndarray:
-        return resized_sum(self._maps[self._key(side, idx)[0]][idx], large)
 
 
 def resized_sumsq(x: np.ndarray, large: Grid) -> np.ndarray:

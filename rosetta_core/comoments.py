@@ -10,15 +10,16 @@ and any tree; :meth:`CoMoments.pearson` gives the correlation table.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.linalg.blas import dger
+from scipy.linalg.blas import dgemm
 
-from ._grids import Grid, PairSums, parallel, pair_grids, resized_sum, resized_sumsq
+from ._grids import Grid, PairSums, Workspace, fold_means, grid_means, image_means, parallel, pair_grids, resized_sum, resized_sumsq
 from .resize import bilinear_matrix
 
-__all__ = ["CENTERS", "CoMoments"]
+__all__ = ["CENTERS", "CoMoments", "NonFiniteChunk"]
 
 CENTERS = ("global", "position")
 Shape = tuple[int, int, int]
@@ -26,14 +27,30 @@ Shape = tuple[int, int, int]
 CONSTANT_RTOL = 1e-9
 
 
-def _add_outer(table: np.ndarray, alpha: float, x: np.ndarray, y: np.ndarray) -> None:
-    """``table += alpha * outer(x, y)`` in place, in one pass (BLAS rank-1 update) for a
-    C-contiguous float64 ``table``."""
+class NonFiniteChunk(ValueError):
+    """A chunk given to :meth:`CoMoments.from_chunk` holds NaN or inf values.
+
+    ``side`` (``"a"`` or ``"b"``), ``layer`` (index) and ``images`` (indices within the chunk,
+    at most five) say where; callers re-raise it with their own names for the layer."""
+
+    def __init__(self, side: str, layer: int, images: list[int]) -> None:
+        self.side, self.layer, self.images = side, layer, images
+        super().__init__(f"layer {layer} of {side} has non-finite values (NaN or inf) in images {images} of the chunk")
+
+
+def _shift_of(key: tuple[str, int, tuple[int, int]], shift_a: list, shift_b: list) -> np.ndarray:
+    side, idx, _ = key
+    return (shift_a if side == "a" else shift_b)[idx].ravel().astype(np.float64)
+
+
+def _add_low_rank(table: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
+    """``table += u @ v.T`` in place, in one pass over a C-contiguous float64 ``table``
+    (BLAS ``dgemm`` with ``beta=1`` on its transpose); ``u`` ``(rows, k)``, ``v`` ``(cols, k)``."""
     if table.flags.c_contiguous and table.dtype == np.float64 and table.size:
-        dger(alpha, np.ascontiguousarray(y, dtype=np.float64), np.ascontiguousarray(x, dtype=np.float64),
-             a=table.T, overwrite_a=1)
+        dgemm(1.0, np.asfortranarray(v, dtype=np.float64), np.asfortranarray(u, dtype=np.float64),
+              beta=1.0, c=table.T, trans_b=1, overwrite_c=1)
     else:
-        table += alpha * np.outer(x, y)
+        table += u @ v.T
 
 
 def _check_center(center: str) -> None:
@@ -79,10 +96,15 @@ class CoMoments:
         self.m2_a_: dict[tuple[int, int], np.ndarray] = {}
         self.m2_b_: dict[tuple[int, int], np.ndarray] = {}
         self.cross_: dict[tuple[int, int], np.ndarray] = {}
-        for l, m in self.pairs():
+        # One zeroed buffer for all tables: a large allocation gets huge pages (numpy advises
+        # them), where many small tables would each fault in page after page on first use.
+        sizes = [self.shapes_a[l][0] * self.shapes_b[m][0] for l, m in self.pairs()]
+        flat, offset = np.zeros(sum(sizes)), 0
+        for (l, m), size in zip(self.pairs(), sizes):
             self.m2_a_[l, m] = np.zeros(self.shapes_a[l][0])
             self.m2_b_[l, m] = np.zeros(self.shapes_b[m][0])
-            self.cross_[l, m] = np.zeros((self.shapes_a[l][0], self.shapes_b[m][0]))
+            self.cross_[l, m] = flat[offset : offset + size].reshape(self.shapes_a[l][0], self.shapes_b[m][0])
+            offset += size
 
     # -- structure -------------------------------------------------------------------------
     def pairs(self) -> list[tuple[int, int]]:
@@ -123,94 +145,155 @@ class CoMoments:
         """Accumulator of one chunk of images; ``a``, ``b``: per layer ``(n, units, h, w)``.
 
         Inputs are validated by the callers in :mod:`rosetta_core.correlation`; here they
-        are taken as finite float arrays with one ``n``.
+        are taken as float arrays with one ``n``. NaN or inf values raise
+        :class:`NonFiniteChunk` (found by the mean pass, so the data is not read again).
         """
         _check_center(center)
+        shapes_a = [np.shape(x)[1:] for x in a]
+        return cls(shapes_a, None if b is None else [np.shape(x)[1:] for x in b], center).update(a, b)
+
+    def update(
+        self,
+        a: Sequence[np.ndarray],
+        b: Sequence[np.ndarray] | None = None,
+        workspace: Workspace | None = None,
+    ) -> "CoMoments":
+        """Add one chunk of images in place and return ``self``: the same result as
+        ``self.merge(CoMoments.from_chunk(a, b, self.center))`` without building the chunk's
+        own tables (a running fold over chunks touches each table once per chunk).
+
+        ``a``, ``b``: per layer ``(n, units, h, w)``, ``b=None`` for a self accumulator.
+        Inputs are validated by the callers in :mod:`rosetta_core.correlation`; here they are
+        taken as float arrays of this accumulator's shapes with one ``n``. NaN or inf values
+        raise :class:`NonFiniteChunk` (found by the mean pass, so the data is not read again)
+        and leave the accumulator unchanged. ``workspace``: scratch memory for the chunk's
+        projections, reused across the chunks of a fold (:class:`rosetta_core._grids.Workspace`).
+        """
         a = [np.asarray(x, dtype=np.float32) for x in a]
         b = None if b is None else [np.asarray(x, dtype=np.float32) for x in b]
-        acc = cls._blank(center, [x.shape[1:] for x in a], None if b is None else [x.shape[1:] for x in b])
-        acc.n_ = a[0].shape[0]
-        # Means are summed in float32 over a chunk's images; centring by them (or by any value
-        # near them) only adds n * eps^2 terms to the moments.
-        mean_a = [x.mean(axis=0) for x in a]
-        mean_b = mean_a if b is None else [x.mean(axis=0) for x in b]
-        acc.mean_a_ = [mu.astype(np.float64) for mu in mean_a]
-        acc.mean_b_ = acc.mean_a_ if b is None else [mu.astype(np.float64) for mu in mean_b]
-        if center == "position":
-            within = PairSums(a, b, acc._pair_grids(), mean_a, mean_b)
-        else:
-            # One value per unit (the chunk's plain mean over images and positions); the sums
-            # are then moved to each pair grid's own grand mean by a rank-1 correction below.
-            shift_a = [mu.mean(axis=(1, 2), keepdims=True) for mu in mean_a]
-            shift_b = shift_a if b is None else [mu.mean(axis=(1, 2), keepdims=True) for mu in mean_b]
-            within = PairSums(a, b, acc._pair_grids(), shift_a, shift_b)
-        within.prepare()
+        got_a, got_b = [x.shape[1:] for x in a], None if b is None else [x.shape[1:] for x in b]
+        if got_a != self.shapes_a or (got_b is None) != self.symmetric or (b is not None and got_b != self.shapes_b):
+            raise ValueError(f"a chunk of layers {got_a} against {got_b} does not fit {self.describe()}")
+        n2 = a[0].shape[0]
+        # One parallel pass for the means (float32 sums over the chunk's images), which also
+        # finds NaN or inf: any makes its mean map non-finite.
+        means_a = image_means(a)
+        means_b = means_a if b is None else image_means(b)
+        for side, means, maps in (("a", means_a, a), ("b", [] if b is None else means_b, b)):
+            for i, mu in enumerate(means):
+                if not np.isfinite(mu).all():
+                    bad = np.flatnonzero(~np.isfinite(maps[i]).reshape(n2, -1).all(axis=1))
+                    if bad.size:  # else huge finite values overflowed the sum: let them through
+                        raise NonFiniteChunk(side, i, [int(k) for k in bad[:5]])
+        # Sums over the chunk are taken around its means: per position, or one value per unit
+        # for global centring (then one mean term, weight -n2, moves them to each pair grid's
+        # own grand mean). A second mean term merges them with the images seen so far (Chan,
+        # Golub and LeVeque, weight n1 * n2 / n).
+        global_ = self.center == "global"
+        shift_a = [mu.mean(axis=(1, 2), keepdims=True) for mu in means_a] if global_ else means_a
+        shift_b = shift_a if b is None else (
+            [mu.mean(axis=(1, 2), keepdims=True) for mu in means_b] if global_ else means_b)
+        within = PairSums(a, b, self._pair_grids(), shift_a, shift_b)
+        within.prepare(workspace=workspace)
 
-        def pair_moments(pair: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # Each thread's float32 products go into one buffer of its own, then into the float64
+        # tables (fresh arrays per pair would fault in new pages every chunk).
+        largest = max(table.size for table in self.cross_.values())
+        buffers: dict[int, np.ndarray] = {}
+
+        def add_sums(pair: tuple[int, int]) -> None:
             l, m = pair
-            large, small = acc.grids(l, m)
-            cross = within.cross(l, m, small).astype(np.float64)
-            sq_a, sq_b = within.sumsq("a", l, large), within.sumsq("b", m, large)
-            if center == "global":
-                size = large[0] * large[1]
-                count = acc.n_ * size
-                da = resized_sum(acc.mean_a_[l][None], large) / size - shift_a[l].ravel()
-                db = resized_sum(acc.mean_b_[m][None], large) / size - shift_b[m].ravel()
-                _add_outer(cross, -float(count), da, db)
-                sq_a, sq_b = sq_a - count * da**2, sq_b - count * db**2
-            return cross, sq_a.copy(), sq_b.copy()
+            large, small = self.grids(l, m)
+            table = self.cross_[l, m]
+            buf = buffers.get(threading.get_ident())
+            if buf is None:
+                buf = buffers[threading.get_ident()] = np.empty(largest, dtype=np.float32)
+            np.add(table, within.cross(l, m, small, out=buf[: table.size].reshape(table.shape)), out=table)
+            self.m2_a_[l, m] += within.sumsq("a", l, large)
+            self.m2_b_[l, m] += within.sumsq("b", m, large)
 
-        pairs = acc.pairs()
-        for (l, m), (cross, sq_a, sq_b) in zip(pairs, parallel(pair_moments, pairs)):
-            acc.cross_[l, m], acc.m2_a_[l, m], acc.m2_b_[l, m] = cross, sq_a, sq_b
-        return acc
+        parallel(add_sums, self.pairs())
+        del within
+        n1 = self.n_
+        n = n1 + n2
+        w_merge = n1 * n2 / n
+        if global_:
+            # Only per-unit means over each pair grid enter (resizing keeps a constant map
+            # constant, so the grid mean of ``mean - shift`` is the grid mean minus the shift).
+            chunk = self._grid_means(means_a, means_b)
+            terms = [(-float(n2), {k: g - _shift_of(k, shift_a, shift_b) for k, g in chunk.items()})]
+            if n1:
+                old = self._grid_means(self.mean_a_, self.mean_b_)
+                terms.append((w_merge, {k: chunk[k] - old[k] for k in chunk}))
+        elif n1:
+            da = parallel(lambda pair: pair[1] - pair[0], list(zip(self.mean_a_, means_a)))
+            db = da if self.symmetric else parallel(lambda pair: pair[1] - pair[0], list(zip(self.mean_b_, means_b)))
+        self._fold_means(means_a, means_b, n2 / n)
+        if global_:
+            self._add_global_terms(terms)
+        elif n1:
+            self._add_position_term(w_merge, da, db)
+        self.n_ = n
+        return self
 
-    def _add_mean_terms(self, da, db, weight: float, between_positions: bool) -> None:
-        """Add ``weight`` times a mean-map term to every pair's moments, in place (callers
-        own the arrays: a merge's fresh sums).
+    def _fold_means(self, means_a, means_b, share: float) -> None:
+        """Running means move ``share`` of the way to a chunk's means (in place, float64)."""
+        fold_means(self.mean_a_, means_a, share)
+        if not self.symmetric:
+            fold_means(self.mean_b_, means_b, share)
 
-        ``da``/``db``: per layer ``(units, h, w)`` float64 maps (their products are taken in
-        float32; sums stay float64). ``between_positions=True``: ``sum_p resize(da) resize(db)``
-        over the pair's grid (position centring's mean shift); ``False``: ``P * mean_a *
-        mean_b`` with per-unit means over the pair's grid (global centring's mean shift).
-        """
+    def _grid_means(self, maps_a, maps_b) -> dict[tuple[str, int, Grid], np.ndarray]:
+        """``{(side, layer, large grid): (units,)}`` float64 means of ``maps`` resized to every
+        large grid that a pair of theirs uses."""
+        side_b = "a" if self.symmetric else "b"
+        need = {"a": [set() for _ in self.shapes_a], "b": [set() for _ in self.shapes_b]}
+        for l, m in self.pairs():
+            large = self.grids(l, m)[0]
+            need["a"][l].add(large)
+            need[side_b][m].add(large)
+        out = {}
+        for side, maps in (("a", maps_a),) + (() if self.symmetric else (("b", maps_b),)):
+            for idx, means in enumerate(grid_means(maps, [sorted(g) for g in need[side]])):
+                out.update({(side, idx, g): v for g, v in means.items()})
+        return out
+
+    def _add_global_terms(self, terms: list[tuple[float, dict]]) -> None:
+        """Add ``weight * P * mean_a * mean_b`` to every pair's moments, in place, for terms
+        ``(weight, {(side, layer, large): (units,) per-unit means over the pair grid})``:
+        global centring's mean shifts, all terms in one low-rank update per table."""
+        side_b = "a" if self.symmetric else "b"
+
+        def add(pair: tuple[int, int]) -> None:
+            l, m = pair
+            large, _ = self.grids(l, m)
+            size = large[0] * large[1]
+            mean_a = [vec[("a", l, large)] for _, vec in terms]
+            mean_b = [vec[(side_b, m, large)] for _, vec in terms]
+            weights = [weight * size for weight, _ in terms]
+            _add_low_rank(self.cross_[l, m], np.stack([w * x for w, x in zip(weights, mean_a)], axis=1),
+                          np.stack(mean_b, axis=1))
+            self.m2_a_[l, m] += sum(w * x**2 for w, x in zip(weights, mean_a))
+            self.m2_b_[l, m] += sum(w * x**2 for w, x in zip(weights, mean_b))
+
+        parallel(add, self.pairs())
+
+    def _add_position_term(self, weight: float, da, db) -> None:
         maps_a = [d[None].astype(np.float32) for d in da]
         maps_b = None if self.symmetric else [d[None].astype(np.float32) for d in db]
         sums = PairSums(maps_a, maps_b, self._pair_grids())
-        means: dict[tuple[str, int, Grid], np.ndarray] = {}
-
-        def mean(side: str, maps, idx: int, large: Grid) -> np.ndarray:
-            key = (side, idx, large)
-            if key not in means:
-                means[key] = resized_sum(maps[idx][None], large) / (large[0] * large[1])
-            return means[key]
-
-        if between_positions:
-            sums.prepare()
+        sums.prepare()
 
         def add(pair: tuple[int, int]) -> None:
             l, m = pair
             large, small = self.grids(l, m)
-            size = large[0] * large[1]
-            if between_positions:
-                self.cross_[l, m] += weight * sums.cross(l, m, small)
-                sq_a, sq_b = sums.sumsq("a", l, large), sums.sumsq("b", m, large)
-            else:
-                mean_a, mean_b = mean("a", da, l, large), mean("b" if not self.symmetric else "a", db, m, large)
-                _add_outer(self.cross_[l, m], weight * size, mean_a, mean_b)
-                sq_a, sq_b = size * mean_a**2, size * mean_b**2
-            self.m2_a_[l, m] += weight * sq_a
-            self.m2_b_[l, m] += weight * sq_b
+            self.cross_[l, m] += weight * sums.cross(l, m, small)
+            self.m2_a_[l, m] += weight * sums.sumsq("a", l, large)
+            self.m2_b_[l, m] += weight * sums.sumsq("b", m, large)
 
         parallel(add, self.pairs())
 
     def merge(self, other: "CoMoments") -> "CoMoments":
         """A new accumulator over the images of both (order-independent, exact in float64)."""
-        return self._merge(other, in_place=False)
-
-    def _merge(self, other: "CoMoments", in_place: bool) -> "CoMoments":
-        """:meth:`merge`; ``in_place=True`` reuses this accumulator's arrays for the result
-        (for a caller that owns it and drops the old state, like a running fold)."""
         if not isinstance(other, CoMoments):
             raise TypeError(f"can only merge CoMoments, got {type(other).__name__}")
         if (self.shapes_a, self.shapes_b, self.symmetric, self.center) != (
@@ -224,8 +307,7 @@ class CoMoments:
             return (self if other.n_ == 0 else other).copy()
         n1, n2 = self.n_, other.n_
         n = n1 + n2
-        out = self if in_place else CoMoments._blank(
-            self.center, self.shapes_a, None if self.symmetric else self.shapes_b)
+        out = CoMoments._blank(self.center, self.shapes_a, None if self.symmetric else self.shapes_b)
         da = [m2 - m1 for m1, m2 in zip(self.mean_a_, other.mean_a_)]
         db = da if self.symmetric else [m2 - m1 for m1, m2 in zip(self.mean_b_, other.mean_b_)]
         out.mean_a_ = [m1 + d * (n2 / n) for m1, d in zip(self.mean_a_, da)]
@@ -235,14 +317,14 @@ class CoMoments:
         def add(key: tuple[int, int]) -> None:
             for mine, theirs, dest in ((self.cross_, other.cross_, out.cross_), (self.m2_a_, other.m2_a_, out.m2_a_),
                                        (self.m2_b_, other.m2_b_, out.m2_b_)):
-                if in_place:
-                    mine[key] += theirs[key]
-                else:
-                    dest[key] = mine[key] + theirs[key]
+                dest[key] = mine[key] + theirs[key]
 
         parallel(add, list(self.cross_))
         # Chan, Golub and LeVeque: correct for the shift between the two sets' means.
-        out._add_mean_terms(da, db, n1 * n2 / n, between_positions=self.center == "position")
+        if self.center == "global":
+            out._add_global_terms([(n1 * n2 / n, self._grid_means(da, db))])
+        else:
+            out._add_position_term(n1 * n2 / n, da, db)
         return out
 
     def copy(self) -> "CoMoments":
@@ -291,17 +373,23 @@ class CoMoments:
             raise ValueError(f"Pearson correlation needs at least 2 images, got n={self.n_}")
         off_a, off_b = _offsets(self.shapes_a), _offsets(self.shapes_b)
         table = np.zeros((off_a[-1], off_b[-1]), dtype=np.float32)
-        for l, m in self.pairs():
+
+        def fill(pair: tuple[int, int]) -> None:
+            l, m = pair
             live_a, live_b = self._live(l, m)
             sa = np.where(live_a, np.sqrt(np.where(live_a, self.m2_a_[l, m], 1.0)), np.inf)
             sb = np.where(live_b, np.sqrt(np.where(live_b, self.m2_b_[l, m], 1.0)), np.inf)
-            block = np.clip(self.cross_[l, m] / sa[:, None] / sb[None, :], -1.0, 1.0)
+            block = self.cross_[l, m] / sa[:, None]
+            block /= sb[None, :]
+            np.clip(block, -1.0, 1.0, out=block)
             if self.symmetric and l == m:
                 block = (block + block.T) / 2
                 np.fill_diagonal(block, live_a.astype(np.float64))
             table[off_a[l] : off_a[l + 1], off_b[m] : off_b[m + 1]] = block
             if self.symmetric and l != m:
                 table[off_b[m] : off_b[m + 1], off_a[l] : off_a[l + 1]] = block.T
+
+        parallel(fill, self.pairs())  # disjoint blocks of one table
         return table
 
     def unit_stats(self, l: int, m: int) -> dict[str, np.ndarray]:

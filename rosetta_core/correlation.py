@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .comoments import CENTERS, CoMoments
+from ._grids import Workspace
+from .comoments import CENTERS, CoMoments, NonFiniteChunk
 
 __all__ = ["comoments", "pearson_table", "self_table", "LayerInput"]
 
@@ -70,26 +71,25 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
-def _checked_chunk(named: list[tuple[str, Any]], start: int, stop: int) -> list[np.ndarray]:
-    out = []
-    for name, x in named:
-        chunk = _to_numpy(x[start:stop])
-        # A NaN or inf anywhere makes the sum non-finite (so does an overflow of finite values,
-        # which the exact test below then clears): one fast pass with no temporary array.
-        if not np.isfinite(chunk.sum()) and not np.isfinite(chunk).all():
-            bad = np.flatnonzero(~np.isfinite(chunk).reshape(chunk.shape[0], -1).all(axis=1))
-            raise ValueError(
-                f"{name} has non-finite values (NaN or inf) in images "
-                f"{[int(start + i) for i in bad[:5]]}; activations must be finite"
-            )
-        out.append(chunk)
-    return out
+def _chunk(named: list[tuple[str, Any]], start: int, stop: int) -> list[np.ndarray]:
+    return [_to_numpy(x[start:stop]) for _, x in named]
 
 
-def _chunk_moments(named_a, named_b, start: int, stop: int, center: str) -> CoMoments:
-    a = _checked_chunk(named_a, start, stop)
-    b = None if named_b is None else _checked_chunk(named_b, start, stop)
-    return CoMoments.from_chunk(a, b, center)
+def _chunk_moments(named_a, named_b, start: int, stop: int, center: str, into: CoMoments | None = None,
+                   workspace: Workspace | None = None) -> CoMoments:
+    """Co-moments of images ``start:stop``: a new accumulator, or ``into`` updated in place."""
+    a = _chunk(named_a, start, stop)
+    b = None if named_b is None else _chunk(named_b, start, stop)
+    try:
+        if into is None:
+            into = CoMoments([x.shape[1:] for x in a], None if b is None else [x.shape[1:] for x in b], center)
+        return into.update(a, b, workspace)
+    except NonFiniteChunk as err:
+        named = named_a if err.side == "a" else named_b
+        raise ValueError(
+            f"{named[err.layer][0]} has non-finite values (NaN or inf) in images "
+            f"{[start + i for i in err.images]}; activations must be finite"
+        ) from None
 
 
 def _default_chunk(named: list[tuple[str, Any]], n: int) -> int:
@@ -131,10 +131,9 @@ def comoments(
     if any(_is_dask(x) for _, x in everything):
         return _dask_comoments(named_a, named_b, n, center, chunk_size)
     step = int(chunk_size or _default_chunk(everything, n))
-    acc = None
+    acc, workspace = None, Workspace()
     for start in range(0, n, step):  # a running fold keeps memory independent of n
-        part = _chunk_moments(named_a, named_b, start, min(start + step, n), center)
-        acc = part if acc is None else acc._merge(part, in_place=True)  # acc is ours alone
+        acc = _chunk_moments(named_a, named_b, start, min(start + step, n), center, acc, workspace)
     return acc
 
 

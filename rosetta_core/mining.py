@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from . import __version__
-from .comoments import CENTERS, CoMoments
+from ._grids import Workspace
+from .comoments import CENTERS, CoMoments, NonFiniteChunk
 from .store import RunStore, pair_key
 from .zoo import get_spec, load, weights_for
 
@@ -321,28 +322,21 @@ def _chunk_comoments(side_a, side_b, start: int, stop: int, rows_b: np.ndarray |
     m = stop - start
     steps = -(-m // REDUCE_IMAGES)
     bounds = [round(i * m / steps) for i in range(steps + 1)]
-    acc = None
+    acc, workspace = None, Workspace()
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        part = CoMoments.from_chunk(
-            _finite(side_a, a, lo, hi, start), None if b is None else _finite(side_b, b, lo, hi, start), center
-        )
-        acc = part if acc is None else acc.merge(part)
-    return acc
-
-
-def _finite(arrays, data: list[np.ndarray], lo: int, hi: int, start: int) -> list[np.ndarray]:
-    """Rows ``lo:hi`` of each stored layer as float32; a ValueError names NaN or inf values."""
-    out = []
-    for arr, values in zip(arrays, data):
-        rows = np.asarray(values[lo:hi], dtype=np.float32)
-        if not np.isfinite(rows).all():
-            bad = np.flatnonzero(~np.isfinite(rows).reshape(len(rows), -1).all(axis=1))
+        step_a = [np.asarray(x[lo:hi], dtype=np.float32) for x in a]
+        step_b = None if b is None else [np.asarray(x[lo:hi], dtype=np.float32) for x in b]
+        try:
+            if acc is None:
+                acc = CoMoments([x.shape[1:] for x in step_a], None if b is None else [x.shape[1:] for x in step_b], center)
+            acc.update(step_a, step_b, workspace)
+        except NonFiniteChunk as err:
+            arr = (side_a if err.side == "a" else side_b)[err.layer]
             raise ValueError(
-                f"{arr.path} has non-finite values (NaN or inf) in images {[start + lo + int(i) for i in bad[:5]]} "
+                f"{arr.path} has non-finite values (NaN or inf) in images {[start + lo + i for i in err.images]} "
                 "(shuffled positions for the null); the model produced them: rerun that chunk or check the model"
-            )
-        out.append(rows)
-    return out
+            ) from None
+    return acc
 
 
 def save_pair(store: RunStore, plan: RunPlan, a: str, b: str | None, acc: CoMoments, tag: str = "") -> np.ndarray:

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["bilinear_matrix", "column_sums", "gram"]
+__all__ = ["bilinear_matrix", "column_sums", "gram", "gram_bands"]
 
 
 def _readonly(x: np.ndarray) -> np.ndarray:
@@ -56,3 +56,17 @@ def gram(n_in: int, n_out: int) -> np.ndarray:
     """``(n_in, n_in)`` Gram matrix ``R.T @ R``: sums of squares of resized maps."""
     r = bilinear_matrix(n_in, n_out)
     return _readonly(r.T @ r)
+
+
+@lru_cache(maxsize=512)
+def gram_bands(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(diagonal (n_in,), off-diagonal (n_in - 1,))`` of :func:`gram`, which is tridiagonal:
+    each row of the resize matrix touches two neighbouring source rows only, so
+    ``(R.T @ R)[i, k] = 0`` for ``|i - k| > 1``. Sums of squares of resized maps then need only
+    products of each value with its right, lower and two diagonal neighbours."""
+    g = gram(n_in, n_out)
+    diag, off = np.diagonal(g).copy(), np.diagonal(g, 1).copy()
+    rest = g - np.diag(diag) - np.diag(off, 1) - np.diag(off, -1)
+    if np.any(rest != 0):  # cannot happen for bilinear matrices; guards a change of the rule
+        raise ValueError(f"gram({n_in}, {n_out}) is not tridiagonal")
+    return _readonly(diag), _readonly(off)

@@ -144,3 +144,27 @@ def test_non_finite_values_name_layer_and_images():
     y[4, 1, 0, 0] = np.nan
     with pytest.raises(ValueError, match=r"b\['layer2'\] has non-finite .* \[4\]"):
         pearson_table([x], {"layer1": y[:, :1], "layer2": y}, chunk_size=2)
+
+
+@pytest.mark.parametrize(
+    "grid,larges",
+    [((7, 7), [(7, 7), (8, 8), (16, 16), (256, 256)]), ((5, 9), [(12, 9), (5, 14), (13, 31)]),
+     ((1, 6), [(1, 6), (4, 6), (3, 11)]), ((6, 1), [(9, 1), (6, 5)]), ((1, 1), [(3, 4)])],
+)
+def test_squared_sums_of_resized_maps_match_torch(grid, larges):
+    """Sums of squares on larger grids (from neighbour products, tridiagonal Gram matrices)
+    against float64 maps resized by torch, including 1-pixel axes and one axis unchanged."""
+    from rosetta_core._grids import layer_sums
+    from rosetta_core.resize import gram, gram_bands
+
+    rng = np.random.default_rng(7)
+    x = activations(rng, 5, 3, *grid)
+    center = x.mean(axis=0)
+    _, sumsq = layer_sums(x, [], larges, center)
+    for large in larges:
+        resized = torch.nn.functional.interpolate(
+            torch.from_numpy((x - center).astype(np.float64)), size=large, mode="bilinear", align_corners=False)
+        np.testing.assert_allclose(sumsq[large], (resized**2).sum(dim=(0, 2, 3)).numpy(), rtol=1e-5)
+    for n_in, n_out in [(7, 16), (5, 13), (1, 3), (9, 9), (16, 7)]:
+        diag, off = gram_bands(n_in, n_out)
+        np.testing.assert_array_equal(np.diag(diag) + np.diag(off, 1) + np.diag(off, -1), gram(n_in, n_out))

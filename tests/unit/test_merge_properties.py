@@ -61,3 +61,48 @@ def test_merging_different_layouts_is_refused():
     other = CoMoments.from_chunk([activations(rng, 4, 2, 3, 3)], [activations(rng, 4, 2, 5, 5)], "position")
     with pytest.raises(ValueError, match="different layouts"):
         acc.merge(other)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(2, 12),
+    cuts=st.lists(st.integers(1, 11), max_size=4),
+    center=st.sampled_from(["global", "position"]),
+    symmetric=st.booleans(),
+)
+def test_updating_in_place_equals_merging_chunks(n, cuts, center, symmetric):
+    """``update`` (the running fold, with a reused workspace) gives the moments of ``merge``."""
+    from rosetta_core._grids import Workspace
+
+    rng = np.random.default_rng(100 + n)
+    a = [activations(rng, n, 3, 4, 4), activations(rng, n, 2, 9, 7)]
+    b = None if symmetric else [activations(rng, n, 2, 6, 6), activations(rng, n, 3, 2, 5)]
+    bounds = sorted({0, n, *[c for c in cuts if c < n]})
+    chunks = [([x[s:e] for x in a], None if b is None else [x[s:e] for x in b]) for s, e in zip(bounds[:-1], bounds[1:])]
+    merged = CoMoments.from_chunk(*chunks[0], center)
+    for part in chunks[1:]:
+        merged = merged.merge(CoMoments.from_chunk(*part, center))
+    folded = CoMoments([x.shape[1:] for x in a], None if b is None else [x.shape[1:] for x in b], center)
+    workspace = Workspace()
+    for part in chunks:
+        assert folded.update(*part, workspace=workspace) is folded
+    assert folded.n_ == merged.n_ == n
+    for key, value in _state(merged).items():
+        np.testing.assert_allclose(_state(folded)[key], value, rtol=1e-6, atol=1e-6 * (1 + np.abs(value).max()))
+
+
+def test_a_non_finite_chunk_is_refused_and_leaves_the_accumulator_unchanged():
+    from rosetta_core import NonFiniteChunk
+
+    rng = np.random.default_rng(1)
+    acc = CoMoments.from_chunk([activations(rng, 4, 2, 3, 3)], [activations(rng, 4, 2, 5, 5)])
+    before = _state(acc)
+    bad = activations(rng, 3, 2, 5, 5)
+    bad[2, 1, 4, 0] = np.inf
+    with pytest.raises(NonFiniteChunk) as err:
+        acc.update([activations(rng, 3, 2, 3, 3)], [bad])
+    assert (err.value.side, err.value.layer, err.value.images) == ("b", 0, [2])
+    for key, value in before.items():
+        np.testing.assert_array_equal(_state(acc)[key], value)
+    with pytest.raises(ValueError, match="does not fit"):
+        acc.update([activations(rng, 3, 2, 4, 4)], [activations(rng, 3, 2, 5, 5)])
