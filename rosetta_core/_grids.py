@@ -144,52 +144,62 @@ class _NeighbourProducts:
     the resize matrices, which are tridiagonal (:func:`gram_bands`). So every grid's sum is a
     weighted sum of four maps that do not depend on the grid: ``d * d`` and the products of
     each value with its right, lower and diagonal neighbours, summed over images (float32
-    within a block, float64 across blocks). A grid equal to the layer's own needs ``d * d``
-    only, summed straight to one value per unit.
+    within a block, float64 across blocks). The products are taken on the flattened map, with
+    the next value, the one ``w`` later and those ``w + 1`` and ``w - 1`` later (contiguous,
+    so fast); the pairs that wrap around a row get weight 0. A grid equal to the layer's own
+    needs ``d * d`` only, summed straight to one value per unit.
     """
 
     def __init__(self, shape: tuple[int, int, int], larges: list[Grid]) -> None:
         u, h, w = shape
+        self.shape = (h, w)
         self.own = [g for g in larges if g == (h, w)]
         self.resized = [g for g in larges if g != (h, w)]
         self.plain = np.zeros(u)
-        along_w = any(big_w != w for _, big_w in self.resized)
-        along_h = any(big_h != h for big_h, _ in self.resized)
-        both = any(big_h != h and big_w != w for big_h, big_w in self.resized)
+        size = h * w
         self.maps = {}
         if self.resized:
-            self.maps["same"] = np.zeros((u, h, w))
-        if along_w:
-            self.maps["right"] = np.zeros((u, h, w - 1))
-        if along_h:
-            self.maps["down"] = np.zeros((u, h - 1, w))
-        if both:
-            self.maps["diagonal"] = np.zeros((u, h - 1, w - 1))
+            self.maps["same"] = np.zeros((u, size))
+        if any(big_w != w for _, big_w in self.resized):
+            self.maps["right"] = np.zeros((u, size - 1))
+        if any(big_h != h for big_h, _ in self.resized):
+            self.maps["down"] = np.zeros((u, size - w))
+        if any(big_h != h and big_w != w for big_h, big_w in self.resized):
+            self.maps["diagonal"] = np.zeros((u, max(size - w - 1, 0)))
 
     def add(self, d: np.ndarray, units: slice) -> None:
         """Accumulate one block ``d`` ``(images, units, h, w)`` (already centred)."""
+        h, w = self.shape
+        flat = d.reshape(d.shape[0], d.shape[1], h * w)
+        size = h * w
+
+        def products(first: slice, second: slice) -> np.ndarray:
+            return np.einsum("bux,bux->ux", flat[..., first], flat[..., second])
+
         if "same" in self.maps:
-            self.maps["same"][units] += np.einsum("buhw,buhw->uhw", d, d)
+            self.maps["same"][units] += products(slice(None), slice(None))
         elif self.own:
-            self.plain[units] += np.einsum("buhw,buhw->u", d, d)
+            self.plain[units] += np.einsum("bux,bux->u", flat, flat)
         if "right" in self.maps:
-            self.maps["right"][units] += np.einsum("buhw,buhw->uhw", d[..., :-1], d[..., 1:])
+            self.maps["right"][units] += products(slice(0, size - 1), slice(1, size))
         if "down" in self.maps:
-            self.maps["down"][units] += np.einsum("buhw,buhw->uhw", d[:, :, :-1], d[:, :, 1:])
-        if "diagonal" in self.maps:
-            self.maps["diagonal"][units] += np.einsum("buhw,buhw->uhw", d[:, :, :-1, :-1], d[:, :, 1:, 1:])
-            self.maps["diagonal"][units] += np.einsum("buhw,buhw->uhw", d[:, :, :-1, 1:], d[:, :, 1:, :-1])
+            self.maps["down"][units] += products(slice(0, size - w), slice(w, size))
+        if "diagonal" in self.maps and size - w - 1 > 0:
+            self.maps["diagonal"][units] += products(slice(0, size - w - 1), slice(w + 1, size))
+            self.maps["diagonal"][units] += products(slice(1, size - w), slice(w, size - 1))
 
     def finish(self, sumsq: dict) -> None:
         """Add each grid's sums ``(units,)`` into ``sumsq[grid]``."""
         if "same" in self.maps:
-            self.plain = self.maps["same"].sum(axis=(1, 2))
+            self.plain = self.maps["same"].sum(axis=1)
         for grid in self.own:
             sumsq[grid] += self.plain
-        u, h, w = self.maps["same"].shape if self.resized else (0, 0, 0)
+        h, w = self.shape
         for big_h, big_w in self.resized:
             diag_h, off_h = gram_bands(h, big_h)
             diag_w, off_w = gram_bands(w, big_w)
+            # off-diagonals padded with a 0 at the end: that weight masks the pairs that wrap
+            off_h, off_w = np.append(off_h, 0.0), np.append(off_w, 0.0)
             total = _weighted(self.maps["same"], diag_h, diag_w)
             if big_w != w:
                 total += 2 * _weighted(self.maps["right"], diag_h, off_w)
@@ -201,8 +211,10 @@ class _NeighbourProducts:
 
 
 def _weighted(maps: np.ndarray, along_h: np.ndarray, along_w: np.ndarray) -> np.ndarray:
-    """``(u,)``: ``sum_ij maps[u, i, j] * along_h[i] * along_w[j]`` in float64."""
-    return maps.reshape(maps.shape[0], -1) @ np.outer(along_h, along_w).ravel()
+    """``(u,)``: ``sum_x maps[u, x] * weight[x]`` in float64 with the flattened weights
+    ``outer(along_h, along_w)`` cut to the ``x`` that ``maps`` holds."""
+    weights = np.outer(along_h, along_w).ravel()[: maps.shape[1]]
+    return maps @ weights
 
 
 def resized_sum(x: np.ndarray, large: Grid) -> np.ndarray:
