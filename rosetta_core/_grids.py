@@ -24,6 +24,8 @@ def pair_grids(shape_a: tuple[int, int, int], shape_b: tuple[int, int, int]) -> 
 
 #: images are processed in blocks of about this many bytes, so temporaries stay small and reused
 BLOCK_BYTES = 2**20
+#: at most this many images per block: float32 sums over images within a block stay short
+MAX_BLOCK_IMAGES = 64
 #: :meth:`PairSums.prepare` hands out layers in pieces of units of about this many input bytes
 TASK_BYTES = 2**25
 
@@ -40,7 +42,7 @@ def _blocks(x: np.ndarray):
     """
     n, u = x.shape[:2]
     per_map = max(x[:1, :1].nbytes, 1)
-    images = min(n, max(1, BLOCK_BYTES // per_map))
+    images = min(n, MAX_BLOCK_IMAGES, max(1, BLOCK_BYTES // per_map))
     units = max(1, BLOCK_BYTES // (per_map * images))
     for t in range(0, u, units):
         for s in range(0, n, images):
@@ -304,17 +306,18 @@ def parallel(fn, items: list, workers: int | None = None) -> list:
 
 
 class Workspace:
-    """A float32 buffer handed out again and again (the projections of successive chunks):
-    fresh arrays would fault in new pages for every chunk."""
+    """A buffer handed out again and again (the projections of successive chunks): fresh
+    arrays would fault in new pages for every chunk."""
 
     def __init__(self) -> None:
         self._buf: np.ndarray | None = None
 
-    def take(self, size: int) -> np.ndarray:
-        """A float32 array of ``size`` values (the old contents, if any, are overwritten)."""
-        if self._buf is None or self._buf.size < size:
+    def take(self, size: int, dtype=np.float32) -> np.ndarray:
+        """An array of ``size`` values of ``dtype`` (old contents, if any, are overwritten)."""
+        dtype = np.dtype(dtype)
+        if self._buf is None or self._buf.dtype != dtype or self._buf.size < size:
             self._buf = None  # release the old one first
-            self._buf = np.empty(size, dtype=np.float32)
+            self._buf = np.empty(size, dtype=dtype)
         return self._buf[:size]
 
 
@@ -324,7 +327,7 @@ class PairSums:
     ``a``, ``b``: per layer ``(n, units, h, w)`` maps; ``b=None`` reuses ``a`` (self pairs).
     ``pairs``: the ``(l, m, large, small)`` layer pairs that will be asked for.
     ``center_a``/``center_b``: per layer ``(units, h, w)`` maps subtracted from every image
-    (for products and squares; ``sum`` is of the maps as given). Each layer is read once for
+    (for products and squares). Each layer is read once for
     all the grids its pairs need; layers of the other model on the same grid share them.
     """
 
@@ -349,10 +352,7 @@ class PairSums:
             smalls, larges = self._needs[key]
             centers = self._centers[key[0]]
             center = None if centers is None else centers[idx]
-            x = self._maps[key[0]][idx]
-            outputs = _layer_outputs(x, sorted(smalls), sorted(larges))
-            _fill_layer(x, sorted(smalls), sorted(larges), center, *outputs)
-            self._done[key] = (_finished(outputs[0]), outputs[1])
+            self._done[key] = layer_sums(self._maps[key[0]][idx], sorted(smalls), sorted(larges), center)
         return self._done[key]
 
     def prepare(self, workers: int | None = None, workspace: "Workspace | None" = None) -> None:
@@ -362,12 +362,14 @@ class PairSums:
         (a caller reducing chunk after chunk then reuses the same memory)."""
         todo = [key for key in self._needs if key not in self._done]
         sizes = [_projection_size(self._maps[key[0]][key[1]], self._needs[key][0]) for key in todo]
-        flat = (workspace or Workspace()).take(sum(sizes))
+        dtypes = {self._maps[key[0]][key[1]].dtype for key in todo}
+        # one buffer when the layers share a dtype (always, from CoMoments); else one per layer
+        flat = (workspace or Workspace()).take(sum(sizes), dtypes.pop()) if len(dtypes) == 1 else None
         outputs, pieces, offset = {}, [], 0
         for key, size in zip(todo, sizes):
             x = self._maps[key[0]][key[1]]
             smalls, larges = (sorted(v) for v in self._needs[key])
-            outputs[key] = _layer_outputs(x, smalls, larges, flat[offset : offset + size])
+            outputs[key] = _layer_outputs(x, smalls, larges, None if flat is None else flat[offset : offset + size])
             offset += size
             step = max(1, x.shape[1] * TASK_BYTES // max(x.nbytes, 1))
             pieces += [(key, slice(s, s + step)) for s in range(0, x.shape[1], step)]

@@ -3,9 +3,10 @@
 A :class:`CoMoments` holds, for one set of images, the per-position mean map of every layer
 and, for every layer pair, the centred second moments of both sides and the centred cross
 moment of all unit pairs, all in float64 and all on the pair's common (elementwise-larger)
-grid. Chunks of images are turned into accumulators with :meth:`CoMoments.from_chunk` and
-combined with :meth:`CoMoments.merge` (Chan, Golub and LeVeque's pairwise update), in any order
-and any tree; :meth:`CoMoments.pearson` gives the correlation table.
+grid. Chunks of images are added in place with :meth:`CoMoments.update` (a running fold), or
+turned into accumulators with :meth:`CoMoments.from_chunk` and combined with
+:meth:`CoMoments.merge` (Chan, Golub and LeVeque's pairwise update), in any order and any tree;
+:meth:`CoMoments.pearson` gives the correlation table.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ CONSTANT_RTOL = 1e-9
 
 
 class NonFiniteChunk(ValueError):
-    """A chunk given to :meth:`CoMoments.from_chunk` holds NaN or inf values.
+    """A chunk given to :meth:`CoMoments.update` (or ``from_chunk``) holds NaN or inf values.
 
     ``side`` (``"a"`` or ``"b"``), ``layer`` (index) and ``images`` (indices within the chunk,
     at most five) say where; callers re-raise it with their own names for the layer."""
@@ -175,6 +176,8 @@ class CoMoments:
         if got_a != self.shapes_a or (got_b is None) != self.symmetric or (b is not None and got_b != self.shapes_b):
             raise ValueError(f"a chunk of layers {got_a} against {got_b} does not fit {self.describe()}")
         n2 = a[0].shape[0]
+        if n2 == 0:  # an empty chunk (e.g. a zero-length dask chunk) adds nothing
+            return self
         # One parallel pass for the means (float32 sums over the chunk's images), which also
         # finds NaN or inf: any makes its mean map non-finite.
         means_a = image_means(a)
@@ -278,6 +281,9 @@ class CoMoments:
         parallel(add, self.pairs())
 
     def _add_position_term(self, weight: float, da, db) -> None:
+        """Add ``weight * sum_p resize(da) resize(db)`` over each pair's grid to its moments,
+        in place (position centring's mean shift; products in float32, sums in float64).
+        ``da``/``db``: per layer ``(units, h, w)`` maps (``db`` ignored for a self accumulator)."""
         maps_a = [d[None].astype(np.float32) for d in da]
         maps_b = None if self.symmetric else [d[None].astype(np.float32) for d in db]
         sums = PairSums(maps_a, maps_b, self._pair_grids())

@@ -76,8 +76,10 @@ def _chunk(named: list[tuple[str, Any]], start: int, stop: int) -> list[np.ndarr
 
 
 def _chunk_moments(named_a, named_b, start: int, stop: int, center: str, into: CoMoments | None = None,
-                   workspace: Workspace | None = None) -> CoMoments:
-    """Co-moments of images ``start:stop``: a new accumulator, or ``into`` updated in place."""
+                   workspace: Workspace | None = None, first_image: int = 0) -> CoMoments:
+    """Co-moments of images ``start:stop``: a new accumulator, or ``into`` updated in place.
+    ``first_image``: the index of the arrays' first image in the caller's numbering (a dask
+    chunk is passed already cut out), for error messages."""
     a = _chunk(named_a, start, stop)
     b = None if named_b is None else _chunk(named_b, start, stop)
     try:
@@ -88,7 +90,7 @@ def _chunk_moments(named_a, named_b, start: int, stop: int, center: str, into: C
         named = named_a if err.side == "a" else named_b
         raise ValueError(
             f"{named[err.layer][0]} has non-finite values (NaN or inf) in images "
-            f"{[start + i for i in err.images]}; activations must be finite"
+            f"{[first_image + start + i for i in err.images]}; activations must be finite"
         ) from None
 
 
@@ -166,6 +168,7 @@ def _dask_comoments(named_a, named_b, n: int, center: str, chunk_size: int | Non
             0,
             e - s,
             center,
+            first_image=s,
         )
         for s, e in zip(bounds[:-1], bounds[1:])
     ]

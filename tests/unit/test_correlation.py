@@ -168,3 +168,14 @@ def test_squared_sums_of_resized_maps_match_torch(grid, larges):
     for n_in, n_out in [(7, 16), (5, 13), (1, 3), (9, 9), (16, 7)]:
         diag, off = gram_bands(n_in, n_out)
         np.testing.assert_array_equal(np.diag(diag) + np.diag(off, 1) + np.diag(off, -1), gram(n_in, n_out))
+
+
+def test_dask_chunks_empty_or_not_agree_and_name_the_right_image():
+    """A zero-length dask chunk adds nothing; a NaN is reported by its index in the whole input."""
+    rng = np.random.default_rng(11)
+    x, y = activations(rng, 6, 2, 3, 3), activations(rng, 6, 2, 5, 5)
+    got = pearson_table([da.from_array(x, chunks=((0, 3, 3), 2, 3, 3))], [da.from_array(y, chunks=((0, 3, 3), 2, 5, 5))])
+    np.testing.assert_allclose(got, pearson_table([x], [y]), atol=1e-5)
+    y[4, 1, 2, 2] = np.nan
+    with pytest.raises(ValueError, match=r"has non-finite .* in images \[4\]"):
+        pearson_table([da.from_array(x, chunks=(3, 2, 3, 3))], [da.from_array(y, chunks=(3, 2, 5, 5))])
