@@ -11,7 +11,8 @@ import os
 
 import numpy as np
 
-from .resize import bilinear_matrix, column_sums, gram_bands
+from ._squares import NeighbourProducts
+from .resize import bilinear_matrix, column_sums
 
 Grid = tuple[int, int]
 
@@ -87,7 +88,7 @@ def layer_sums(
       two layers of a pair, ``proj_a @ proj_b.T`` sums ``resize(A) * resize(B)`` over images
       and the pair's common grid, for every unit pair;
     - the sum of squares of the maps resized to each large grid, from products of neighbouring
-      values (see :class:`_NeighbourProducts`), accumulated in float64.
+      values (see :class:`rosetta_core._squares.NeighbourProducts`), accumulated in float64.
 
     Images go through in blocks of about ``BLOCK_BYTES``, so each block is read from memory
     once for all grids.
@@ -127,7 +128,7 @@ def _fill_layer(x, smalls, larges, center, projections, sumsq) -> None:
     # Along w, the matrices of every grid are stacked side by side: one product per block.
     w_proj = _stacked([bilinear_matrix(ws, w) for _, ws in smalls if ws != w], x)
     h_proj = {hs: _as(bilinear_matrix(hs, h).T, x) for hs, _ in smalls if hs != h}
-    squares = _NeighbourProducts(x.shape[1:], larges)
+    squares = NeighbourProducts(x.shape[1:], larges)
     for images, units in _blocks(x):
         d = x[images, units] if center is None else x[images, units] - center[units]
         by_w = _split_w(d, w_proj, [None if ws == w else ws for _, ws in smalls])
@@ -137,86 +138,6 @@ def _fill_layer(x, smalls, larges, center, projections, sumsq) -> None:
             projections[hs, ws][units, images] = y.transpose(1, 0, 2, 3)
         squares.add(d, units)
     squares.finish(sumsq)
-
-
-class _NeighbourProducts:
-    """Sums of squares of one layer's maps resized to several larger grids.
-
-    ``sum(resize(d)**2) = sum(d * (G_h @ d @ G_w))`` with the Gram matrices ``G = R.T @ R`` of
-    the resize matrices, which are tridiagonal (:func:`gram_bands`). So every grid's sum is a
-    weighted sum of four maps that do not depend on the grid: ``d * d`` and the products of
-    each value with its right, lower and diagonal neighbours, summed over images (float32
-    within a block, float64 across blocks). The products are taken on the flattened map, with
-    the next value, the one ``w`` later and those ``w + 1`` and ``w - 1`` later (contiguous,
-    so fast); the pairs that wrap around a row get weight 0. A grid equal to the layer's own
-    needs ``d * d`` only, summed straight to one value per unit.
-    """
-
-    def __init__(self, shape: tuple[int, int, int], larges: list[Grid]) -> None:
-        u, h, w = shape
-        self.shape = (h, w)
-        self.own = [g for g in larges if g == (h, w)]
-        self.resized = [g for g in larges if g != (h, w)]
-        self.plain = np.zeros(u)
-        size = h * w
-        self.maps = {}
-        if self.resized:
-            self.maps["same"] = np.zeros((u, size))
-        if any(big_w != w for _, big_w in self.resized):
-            self.maps["right"] = np.zeros((u, size - 1))
-        if any(big_h != h for big_h, _ in self.resized):
-            self.maps["down"] = np.zeros((u, size - w))
-        if any(big_h != h and big_w != w for big_h, big_w in self.resized):
-            self.maps["diagonal"] = np.zeros((u, max(size - w - 1, 0)))
-
-    def add(self, d: np.ndarray, units: slice) -> None:
-        """Accumulate one block ``d`` ``(images, units, h, w)`` (already centred)."""
-        h, w = self.shape
-        flat = d.reshape(d.shape[0], d.shape[1], h * w)
-        size = h * w
-
-        def products(first: slice, second: slice) -> np.ndarray:
-            return np.einsum("bux,bux->ux", flat[..., first], flat[..., second])
-
-        if "same" in self.maps:
-            self.maps["same"][units] += products(slice(None), slice(None))
-        elif self.own:
-            self.plain[units] += np.einsum("bux,bux->u", flat, flat)
-        if "right" in self.maps:
-            self.maps["right"][units] += products(slice(0, size - 1), slice(1, size))
-        if "down" in self.maps:
-            self.maps["down"][units] += products(slice(0, size - w), slice(w, size))
-        if "diagonal" in self.maps and size - w - 1 > 0:
-            self.maps["diagonal"][units] += products(slice(0, size - w - 1), slice(w + 1, size))
-            self.maps["diagonal"][units] += products(slice(1, size - w), slice(w, size - 1))
-
-    def finish(self, sumsq: dict) -> None:
-        """Add each grid's sums ``(units,)`` into ``sumsq[grid]``."""
-        if "same" in self.maps:
-            self.plain = self.maps["same"].sum(axis=1)
-        for grid in self.own:
-            sumsq[grid] += self.plain
-        h, w = self.shape
-        for big_h, big_w in self.resized:
-            diag_h, off_h = gram_bands(h, big_h)
-            diag_w, off_w = gram_bands(w, big_w)
-            # off-diagonals padded with a 0 at the end: that weight masks the pairs that wrap
-            off_h, off_w = np.append(off_h, 0.0), np.append(off_w, 0.0)
-            total = _weighted(self.maps["same"], diag_h, diag_w)
-            if big_w != w:
-                total += 2 * _weighted(self.maps["right"], diag_h, off_w)
-            if big_h != h:
-                total += 2 * _weighted(self.maps["down"], off_h, diag_w)
-            if big_h != h and big_w != w:
-                total += 2 * _weighted(self.maps["diagonal"], off_h, off_w)
-            sumsq[big_h, big_w] += total
-
-
-def _weighted(maps: np.ndarray, along_h: np.ndarray, along_w: np.ndarray) -> np.ndarray:
-    """``(u,)``: ``sum_x maps[u, x] * weight[x]`` in float64 with the flattened weights
-    ``outer(along_h, along_w)`` cut to the ``x`` that ``maps`` holds."""
-    weights = np.outer(along_h, along_w).ravel()[: maps.shape[1]]
-    return maps @ weights
 
 
 def resized_sum(x: np.ndarray, large: Grid) -> np.ndarray:

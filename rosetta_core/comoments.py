@@ -15,9 +15,9 @@ import threading
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.linalg.blas import dgemm
 
 from ._grids import Grid, PairSums, Workspace, fold_means, grid_means, image_means, parallel, pair_grids, resized_sum, resized_sumsq
+from ._mean_terms import NonFiniteChunk, add_global_terms, add_position_term, shift_of
 from .resize import bilinear_matrix
 
 __all__ = ["CENTERS", "CoMoments", "NonFiniteChunk"]
@@ -26,32 +26,6 @@ CENTERS = ("global", "position")
 Shape = tuple[int, int, int]
 #: a unit counts as constant when its centred sum of squares is below this fraction of its raw one
 CONSTANT_RTOL = 1e-9
-
-
-class NonFiniteChunk(ValueError):
-    """A chunk given to :meth:`CoMoments.update` (or ``from_chunk``) holds NaN or inf values.
-
-    ``side`` (``"a"`` or ``"b"``), ``layer`` (index) and ``images`` (indices within the chunk,
-    at most five) say where; callers re-raise it with their own names for the layer."""
-
-    def __init__(self, side: str, layer: int, images: list[int]) -> None:
-        self.side, self.layer, self.images = side, layer, images
-        super().__init__(f"layer {layer} of {side} has non-finite values (NaN or inf) in images {images} of the chunk")
-
-
-def _shift_of(key: tuple[str, int, tuple[int, int]], shift_a: list, shift_b: list) -> np.ndarray:
-    side, idx, _ = key
-    return (shift_a if side == "a" else shift_b)[idx].ravel().astype(np.float64)
-
-
-def _add_low_rank(table: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
-    """``table += u @ v.T`` in place, in one pass over a C-contiguous float64 ``table``
-    (BLAS ``dgemm`` with ``beta=1`` on its transpose); ``u`` ``(rows, k)``, ``v`` ``(cols, k)``."""
-    if table.flags.c_contiguous and table.dtype == np.float64 and table.size:
-        dgemm(1.0, np.asfortranarray(v, dtype=np.float64), np.asfortranarray(u, dtype=np.float64),
-              beta=1.0, c=table.T, trans_b=1, overwrite_c=1)
-    else:
-        table += u @ v.T
 
 
 def _check_center(center: str) -> None:
@@ -224,26 +198,22 @@ class CoMoments:
             # Only per-unit means over each pair grid enter (resizing keeps a constant map
             # constant, so the grid mean of ``mean - shift`` is the grid mean minus the shift).
             chunk = self._grid_means(means_a, means_b)
-            terms = [(-float(n2), {k: g - _shift_of(k, shift_a, shift_b) for k, g in chunk.items()})]
+            terms = [(-float(n2), {k: g - shift_of(k, shift_a, shift_b) for k, g in chunk.items()})]
             if n1:
                 old = self._grid_means(self.mean_a_, self.mean_b_)
                 terms.append((w_merge, {k: chunk[k] - old[k] for k in chunk}))
         elif n1:
             da = parallel(lambda pair: pair[1] - pair[0], list(zip(self.mean_a_, means_a)))
             db = da if self.symmetric else parallel(lambda pair: pair[1] - pair[0], list(zip(self.mean_b_, means_b)))
-        self._fold_means(means_a, means_b, n2 / n)
+        fold_means(self.mean_a_, means_a, n2 / n)  # running means move to the chunk's, in place
+        if not self.symmetric:
+            fold_means(self.mean_b_, means_b, n2 / n)
         if global_:
-            self._add_global_terms(terms)
+            add_global_terms(self, terms)
         elif n1:
-            self._add_position_term(w_merge, da, db)
+            add_position_term(self, w_merge, da, db)
         self.n_ = n
         return self
-
-    def _fold_means(self, means_a, means_b, share: float) -> None:
-        """Running means move ``share`` of the way to a chunk's means (in place, float64)."""
-        fold_means(self.mean_a_, means_a, share)
-        if not self.symmetric:
-            fold_means(self.mean_b_, means_b, share)
 
     def _grid_means(self, maps_a, maps_b) -> dict[tuple[str, int, Grid], np.ndarray]:
         """``{(side, layer, large grid): (units,)}`` float64 means of ``maps`` resized to every
@@ -259,44 +229,6 @@ class CoMoments:
             for idx, means in enumerate(grid_means(maps, [sorted(g) for g in need[side]])):
                 out.update({(side, idx, g): v for g, v in means.items()})
         return out
-
-    def _add_global_terms(self, terms: list[tuple[float, dict]]) -> None:
-        """Add ``weight * P * mean_a * mean_b`` to every pair's moments, in place, for terms
-        ``(weight, {(side, layer, large): (units,) per-unit means over the pair grid})``:
-        global centring's mean shifts, all terms in one low-rank update per table."""
-        side_b = "a" if self.symmetric else "b"
-
-        def add(pair: tuple[int, int]) -> None:
-            l, m = pair
-            large, _ = self.grids(l, m)
-            size = large[0] * large[1]
-            mean_a = [vec[("a", l, large)] for _, vec in terms]
-            mean_b = [vec[(side_b, m, large)] for _, vec in terms]
-            weights = [weight * size for weight, _ in terms]
-            _add_low_rank(self.cross_[l, m], np.stack([w * x for w, x in zip(weights, mean_a)], axis=1),
-                          np.stack(mean_b, axis=1))
-            self.m2_a_[l, m] += sum(w * x**2 for w, x in zip(weights, mean_a))
-            self.m2_b_[l, m] += sum(w * x**2 for w, x in zip(weights, mean_b))
-
-        parallel(add, self.pairs())
-
-    def _add_position_term(self, weight: float, da, db) -> None:
-        """Add ``weight * sum_p resize(da) resize(db)`` over each pair's grid to its moments,
-        in place (position centring's mean shift; products in float32, sums in float64).
-        ``da``/``db``: per layer ``(units, h, w)`` maps (``db`` ignored for a self accumulator)."""
-        maps_a = [d[None].astype(np.float32) for d in da]
-        maps_b = None if self.symmetric else [d[None].astype(np.float32) for d in db]
-        sums = PairSums(maps_a, maps_b, self._pair_grids())
-        sums.prepare()
-
-        def add(pair: tuple[int, int]) -> None:
-            l, m = pair
-            large, small = self.grids(l, m)
-            self.cross_[l, m] += weight * sums.cross(l, m, small)
-            self.m2_a_[l, m] += weight * sums.sumsq("a", l, large)
-            self.m2_b_[l, m] += weight * sums.sumsq("b", m, large)
-
-        parallel(add, self.pairs())
 
     def merge(self, other: "CoMoments") -> "CoMoments":
         """A new accumulator over the images of both (order-independent, exact in float64)."""
@@ -328,9 +260,9 @@ class CoMoments:
         parallel(add, list(self.cross_))
         # Chan, Golub and LeVeque: correct for the shift between the two sets' means.
         if self.center == "global":
-            out._add_global_terms([(n1 * n2 / n, self._grid_means(da, db))])
+            add_global_terms(out, [(n1 * n2 / n, self._grid_means(da, db))])
         else:
-            out._add_position_term(n1 * n2 / n, da, db)
+            add_position_term(out, n1 * n2 / n, da, db)
         return out
 
     def copy(self) -> "CoMoments":
