@@ -39,6 +39,12 @@ def add_global_terms(acc, terms: list[tuple[float, dict]]) -> None:
     """Add to accumulator ``acc``: ``weight * P * mean_a * mean_b`` to every pair's moments, in place, for terms
     ``(weight, {(side, layer, large): (units,) per-unit means over the pair grid})``:
     global centring's mean shifts, all terms in one low-rank update per table."""
+    parallel(global_terms(acc, terms), acc.pairs())
+
+
+def global_terms(acc, terms: list[tuple[float, dict]]):
+    """The work of :func:`add_global_terms` for one pair ``(l, m)``, as a function of the pair
+    (so a caller can run it right after its own work on that pair's table)."""
     side_b = "a" if acc.symmetric else "b"
 
     def add(pair: tuple[int, int]) -> None:
@@ -53,7 +59,8 @@ def add_global_terms(acc, terms: list[tuple[float, dict]]) -> None:
         acc.m2_a_[l, m] += sum(w * x**2 for w, x in zip(weights, mean_a))
         acc.m2_b_[l, m] += sum(w * x**2 for w, x in zip(weights, mean_b))
 
-    parallel(add, acc.pairs())
+    return add
+
 
 def add_position_term(acc, weight: float, da, db) -> None:
     """Add to accumulator ``acc``: ``weight * sum_p resize(da) resize(db)`` over each pair's grid to its moments,

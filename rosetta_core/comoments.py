@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._grids import Grid, PairSums, Workspace, fold_means, grid_means, image_means, parallel, pair_grids, resized_sum, resized_sumsq
-from ._mean_terms import NonFiniteChunk, add_global_terms, add_position_term, shift_of
+from ._mean_terms import NonFiniteChunk, add_global_terms, add_position_term, global_terms, shift_of
 from .resize import bilinear_matrix
 
 __all__ = ["CENTERS", "CoMoments", "NonFiniteChunk"]
@@ -95,6 +95,15 @@ class CoMoments:
         """``(large, small)`` grids of layer pair ``(l, m)``."""
         return pair_grids(self.shapes_a[l], self.shapes_b[m])
 
+    def _largest_first(self) -> list[tuple[int, int]]:
+        """The pairs by the work of their cross product, largest first: run side by side,
+        the small ones then fill the gaps at the end (no thread waits on one big product)."""
+        def work(pair: tuple[int, int]) -> int:
+            small = self.grids(*pair)[1]
+            return self.shapes_a[pair[0]][0] * self.shapes_b[pair[1]][0] * small[0] * small[1]
+
+        return sorted(self.pairs(), key=work, reverse=True)
+
     def _pair_grids(self) -> list[tuple[int, int, Grid, Grid]]:
         return [(l, m, *self.grids(l, m)) for l, m in self.pairs()]
 
@@ -170,11 +179,25 @@ class CoMoments:
         shift_a = [mu.mean(axis=(1, 2), keepdims=True) for mu in means_a] if global_ else means_a
         shift_b = shift_a if b is None else (
             [mu.mean(axis=(1, 2), keepdims=True) for mu in means_b] if global_ else means_b)
+        n1 = self.n_
+        n = n1 + n2
+        w_merge = n1 * n2 / n
+        add_terms = None
+        if global_:
+            # Only per-unit means over each pair grid enter (resizing keeps a constant map
+            # constant, so the grid mean of ``mean - shift`` is the grid mean minus the shift).
+            chunk = self._grid_means(means_a, means_b)
+            terms = [(-float(n2), {k: g - shift_of(k, shift_a, shift_b) for k, g in chunk.items()})]
+            if n1:
+                old = self._grid_means(self.mean_a_, self.mean_b_)
+                terms.append((w_merge, {k: chunk[k] - old[k] for k in chunk}))
+            add_terms = global_terms(self, terms)
         within = PairSums(a, b, self._pair_grids(), shift_a, shift_b)
         within.prepare(workspace=workspace)
 
         # Each thread's float32 products go into one buffer of its own, then into the float64
-        # tables (fresh arrays per pair would fault in new pages every chunk).
+        # tables (fresh arrays per pair would fault in new pages every chunk); the mean terms
+        # follow while the table is still in cache.
         largest = max(table.size for table in self.cross_.values())
         buffers: dict[int, np.ndarray] = {}
 
@@ -188,42 +211,38 @@ class CoMoments:
             np.add(table, within.cross(l, m, small, out=buf[: table.size].reshape(table.shape)), out=table)
             self.m2_a_[l, m] += within.sumsq("a", l, large)
             self.m2_b_[l, m] += within.sumsq("b", m, large)
+            if add_terms is not None:
+                add_terms(pair)
 
-        parallel(add_sums, self.pairs())
+        parallel(add_sums, self._largest_first())
         del within
-        n1 = self.n_
-        n = n1 + n2
-        w_merge = n1 * n2 / n
-        if global_:
-            # Only per-unit means over each pair grid enter (resizing keeps a constant map
-            # constant, so the grid mean of ``mean - shift`` is the grid mean minus the shift).
-            chunk = self._grid_means(means_a, means_b)
-            terms = [(-float(n2), {k: g - shift_of(k, shift_a, shift_b) for k, g in chunk.items()})]
-            if n1:
-                old = self._grid_means(self.mean_a_, self.mean_b_)
-                terms.append((w_merge, {k: chunk[k] - old[k] for k in chunk}))
-        elif n1:
+        if not global_ and n1:
             da = parallel(lambda pair: pair[1] - pair[0], list(zip(self.mean_a_, means_a)))
             db = da if self.symmetric else parallel(lambda pair: pair[1] - pair[0], list(zip(self.mean_b_, means_b)))
         fold_means(self.mean_a_, means_a, n2 / n)  # running means move to the chunk's, in place
         if not self.symmetric:
             fold_means(self.mean_b_, means_b, n2 / n)
-        if global_:
-            add_global_terms(self, terms)
-        elif n1:
+        if not global_ and n1:
             add_position_term(self, w_merge, da, db)
         self.n_ = n
         return self
 
+    def _grid_means_needed(self) -> set[tuple[str, int, Grid]]:
+        """``(side, layer, large grid)`` of every layer and grid its pairs use (side ``"a"``
+        only when symmetric)."""
+        side_b = "a" if self.symmetric else "b"
+        need = set()
+        for l, m in self.pairs():
+            large = self.grids(l, m)[0]
+            need |= {("a", l, large), (side_b, m, large)}
+        return need
+
     def _grid_means(self, maps_a, maps_b) -> dict[tuple[str, int, Grid], np.ndarray]:
         """``{(side, layer, large grid): (units,)}`` float64 means of ``maps`` resized to every
         large grid that a pair of theirs uses."""
-        side_b = "a" if self.symmetric else "b"
         need = {"a": [set() for _ in self.shapes_a], "b": [set() for _ in self.shapes_b]}
-        for l, m in self.pairs():
-            large = self.grids(l, m)[0]
-            need["a"][l].add(large)
-            need[side_b][m].add(large)
+        for side, idx, large in self._grid_means_needed():
+            need[side][idx].add(large)
         out = {}
         for side, maps in (("a", maps_a),) + (() if self.symmetric else (("b", maps_b),)):
             for idx, means in enumerate(grid_means(maps, [sorted(g) for g in need[side]])):
@@ -273,22 +292,22 @@ class CoMoments:
         return f"{len(self.shapes_a)} layers {self.shapes_a} against {side_b}, center={self.center!r}"
 
     # -- results ---------------------------------------------------------------------------
-    def _raw_sumsq(self, l: int, m: int) -> tuple[np.ndarray, np.ndarray]:
-        """Uncentred sums of squares of both sides of a pair (to judge constancy)."""
-        large, _ = self.grids(l, m)
-        if self.center == "position":
-            ra = self.n_ * resized_sumsq(self.mean_a_[l][None], large)
-            rb = self.n_ * resized_sumsq(self.mean_b_[m][None], large)
-        else:
-            size = large[0] * large[1]
-            ra = self.n_ * size * (resized_sum(self.mean_a_[l][None], large) / size) ** 2
-            rb = self.n_ * size * (resized_sum(self.mean_b_[m][None], large) / size) ** 2
-        return ra + self.m2_a_[l, m], rb + self.m2_b_[l, m]
+    def _raw_sumsq(self) -> dict[tuple[str, int, Grid], np.ndarray]:
+        """``{(side, layer, large grid): (units,)}`` uncentred sums of squares of the maps
+        on each grid their pairs use (to judge constancy), each computed once."""
+        if self.center == "global":
+            means = self._grid_means(self.mean_a_, self.mean_b_)
+            return {key: self.n_ * key[2][0] * key[2][1] * mean**2 for key, mean in means.items()}
+        keys = sorted(self._grid_means_needed())
+        maps = {"a": self.mean_a_, "b": self.mean_b_}
+        sums = parallel(lambda key: self.n_ * resized_sumsq(maps[key[0]][key[1]][None], key[2]), keys)
+        return dict(zip(keys, sums))
 
-    def _live(self, l: int, m: int) -> tuple[np.ndarray, np.ndarray]:
-        ra, rb = self._raw_sumsq(l, m)
-        live_a = self.m2_a_[l, m] > CONSTANT_RTOL * ra
-        live_b = self.m2_b_[l, m] > CONSTANT_RTOL * rb
+    def _live(self, l: int, m: int, raw: dict) -> tuple[np.ndarray, np.ndarray]:
+        large, _ = self.grids(l, m)
+        live_a = self.m2_a_[l, m] > CONSTANT_RTOL * (raw["a", l, large] + self.m2_a_[l, m])
+        side_b = "a" if self.symmetric else "b"
+        live_b = self.m2_b_[l, m] > CONSTANT_RTOL * (raw[side_b, m, large] + self.m2_b_[l, m])
         return live_a, live_b
 
     def constant_units(self) -> tuple[np.ndarray, np.ndarray]:
@@ -296,8 +315,9 @@ class CoMoments:
         dead_a = np.zeros(sum(s[0] for s in self.shapes_a), dtype=bool)
         dead_b = np.zeros(sum(s[0] for s in self.shapes_b), dtype=bool)
         off_a, off_b = _offsets(self.shapes_a), _offsets(self.shapes_b)
+        raw = self._raw_sumsq()
         for l, m in self.pairs():
-            live_a, live_b = self._live(l, m)
+            live_a, live_b = self._live(l, m, raw)
             dead_a[off_a[l] : off_a[l + 1]] |= ~live_a
             dead_b[off_b[m] : off_b[m + 1]] |= ~live_b
         if self.symmetric:
@@ -311,10 +331,11 @@ class CoMoments:
             raise ValueError(f"Pearson correlation needs at least 2 images, got n={self.n_}")
         off_a, off_b = _offsets(self.shapes_a), _offsets(self.shapes_b)
         table = np.zeros((off_a[-1], off_b[-1]), dtype=np.float32)
+        raw = self._raw_sumsq()
 
         def fill(pair: tuple[int, int]) -> None:
             l, m = pair
-            live_a, live_b = self._live(l, m)
+            live_a, live_b = self._live(l, m, raw)
             sa = np.where(live_a, np.sqrt(np.where(live_a, self.m2_a_[l, m], 1.0)), np.inf)
             sb = np.where(live_b, np.sqrt(np.where(live_b, self.m2_b_[l, m], 1.0)), np.inf)
             block = self.cross_[l, m] / sa[:, None]
