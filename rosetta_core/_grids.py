@@ -28,7 +28,7 @@ BLOCK_BYTES = 2**20
 #: at most this many images per block: float32 sums over images within a block stay short
 MAX_BLOCK_IMAGES = 64
 #: :meth:`PairSums.prepare` hands out layers in pieces of units of about this many input bytes
-TASK_BYTES = 2**25
+TASK_BYTES = 2**23
 
 
 def _as(mat: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -156,19 +156,6 @@ def _unit_pieces(layers: list[np.ndarray], piece_bytes: int) -> list[tuple[int, 
     return pieces
 
 
-def image_means(layers: list[np.ndarray]) -> list[np.ndarray]:
-    """Per layer ``(n, u, h, w)``, the mean map over images ``(u, h, w)`` (float32 sums),
-    computed in pieces of units several at a time (see :func:`parallel`)."""
-    means = [np.empty(x.shape[1:], dtype=np.float32) for x in layers]
-
-    def run(piece) -> None:
-        i, units = piece
-        np.mean(layers[i][:, units], axis=0, out=means[i][units])
-
-    parallel(run, _unit_pieces(layers, TASK_BYTES))
-    return means
-
-
 def grid_means(maps: list[np.ndarray], larges: list[list[Grid]]) -> list[dict[Grid, np.ndarray]]:
     """Per layer's maps ``(u, h, w)`` (any float dtype), ``{large: (u,) float64}``: the mean
     of each map resized to each of ``larges[layer]``, in float64, in small pieces of units
@@ -247,15 +234,17 @@ class PairSums:
 
     ``a``, ``b``: per layer ``(n, units, h, w)`` maps; ``b=None`` reuses ``a`` (self pairs).
     ``pairs``: the ``(l, m, large, small)`` layer pairs that will be asked for.
-    ``center_a``/``center_b``: per layer ``(units, h, w)`` maps subtracted from every image
-    (for products and squares). Each layer is read once for
-    all the grids its pairs need; layers of the other model on the same grid share them.
+    ``centering``: None (the maps as they are), or ``"global"`` / ``"position"``: each layer
+    is centred on its own mean over images first (one value per unit, or per unit and
+    position), found by :meth:`prepare` in the same pass (see :meth:`means`). Each layer is
+    read once for all the grids its pairs need; layers of the other model on the same grid
+    share them.
     """
 
-    def __init__(self, a, b, pairs, center_a=None, center_b=None) -> None:
+    def __init__(self, a, b, pairs, centering: str | None = None) -> None:
         self._same = b is None
         self._maps = {"a": a, "b": a if b is None else b}
-        self._centers = {"a": center_a, "b": center_a if b is None else center_b}
+        self._centering = centering
         self._needs: dict[tuple[str, int], tuple[set, set]] = {}
         for l, m, large, small in pairs:
             for side, idx in (("a", l), ("b", m)):
@@ -263,6 +252,9 @@ class PairSums:
                 smalls.add(small)
                 larges.add(large)
         self._done: dict[tuple[str, int], tuple[dict, dict]] = {}
+        self._means: dict[tuple[str, int], np.ndarray] = {}
+        self._shifts: dict[tuple[str, int], np.ndarray] = {}
+        self._grid_means: dict[tuple[str, int], dict[Grid, np.ndarray]] = {}
 
     def _key(self, side: str, idx: int) -> tuple[str, int]:
         return ("a" if self._same else side, idx)
@@ -270,18 +262,18 @@ class PairSums:
     def _layer(self, side: str, idx: int) -> tuple[dict, dict]:
         key = self._key(side, idx)
         if key not in self._done:
-            smalls, larges = self._needs[key]
-            centers = self._centers[key[0]]
-            center = None if centers is None else centers[idx]
-            self._done[key] = layer_sums(self._maps[key[0]][idx], sorted(smalls), sorted(larges), center)
+            self.prepare(keys=[key])
         return self._done[key]
 
-    def prepare(self, workers: int | None = None, workspace: "Workspace | None" = None) -> None:
-        """Compute every needed layer now, in pieces of units run several at a time (see
-        :func:`parallel`); a large layer is split so that no one piece holds up the rest.
-        The projections of all layers go into one buffer, taken from ``workspace`` when given
-        (a caller reducing chunk after chunk then reuses the same memory)."""
-        todo = [key for key in self._needs if key not in self._done]
+    def prepare(self, workers: int | None = None, workspace: "Workspace | None" = None, keys=None) -> None:
+        """Compute every needed layer now (or those of ``keys``), in pieces of units run
+        several at a time (see :func:`parallel`); a large layer is split so that no one piece
+        holds up the rest. With ``centering``, a piece's mean over images is taken right
+        before its products, which then read its maps from cache (and threads at different
+        stages overlap memory-bound means with compute-bound products). The projections of all layers
+        go into one buffer, taken from ``workspace`` when given (a caller reducing chunk after
+        chunk then reuses the same memory)."""
+        todo = [key for key in (self._needs if keys is None else keys) if key not in self._done]
         sizes = [_projection_size(self._maps[key[0]][key[1]], self._needs[key][0]) for key in todo]
         dtypes = {self._maps[key[0]][key[1]].dtype for key in todo}
         # one buffer when the layers share a dtype (always, from CoMoments); else one per layer
@@ -292,24 +284,63 @@ class PairSums:
             smalls, larges = (sorted(v) for v in self._needs[key])
             outputs[key] = _layer_outputs(x, smalls, larges, None if flat is None else flat[offset : offset + size])
             offset += size
+            if self._centering is not None:
+                self._start_means(key, x, larges)
             step = max(1, x.shape[1] * TASK_BYTES // max(x.nbytes, 1))
             pieces += [(key, slice(s, s + step)) for s in range(0, x.shape[1], step)]
         pieces.sort(key=lambda piece: -self._maps[piece[0][0]][piece[0][1]][:, piece[1]].nbytes)
 
         def run(piece) -> None:
             key, units = piece
-            x = self._maps[key[0]][key[1]]
+            x = self._maps[key[0]][key[1]][:, units]
             smalls, larges = (sorted(v) for v in self._needs[key])
-            centers = self._centers[key[0]]
-            center = None if centers is None else centers[key[1]][units]
+            center = None if self._centering is None else self._piece_means(key, units, x, larges)
             projections, sumsq = outputs[key]
-            _fill_layer(x[:, units], smalls, larges, center, {g: p[units] for g, p in projections.items()},
-                        {g: q[units] for g, q in sumsq.items()})
+            with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf: the caller checks the means
+                _fill_layer(x, smalls, larges, center, {g: p[units] for g, p in projections.items()},
+                            {g: q[units] for g, q in sumsq.items()})
 
         parallel(run, pieces, workers)
         for key, (projections, sumsq) in outputs.items():
             self._done[key] = (_finished(projections), sumsq)
 
+    def _start_means(self, key, x: np.ndarray, larges: list[Grid]) -> None:
+        u, h, w = x.shape[1:]
+        self._means[key] = np.empty((u, h, w), dtype=np.float32)
+        if self._centering == "global":
+            self._shifts[key] = np.empty((u, 1, 1), dtype=np.float32)
+            self._grid_means[key] = {g: np.empty(u) for g in larges}
+        else:
+            self._shifts[key] = self._means[key]
+
+    def _piece_means(self, key, units: slice, x: np.ndarray, larges: list[Grid]) -> np.ndarray:
+        """Mean map of a piece (float32 sums over images); under global centring also its
+        per-unit mean (the shift) and its means resized to each large grid (float64)."""
+        mean = self._means[key][units]
+        with np.errstate(invalid="ignore", over="ignore"):
+            np.mean(x, axis=0, out=mean)
+            if self._centering == "position":
+                return mean
+            shift = self._shifts[key][units]
+            np.mean(mean, axis=(1, 2), keepdims=True, out=shift)
+            for g in larges:
+                self._grid_means[key][g][units] = resized_sum(mean[None], g) / (g[0] * g[1])
+        return shift
+
+    def means(self, side: str) -> list[np.ndarray]:
+        """After :meth:`prepare` with ``centering``: per layer of ``side``, the mean map over
+        images ``(units, h, w)`` (float32 sums; NaN or inf where the maps hold any)."""
+        return [self._means[self._key(side, i)] for i in range(len(self._maps[side]))]
+
+    def shifts(self, side: str) -> list[np.ndarray]:
+        """What each layer of ``side`` was centred on: ``(units, 1, 1)`` per-unit means of the
+        mean maps (global) or the mean maps themselves (position)."""
+        return [self._shifts[self._key(side, i)] for i in range(len(self._maps[side]))]
+
+    def grid_means(self) -> dict[tuple[str, int, Grid], np.ndarray]:
+        """Under global centring: ``{(side, layer, large): (units,)}`` float64 means of the mean
+        maps resized to each large grid the layer's pairs use (side ``"a"`` only for self pairs)."""
+        return {(key[0], key[1], g): v for key, grids in self._grid_means.items() for g, v in grids.items()}
 
     def cross(self, l: int, m: int, small: Grid, out: np.ndarray | None = None) -> np.ndarray:
         """``(units_l, units_m)``: sums of products of resized maps of layers ``l`` and ``m``."""

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._grids import Grid, PairSums, Workspace, fold_means, grid_means, image_means, parallel, pair_grids, resized_sum, resized_sumsq
+from ._grids import Grid, PairSums, Workspace, fold_means, grid_means, parallel, pair_grids, resized_sum, resized_sumsq
 from ._mean_terms import NonFiniteChunk, add_global_terms, add_position_term, global_terms, shift_of
 from .resize import bilinear_matrix
 
@@ -130,7 +130,7 @@ class CoMoments:
 
         Inputs are validated by the callers in :mod:`rosetta_core.correlation`; here they
         are taken as float arrays with one ``n``. NaN or inf values raise
-        :class:`NonFiniteChunk` (found by the mean pass, so the data is not read again).
+        :class:`NonFiniteChunk` (found by the means taken in the same pass as the products).
         """
         _check_center(center)
         shapes_a = [np.shape(x)[1:] for x in a]
@@ -149,7 +149,7 @@ class CoMoments:
         ``a``, ``b``: per layer ``(n, units, h, w)``, ``b=None`` for a self accumulator.
         Inputs are validated by the callers in :mod:`rosetta_core.correlation`; here they are
         taken as float arrays of this accumulator's shapes with one ``n``. NaN or inf values
-        raise :class:`NonFiniteChunk` (found by the mean pass, so the data is not read again)
+        raise :class:`NonFiniteChunk` (found by the means taken in the same pass as the products)
         and leave the accumulator unchanged. ``workspace``: scratch memory for the chunk's
         projections, reused across the chunks of a fold (:class:`rosetta_core._grids.Workspace`).
         """
@@ -161,24 +161,25 @@ class CoMoments:
         n2 = a[0].shape[0]
         if n2 == 0:  # an empty chunk (e.g. a zero-length dask chunk) adds nothing
             return self
-        # One parallel pass for the means (float32 sums over the chunk's images), which also
-        # finds NaN or inf: any makes its mean map non-finite.
-        means_a = image_means(a)
-        means_b = means_a if b is None else image_means(b)
+        # Sums over the chunk are taken around its means: per position, or one value per unit
+        # for global centring (then one mean term, weight -n2, moves them to each pair grid's
+        # own grand mean). A second mean term merges them with the images seen so far (Chan,
+        # Golub and LeVeque, weight n1 * n2 / n). The means (float32 sums over the chunk's
+        # images) come from the same pass as the products, and also find NaN or inf: any
+        # makes its mean map non-finite.
+        global_ = self.center == "global"
+        within = PairSums(a, b, self._pair_grids(), centering=self.center)
+        within.prepare(workspace=workspace)
+        means_a = within.means("a")
+        means_b = means_a if b is None else within.means("b")
         for side, means, maps in (("a", means_a, a), ("b", [] if b is None else means_b, b)):
             for i, mu in enumerate(means):
                 if not np.isfinite(mu).all():
                     bad = np.flatnonzero(~np.isfinite(maps[i]).reshape(n2, -1).all(axis=1))
                     if bad.size:  # else huge finite values overflowed the sum: let them through
                         raise NonFiniteChunk(side, i, [int(k) for k in bad[:5]])
-        # Sums over the chunk are taken around its means: per position, or one value per unit
-        # for global centring (then one mean term, weight -n2, moves them to each pair grid's
-        # own grand mean). A second mean term merges them with the images seen so far (Chan,
-        # Golub and LeVeque, weight n1 * n2 / n).
-        global_ = self.center == "global"
-        shift_a = [mu.mean(axis=(1, 2), keepdims=True) for mu in means_a] if global_ else means_a
-        shift_b = shift_a if b is None else (
-            [mu.mean(axis=(1, 2), keepdims=True) for mu in means_b] if global_ else means_b)
+        shift_a = within.shifts("a")
+        shift_b = shift_a if b is None else within.shifts("b")
         n1 = self.n_
         n = n1 + n2
         w_merge = n1 * n2 / n
@@ -186,14 +187,12 @@ class CoMoments:
         if global_:
             # Only per-unit means over each pair grid enter (resizing keeps a constant map
             # constant, so the grid mean of ``mean - shift`` is the grid mean minus the shift).
-            chunk = self._grid_means(means_a, means_b)
+            chunk = within.grid_means()
             terms = [(-float(n2), {k: g - shift_of(k, shift_a, shift_b) for k, g in chunk.items()})]
             if n1:
                 old = self._grid_means(self.mean_a_, self.mean_b_)
                 terms.append((w_merge, {k: chunk[k] - old[k] for k in chunk}))
             add_terms = global_terms(self, terms)
-        within = PairSums(a, b, self._pair_grids(), shift_a, shift_b)
-        within.prepare(workspace=workspace)
 
         # Each thread's float32 products go into one buffer of its own, then into the float64
         # tables (fresh arrays per pair would fault in new pages every chunk); the mean terms

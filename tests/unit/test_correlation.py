@@ -149,7 +149,8 @@ def test_non_finite_values_name_layer_and_images():
 @pytest.mark.parametrize(
     "grid,larges",
     [((7, 7), [(7, 7), (8, 8), (16, 16), (256, 256)]), ((5, 9), [(12, 9), (5, 14), (13, 31)]),
-     ((1, 6), [(1, 6), (4, 6), (3, 11)]), ((6, 1), [(9, 1), (6, 5)]), ((1, 1), [(3, 4)])],
+     ((1, 6), [(1, 6), (4, 6), (3, 11)]), ((6, 1), [(9, 1), (6, 5)]), ((1, 1), [(3, 4)]),
+     ((130, 130), [(130, 130)])],
 )
 def test_squared_sums_of_resized_maps_match_torch(grid, larges):
     """Sums of squares on larger grids (from neighbour products, tridiagonal Gram matrices)
