@@ -142,9 +142,10 @@ def _fill_layer(x, smalls, larges, center, projections, sumsq) -> None:
 
 def resized_sum(x: np.ndarray, large: Grid) -> np.ndarray:
     """``(u,)`` float64: sum over images and target positions of the resized maps."""
-    _, _, h, w = x.shape
-    weights = np.outer(column_sums(h, large[0]), column_sums(w, large[1]))
-    return np.einsum("nuhw,hw->u", x.astype(np.float64, copy=False), weights)
+    n, u, h, w = x.shape
+    weights = np.outer(column_sums(h, large[0]), column_sums(w, large[1])).ravel()
+    # a matrix-vector product (BLAS): about twice as fast as the same einsum
+    return (x.astype(np.float64, copy=False).reshape(n * u, h * w) @ weights).reshape(n, u).sum(axis=0)
 
 
 def _unit_pieces(layers: list[np.ndarray], piece_bytes: int) -> list[tuple[int, slice]]:

@@ -66,6 +66,7 @@ class CoMoments:
         self.symmetric = shapes_b is None
         self.shapes_b = self.shapes_a if shapes_b is None else [tuple(int(v) for v in s) for s in shapes_b]
         self.n_ = 0
+        self._running_grid_means: dict | None = None  # see _grid_means_of_running
         self.mean_a_ = [np.zeros(s) for s in self.shapes_a]
         self.mean_b_ = self.mean_a_ if self.symmetric else [np.zeros(s) for s in self.shapes_b]
         self.m2_a_: dict[tuple[int, int], np.ndarray] = {}
@@ -116,6 +117,7 @@ class CoMoments:
         out.shapes_a = [tuple(int(v) for v in s) for s in shapes_a]
         out.shapes_b = out.shapes_a if shapes_b is None else [tuple(int(v) for v in s) for s in shapes_b]
         out.n_, out.mean_a_, out.mean_b_ = 0, [], []
+        out._running_grid_means = None
         out.m2_a_, out.m2_b_, out.cross_ = {}, {}, {}
         return out
 
@@ -190,7 +192,7 @@ class CoMoments:
             chunk = within.grid_means()
             terms = [(-float(n2), {k: g - shift_of(k, shift_a, shift_b) for k, g in chunk.items()})]
             if n1:
-                old = self._grid_means(self.mean_a_, self.mean_b_)
+                old = self._grid_means_of_running()
                 terms.append((w_merge, {k: chunk[k] - old[k] for k in chunk}))
             add_terms = global_terms(self, terms)
 
@@ -223,8 +225,17 @@ class CoMoments:
             fold_means(self.mean_b_, means_b, n2 / n)
         if not global_ and n1:
             add_position_term(self, w_merge, da, db)
+        if global_:  # the grid means are linear in the maps: they follow the same fold
+            self._running_grid_means = chunk if not n1 else {k: old[k] + (n2 / n) * (chunk[k] - old[k]) for k in chunk}
         self.n_ = n
         return self
+
+    def _grid_means_of_running(self) -> dict[tuple[str, int, Grid], np.ndarray]:
+        """:meth:`_grid_means` of the running mean maps, kept up to date by :meth:`update`
+        (a pass over the float64 maps saved per chunk) and computed when not known."""
+        if self._running_grid_means is None:
+            self._running_grid_means = self._grid_means(self.mean_a_, self.mean_b_)
+        return self._running_grid_means
 
     def _grid_means_needed(self) -> set[tuple[str, int, Grid]]:
         """``(side, layer, large grid)`` of every layer and grid its pairs use (side ``"a"``
@@ -295,7 +306,7 @@ class CoMoments:
         """``{(side, layer, large grid): (units,)}`` uncentred sums of squares of the maps
         on each grid their pairs use (to judge constancy), each computed once."""
         if self.center == "global":
-            means = self._grid_means(self.mean_a_, self.mean_b_)
+            means = self._grid_means_of_running()
             return {key: self.n_ * key[2][0] * key[2][1] * mean**2 for key, mean in means.items()}
         keys = sorted(self._grid_means_needed())
         maps = {"a": self.mean_a_, "b": self.mean_b_}
