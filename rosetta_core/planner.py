@@ -15,8 +15,9 @@ model is run here. The counts follow the exact formulation of DESIGN §3.1 as im
   per pair a float32 correlation table and float64 moments (cross ``ua * ub``, two second
   moments per layer pair, mean maps);
 - peak memory of one Dask task: the larger of a chunk task (both sides' float32 maps of one
-  chunk, their float32 projections, the float64 moments it returns) and a merge task (three
-  float64 moment states: two inputs and the result).
+  chunk, their float32 mean maps and projections, one float32 scratch table of the largest
+  layer pair per thread, the float64 moments it returns) and a merge task (three float64
+  moment states: two inputs and the result).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ._grids import _threads
 
 __all__ = ["LayerShape", "PairCost", "RunSize", "plan_size", "model_layers", "matmul_flop_rate", "GPU_FP32_TFLOPS"]
 
@@ -92,8 +95,9 @@ def _projection_flops(h: int, w: int, hs: int, ws: int) -> int:
     return flops + (2 * hs * h * ws if h > hs else 0)
 
 
-def _pair(a: str, la: list[LayerShape], b: str, lb: list[LayerShape], n: int, chunk: int, self_pair: bool) -> PairCost:
-    cross = proj = moments = chunk_maps = 0
+def _pair(a: str, la: list[LayerShape], b: str, lb: list[LayerShape], n: int, chunk: int, self_pair: bool,
+          threads: int) -> PairCost:
+    cross = proj = moments = chunk_maps = largest_table = 0
     projected: set[tuple[str, str, int, int]] = set()  # a layer is projected once per small grid
     for i, (name_a, ua, ha, wa) in enumerate(la):
         for j, (name_b, ub, hb, wb) in enumerate(lb):
@@ -102,6 +106,7 @@ def _pair(a: str, la: list[LayerShape], b: str, lb: list[LayerShape], n: int, ch
             hs, ws = min(ha, hb), min(wa, wb)
             cross += 2 * ua * ub * n * hs * ws
             moments += 8 * (ua * ub + ua + ub)
+            largest_table = max(largest_table, ua * ub)
             for side, name, units, h, w in (("a", name_a, ua, ha, wa), ("b", name_b, ub, hb, wb)):
                 key = (side if not self_pair else "a", name, hs, ws)
                 if key not in projected and (h, w) != (hs, ws):  # a map on its small grid is used as is
@@ -110,9 +115,11 @@ def _pair(a: str, la: list[LayerShape], b: str, lb: list[LayerShape], n: int, ch
                     chunk_maps += 4 * chunk * units * hs * ws
     means = sum(8 * u * h * w for _, u, h, w in la) + (0 if self_pair else sum(8 * u * h * w for _, u, h, w in lb))
     moments += means
-    inputs = sum(4 * chunk * u * h * w for _, u, h, w in la) + (0 if self_pair else sum(4 * chunk * u * h * w for _, u, h, w in lb))
+    maps = sum(u * h * w for _, u, h, w in la) + (0 if self_pair else sum(u * h * w for _, u, h, w in lb))
+    inputs, chunk_means = 4 * chunk * maps, 4 * maps
     table = 4 * sum(l[1] for l in la) * sum(l[1] for l in lb)
-    return PairCost(a, b, cross, proj, moments, table, inputs + chunk_maps + moments)
+    chunk_task = inputs + chunk_means + chunk_maps + threads * 4 * largest_table + moments
+    return PairCost(a, b, cross, proj, moments, table, chunk_task)
 
 
 def plan_size(
@@ -123,16 +130,19 @@ def plan_size(
     image_size: int,
     dtype: str = "float16",
     chunk_size: int = 100,
+    threads: int | None = None,
 ) -> RunSize:
     """The size of a run of ``generator`` against ``encoders`` over ``n`` images.
 
     ``layers``: model -> hooked layers ``(name, units, h, w)`` in forward order (every model of
-    the run); ``image_size``: the generator's image side in pixels.
+    the run); ``image_size``: the generator's image side in pixels; ``threads``: threads of one
+    statistics task (default: ``ROSETTA_THREADS`` or this machine's CPUs, as the engine uses).
     """
+    threads = _threads() if threads is None else threads
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"dtype={dtype!r}; valid: {', '.join(DTYPE_BYTES)}")
-    if n < 1 or chunk_size < 1:
-        raise ValueError(f"n={n} and chunk_size={chunk_size} must be >= 1")
+    if n < 1 or chunk_size < 1 or threads < 1:
+        raise ValueError(f"n={n}, chunk_size={chunk_size} and threads={threads} must be >= 1")
     missing = [m for m in [generator, *encoders] if m not in layers]
     if missing:
         raise ValueError(f"no layers given for {missing}; layers has {sorted(layers)}")
@@ -140,8 +150,8 @@ def plan_size(
     units = {m: sum(l[1] for l in layers[m]) for m in [generator, *encoders]}
     acts = {m: n * DTYPE_BYTES[dtype] * sum(u * h * w for _, u, h, w in layers[m]) for m in units}
     g = layers[generator]
-    pairs = [_pair(generator, g, e, layers[e], n, chunk, False) for e in encoders]
-    pairs.append(_pair(generator, g, generator, g, n, chunk, True))
+    pairs = [_pair(generator, g, e, layers[e], n, chunk, False, threads) for e in encoders]
+    pairs.append(_pair(generator, g, generator, g, n, chunk, True, threads))
     if encoders:  # the shuffled-image null of the mining flow: same cost as its pair
         null = pairs[0]
         pairs.append(PairCost(null.a, f"{null.b} (shuffled null)", null.cross_flops, null.projection_flops,

@@ -19,7 +19,7 @@ E = [("e1", 5, 2, 2)]
 
 @pytest.fixture
 def size():
-    return plan_size("G", {"G": G, "E": E}, ["E"], n=10, image_size=8, dtype="float32", chunk_size=4)
+    return plan_size("G", {"G": G, "E": E}, ["E"], n=10, image_size=8, dtype="float32", chunk_size=4, threads=2)
 
 
 def test_exact_counts_of_a_small_run(size):
@@ -31,12 +31,15 @@ def test_exact_counts_of_a_small_run(size):
     assert pair.projection_flops == 10 * 2 * 96 + 10 * 3 * 320
     assert pair.moments_bytes == 8 * ((10 + 2 + 5) + (15 + 3 + 5) + (2 * 16 + 3 * 64) + 5 * 4)
     assert pair.table_bytes == 4 * 5 * 5
-    assert pair.task_bytes == max(4 * 4 * (32 + 192 + 20) + 4 * 4 * (2 * 4 + 3 * 4) + 2272, 3 * 2272) == 6816
+    # chunk task: float32 inputs and mean maps of one chunk, projections, a float32 scratch table
+    # of the largest layer pair (3 x 5) per thread (2), float64 moments; merge task: 3 moments
+    assert pair.task_bytes == max(4 * 4 * (32 + 192 + 20) + 4 * (32 + 192 + 20) + 4 * 4 * (2 * 4 + 3 * 4)
+                                  + 2 * 4 * 15 + 2272, 3 * 2272) == 7592
     # self pair: (g1, g1) 4x4, (g1, g2) 4x4 with g2 projected 8x8 -> 4x4, (g2, g2) 8x8
     assert self_pair.cross_flops == 1280 + 1920 + 11520
     assert self_pair.projection_flops == 10 * 3 * (2 * 8 * 8 * 4 + 2 * 4 * 8 * 4)
     assert self_pair.moments_bytes == 8 * (8 + 11 + 15 + 2 * 16 + 3 * 64)
-    assert self_pair.task_bytes == 4 * 4 * 224 + 4 * 4 * 3 * 16 + 2064 == 6416
+    assert self_pair.task_bytes == 4 * 4 * 224 + 4 * 224 + 4 * 4 * 3 * 16 + 2 * 4 * 9 + 2064 == 7384
     assert null == type(null)(pair.a, "E (shuffled null)", *[getattr(pair, f) for f in
                               ("cross_flops", "projection_flops", "moments_bytes", "table_bytes", "chunk_task_bytes")])
     assert size.total_flops == 2 * (2000 + 11520) + 14720 + 23040 == 64800
@@ -44,7 +47,7 @@ def test_exact_counts_of_a_small_run(size):
     assert size.activation_bytes == {"G": 10 * 4 * (32 + 192), "E": 10 * 4 * 20}
     assert size.image_bytes == 10 * 3 * 64
     assert size.store_bytes == 8960 + 800 + 1920 + 2 * (2272 + 100) + (2064 + 100) == 18588
-    assert size.peak_task_bytes == 6816
+    assert size.peak_task_bytes == 7592
     assert size.seconds(1e3) == pytest.approx(64.8)
 
 
