@@ -1,0 +1,90 @@
+"""Adding one chunk of images to a :class:`rosetta_core.comoments.CoMoments` in place
+(:meth:`CoMoments.update`): the chunk's sums around its own means, then the mean terms
+(Chan, Golub and LeVeque) that merge them with the images seen so far."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ._grids import PairSums, fold_means, parallel
+from ._mean_terms import NonFiniteChunk, add_position_term, global_terms, shift_of
+
+
+def fold_chunk(acc, a, b, workspace):
+    """The work of ``acc.update(a, b, workspace)`` (see there); returns ``acc``."""
+    a = [np.asarray(x, dtype=np.float32) for x in a]
+    b = None if b is None else [np.asarray(x, dtype=np.float32) for x in b]
+    got_a, got_b = [x.shape[1:] for x in a], None if b is None else [x.shape[1:] for x in b]
+    if got_a != acc.shapes_a or (got_b is None) != acc.symmetric or (b is not None and got_b != acc.shapes_b):
+        raise ValueError(f"a chunk of layers {got_a} against {got_b} does not fit {acc.describe()}")
+    n2 = a[0].shape[0]
+    if n2 == 0:  # an empty chunk (e.g. a zero-length dask chunk) adds nothing
+        return acc
+    # Sums over the chunk are taken around its means: per position, or one value per unit
+    # for global centring (then one mean term, weight -n2, moves them to each pair grid's
+    # own grand mean). A second mean term merges them with the images seen so far (Chan,
+    # Golub and LeVeque, weight n1 * n2 / n). The means (float32 sums over the chunk's
+    # images) come from the same pass as the products, and also find NaN or inf: any
+    # makes its mean map non-finite.
+    global_ = acc.center == "global"
+    within = PairSums(a, b, acc._pair_grids(), centering=acc.center)
+    within.prepare(workspace=workspace)
+    means_a = within.means("a")
+    means_b = means_a if b is None else within.means("b")
+    for side, means, maps in (("a", means_a, a), ("b", [] if b is None else means_b, b)):
+        for i, mu in enumerate(means):
+            if not np.isfinite(mu).all():
+                bad = np.flatnonzero(~np.isfinite(maps[i]).reshape(n2, -1).all(axis=1))
+                if bad.size:  # else huge finite values overflowed the sum: let them through
+                    raise NonFiniteChunk(side, i, [int(k) for k in bad[:5]])
+    shift_a = within.shifts("a")
+    shift_b = shift_a if b is None else within.shifts("b")
+    n1 = acc.n_
+    n = n1 + n2
+    w_merge = n1 * n2 / n
+    add_terms = None
+    if global_:
+        # Only per-unit means over each pair grid enter (resizing keeps a constant map
+        # constant, so the grid mean of ``mean - shift`` is the grid mean minus the shift).
+        chunk = within.grid_means()
+        terms = [(-float(n2), {k: g - shift_of(k, shift_a, shift_b) for k, g in chunk.items()})]
+        if n1:
+            old = acc._grid_means_of_running()
+            terms.append((w_merge, {k: chunk[k] - old[k] for k in chunk}))
+        add_terms = global_terms(acc, terms)
+
+    # Each thread's float32 products go into one buffer of its own, then into the float64
+    # tables (fresh arrays per pair would fault in new pages every chunk); the mean terms
+    # follow while the table is still in cache.
+    largest = max(table.size for table in acc.cross_.values())
+    buffers: dict[int, np.ndarray] = {}
+
+    def add_sums(pair: tuple[int, int]) -> None:
+        l, m = pair
+        large, small = acc.grids(l, m)
+        table = acc.cross_[l, m]
+        buf = buffers.get(threading.get_ident())
+        if buf is None:
+            buf = buffers[threading.get_ident()] = np.empty(largest, dtype=np.float32)
+        np.add(table, within.cross(l, m, small, out=buf[: table.size].reshape(table.shape)), out=table)
+        acc.m2_a_[l, m] += within.sumsq("a", l, large)
+        acc.m2_b_[l, m] += within.sumsq("b", m, large)
+        if add_terms is not None:
+            add_terms(pair)
+
+    parallel(add_sums, acc._largest_first())
+    del within
+    if not global_ and n1:
+        da = parallel(lambda pair: pair[1] - pair[0], list(zip(acc.mean_a_, means_a)))
+        db = da if acc.symmetric else parallel(lambda pair: pair[1] - pair[0], list(zip(acc.mean_b_, means_b)))
+    fold_means(acc.mean_a_, means_a, n2 / n)  # running means move to the chunk's, in place
+    if not acc.symmetric:
+        fold_means(acc.mean_b_, means_b, n2 / n)
+    if not global_ and n1:
+        add_position_term(acc, w_merge, da, db)
+    if global_:  # the grid means are linear in the maps: they follow the same fold
+        acc._running_grid_means = chunk if not n1 else {k: old[k] + (n2 / n) * (chunk[k] - old[k]) for k in chunk}
+    acc.n_ = n
+    return acc
