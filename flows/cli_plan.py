@@ -35,7 +35,7 @@ def run_plan(args: argparse.Namespace) -> int:
     for name in [args.generator, *encoders]:
         layers[name], finest = model_layers(name, patterns.get(name), args.weights)
         image = finest if name == args.generator else image
-    size = plan_size(args.generator, layers, encoders, args.n, image, args.dtype, args.chunk_size)
+    size = plan_size(args.generator, layers, encoders, args.n, image, args.dtype, args.chunk_size, args.threads)
     rate = matmul_flop_rate()
     tflops = args.gpu_tflops or (GPU_FP32_TFLOPS[args.gpu] if args.gpu else None)
     gpu_name = args.gpu or (f"{tflops} TFLOP/s" if tflops else None)
@@ -43,7 +43,7 @@ def run_plan(args: argparse.Namespace) -> int:
         print(json.dumps({
             "layers": {m: [list(l) for l in ls] for m, ls in layers.items()}, "units": size.units,
             "activation_bytes": size.activation_bytes, "image_bytes": size.image_bytes,
-            "store_bytes": size.store_bytes, "peak_task_bytes": size.peak_task_bytes,
+            "store_bytes": size.store_bytes, "peak_task_bytes": size.peak_task_bytes, "threads": size.threads,
             "pairs": [{"a": p.a, "b": p.b, "cross_flops": p.cross_flops, "projection_flops": p.projection_flops,
                        "moments_bytes": p.moments_bytes, "table_bytes": p.table_bytes, "task_bytes": p.task_bytes}
                       for p in size.pairs],
@@ -62,7 +62,7 @@ def run_plan(args: argparse.Namespace) -> int:
               f"{p.projection_flops / 1e9:.2f} GFLOP, moments+table {_bytes(p.moments_bytes + p.table_bytes)}, "
               f"Dask task peak {_bytes(p.task_bytes)}")
     print(f"  total: {size.total_flops / 1e9:.2f} GFLOP; store {_bytes(size.store_bytes)}; "
-          f"peak memory per Dask task {_bytes(size.peak_task_bytes)}")
+          f"peak memory per Dask task {_bytes(size.peak_task_bytes)} ({size.threads} threads each)")
     print(f"  statistics time here: {_duration(size.seconds(rate))} (float32 matmul measured at {rate / 1e9:.1f} GFLOP/s)")
     if tflops:
         print(f"  statistics time on {gpu_name}: {_duration(size.seconds(tflops * 1e12))} at its float32 peak ({tflops} TFLOP/s)")
@@ -83,6 +83,8 @@ def add_plan_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=1600, help="images (default 1600)")
     p.add_argument("--chunk-size", type=int, default=100, help="images per chunk (default 100)")
     p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads of one statistics task on the workers (default: ROSETTA_THREADS or this machine's CPUs)")
     p.add_argument("--gpu", default=None, help=f"GPU class for a time estimate: {', '.join(GPU_FP32_TFLOPS)}")
     p.add_argument("--gpu-tflops", type=float, default=None, help="or its float32 TFLOP/s")
     p.add_argument("--json", action="store_true", help="machine-readable output")

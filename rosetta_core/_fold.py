@@ -26,8 +26,8 @@ def fold_chunk(acc, a, b, workspace):
     # for global centring (then one mean term, weight -n2, moves them to each pair grid's
     # own grand mean). A second mean term merges them with the images seen so far (Chan,
     # Golub and LeVeque, weight n1 * n2 / n). The means (float32 sums over the chunk's
-    # images) come from the same pass as the products, and also find NaN or inf: any
-    # makes its mean map non-finite.
+    # images) are taken piece by piece right before each piece's products (same task), and
+    # also find NaN or inf: any makes its mean map non-finite.
     global_ = acc.center == "global"
     within = PairSums(a, b, acc._pair_grids(), centering=acc.center)
     within.prepare(workspace=workspace)
@@ -85,6 +85,7 @@ def fold_chunk(acc, a, b, workspace):
     if not global_ and n1:
         add_position_term(acc, w_merge, da, db)
     if global_:  # the grid means are linear in the maps: they follow the same fold
-        acc._running_grid_means = chunk if not n1 else {k: old[k] + (n2 / n) * (chunk[k] - old[k]) for k in chunk}
+        share = n2 / n
+        acc._running_grid_means = chunk if not n1 else {k: old[k] + share * (chunk[k] - old[k]) for k in chunk}
     acc.n_ = n
     return acc

@@ -188,7 +188,7 @@ def fold_means(running: list[np.ndarray], chunk: list[np.ndarray], share: float)
     parallel(run, _unit_pieces([x[None] for x in running], BLOCK_BYTES))
 
 
-def _threads() -> int:
+def engine_threads() -> int:
     """Threads for :func:`parallel`: ``ROSETTA_THREADS`` if set (e.g. 1 inside a Dask worker
     that already runs one task per core), else the CPUs this process may use."""
     value = os.environ.get("ROSETTA_THREADS", "")
@@ -203,7 +203,7 @@ def parallel(fn, items: list, workers: int | None = None) -> list:
     """``[fn(item) for item in items]``, ``workers`` (default: CPU count) at a time, each
     with one BLAS thread: many thin or mid-sized products scale better side by side than
     each one split across threads (numpy releases the GIL in them)."""
-    workers = min(len(items), workers or _threads())
+    workers = min(len(items), workers or engine_threads())
     if workers <= 1:
         return [fn(item) for item in items]
     from concurrent.futures import ThreadPoolExecutor
@@ -237,7 +237,7 @@ class PairSums:
     ``pairs``: the ``(l, m, large, small)`` layer pairs that will be asked for.
     ``centering``: None (the maps as they are), or ``"global"`` / ``"position"``: each layer
     is centred on its own mean over images first (one value per unit, or per unit and
-    position), found by :meth:`prepare` in the same pass (see :meth:`means`). Each layer is
+    position), found by :meth:`prepare` piece by piece (see :meth:`means`). Each layer is
     read once for all the grids its pairs need; layers of the other model on the same grid
     share them.
     """
@@ -297,9 +297,12 @@ class PairSums:
             smalls, larges = (sorted(v) for v in self._needs[key])
             center = None if self._centering is None else self._piece_means(key, units, x, larges)
             projections, sumsq = outputs[key]
+            outs = {g: p[units] for g, p in projections.items()}, {g: q[units] for g, q in sumsq.items()}
+            if self._centering is None:
+                _fill_layer(x, smalls, larges, center, *outs)
+                return
             with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf: the caller checks the means
-                _fill_layer(x, smalls, larges, center, {g: p[units] for g, p in projections.items()},
-                            {g: q[units] for g, q in sumsq.items()})
+                _fill_layer(x, smalls, larges, center, *outs)
 
         parallel(run, pieces, workers)
         for key, (projections, sumsq) in outputs.items():
@@ -349,7 +352,6 @@ class PairSums:
 
     def sumsq(self, side: str, idx: int, large: Grid) -> np.ndarray:
         return self._layer(side, idx)[1][large]
-
 
 
 def resized_sumsq(x: np.ndarray, large: Grid) -> np.ndarray:

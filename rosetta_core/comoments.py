@@ -132,7 +132,7 @@ class CoMoments:
 
         Inputs are validated by the callers in :mod:`rosetta_core.correlation`; here they
         are taken as float arrays with one ``n``. NaN or inf values raise
-        :class:`NonFiniteChunk` (found by the means taken in the same pass as the products).
+        :class:`NonFiniteChunk` (found by the means, taken piece by piece right before the products).
         """
         _check_center(center)
         shapes_a = [np.shape(x)[1:] for x in a]
@@ -151,7 +151,7 @@ class CoMoments:
         ``a``, ``b``: per layer ``(n, units, h, w)``, ``b=None`` for a self accumulator.
         Inputs are validated by the callers in :mod:`rosetta_core.correlation`; here they are
         taken as float arrays of this accumulator's shapes with one ``n``. NaN or inf values
-        raise :class:`NonFiniteChunk` (found by the means taken in the same pass as the products)
+        raise :class:`NonFiniteChunk` (found by the means, taken piece by piece right before the products)
         and leave the accumulator unchanged. ``workspace``: scratch memory for the chunk's
         projections, reused across the chunks of a fold (:class:`rosetta_core._grids.Workspace`).
         """

@@ -15,8 +15,9 @@ model is run here. The counts follow the exact formulation of DESIGN §3.1 as im
   per pair a float32 correlation table and float64 moments (cross ``ua * ub``, two second
   moments per layer pair, mean maps);
 - peak memory of one Dask task: the larger of a chunk task (both sides' float32 maps of one
-  chunk, their float32 mean maps and projections, one float32 scratch table of the largest
-  layer pair per thread, the float64 moments it returns) and a merge task (three float64
+  chunk, their float32 mean maps and projections onto every small grid, the layer's own grid
+  included (a centred copy), one float32 scratch table of the largest layer pair per thread,
+  the float64 moments it returns) and a merge task (three float64
   moment states: two inputs and the result).
 """
 
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._grids import _threads
+from ._grids import engine_threads
 
 __all__ = ["LayerShape", "PairCost", "RunSize", "plan_size", "model_layers", "matmul_flop_rate", "GPU_FP32_TFLOPS"]
 
@@ -71,6 +72,7 @@ class RunSize:
     activation_bytes: dict[str, int]
     image_bytes: int
     pairs: list[PairCost] = field(default_factory=list)
+    threads: int = 1  # threads of one statistics task (the per-thread scratch of a chunk task)
 
     @property
     def total_flops(self) -> int:
@@ -98,7 +100,7 @@ def _projection_flops(h: int, w: int, hs: int, ws: int) -> int:
 def _pair(a: str, la: list[LayerShape], b: str, lb: list[LayerShape], n: int, chunk: int, self_pair: bool,
           threads: int) -> PairCost:
     cross = proj = moments = chunk_maps = largest_table = 0
-    projected: set[tuple[str, str, int, int]] = set()  # a layer is projected once per small grid
+    projected: set[tuple[str, str, int, int]] = set()
     for i, (name_a, ua, ha, wa) in enumerate(la):
         for j, (name_b, ub, hb, wb) in enumerate(lb):
             if self_pair and j < i:
@@ -109,8 +111,9 @@ def _pair(a: str, la: list[LayerShape], b: str, lb: list[LayerShape], n: int, ch
             largest_table = max(largest_table, ua * ub)
             for side, name, units, h, w in (("a", name_a, ua, ha, wa), ("b", name_b, ub, hb, wb)):
                 key = (side if not self_pair else "a", name, hs, ws)
-                if key not in projected and (h, w) != (hs, ws):  # a map on its small grid is used as is
+                if key not in projected:  # a layer is projected once per small grid
                     projected.add(key)
+                    # a map on its own grid costs no FLOPs, but its centred copy is held too
                     proj += n * units * _projection_flops(h, w, hs, ws)
                     chunk_maps += 4 * chunk * units * hs * ws
     means = sum(8 * u * h * w for _, u, h, w in la) + (0 if self_pair else sum(8 * u * h * w for _, u, h, w in lb))
@@ -138,7 +141,7 @@ def plan_size(
     the run); ``image_size``: the generator's image side in pixels; ``threads``: threads of one
     statistics task (default: ``ROSETTA_THREADS`` or this machine's CPUs, as the engine uses).
     """
-    threads = _threads() if threads is None else threads
+    threads = engine_threads() if threads is None else threads
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"dtype={dtype!r}; valid: {', '.join(DTYPE_BYTES)}")
     if n < 1 or chunk_size < 1 or threads < 1:
@@ -156,7 +159,7 @@ def plan_size(
         null = pairs[0]
         pairs.append(PairCost(null.a, f"{null.b} (shuffled null)", null.cross_flops, null.projection_flops,
                               null.moments_bytes, null.table_bytes, null.chunk_task_bytes))
-    return RunSize(n, chunk, dtype, units, acts, n * 3 * image_size * image_size, pairs)
+    return RunSize(n, chunk, dtype, units, acts, n * 3 * image_size * image_size, pairs, threads)
 
 
 def matmul_flop_rate(size: int = 1024, seconds: float = 0.5) -> float:

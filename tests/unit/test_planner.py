@@ -31,15 +31,17 @@ def test_exact_counts_of_a_small_run(size):
     assert pair.projection_flops == 10 * 2 * 96 + 10 * 3 * 320
     assert pair.moments_bytes == 8 * ((10 + 2 + 5) + (15 + 3 + 5) + (2 * 16 + 3 * 64) + 5 * 4)
     assert pair.table_bytes == 4 * 5 * 5
-    # chunk task: float32 inputs and mean maps of one chunk, projections, a float32 scratch table
-    # of the largest layer pair (3 x 5) per thread (2), float64 moments; merge task: 3 moments
-    assert pair.task_bytes == max(4 * 4 * (32 + 192 + 20) + 4 * (32 + 192 + 20) + 4 * 4 * (2 * 4 + 3 * 4)
-                                  + 2 * 4 * 15 + 2272, 3 * 2272) == 7592
+    # chunk task: float32 inputs and mean maps of one chunk, projections (e1 on its own 2x2 grid
+    # included: a centred copy), a float32 scratch table of the largest layer pair (3 x 5) per
+    # thread (2), float64 moments; merge task: 3 moments
+    assert pair.task_bytes == max(4 * 4 * (32 + 192 + 20) + 4 * (32 + 192 + 20) + 4 * 4 * (2 * 4 + 3 * 4 + 5 * 4)
+                                  + 2 * 4 * 15 + 2272, 3 * 2272) == 7912
     # self pair: (g1, g1) 4x4, (g1, g2) 4x4 with g2 projected 8x8 -> 4x4, (g2, g2) 8x8
     assert self_pair.cross_flops == 1280 + 1920 + 11520
     assert self_pair.projection_flops == 10 * 3 * (2 * 8 * 8 * 4 + 2 * 4 * 8 * 4)
     assert self_pair.moments_bytes == 8 * (8 + 11 + 15 + 2 * 16 + 3 * 64)
-    assert self_pair.task_bytes == 4 * 4 * 224 + 4 * 224 + 4 * 4 * 3 * 16 + 2 * 4 * 9 + 2064 == 7384
+    # projections: g1 on 4x4 (own), g2 on 4x4 and on 8x8 (own)
+    assert self_pair.task_bytes == 4 * 4 * 224 + 4 * 224 + 4 * 4 * (2 * 16 + 3 * 16 + 3 * 64) + 2 * 4 * 9 + 2064 == 10968
     assert null == type(null)(pair.a, "E (shuffled null)", *[getattr(pair, f) for f in
                               ("cross_flops", "projection_flops", "moments_bytes", "table_bytes", "chunk_task_bytes")])
     assert size.total_flops == 2 * (2000 + 11520) + 14720 + 23040 == 64800
@@ -47,7 +49,7 @@ def test_exact_counts_of_a_small_run(size):
     assert size.activation_bytes == {"G": 10 * 4 * (32 + 192), "E": 10 * 4 * 20}
     assert size.image_bytes == 10 * 3 * 64
     assert size.store_bytes == 8960 + 800 + 1920 + 2 * (2272 + 100) + (2064 + 100) == 18588
-    assert size.peak_task_bytes == 7592
+    assert size.peak_task_bytes == 10968
     assert size.seconds(1e3) == pytest.approx(64.8)
 
 
@@ -62,6 +64,25 @@ def test_moment_bytes_match_the_real_accumulator(size):
     assert size.pairs[1].moments_bytes == _state_bytes(CoMoments(shapes_g))
 
 
+@pytest.mark.parametrize("self_pair", [False, True])
+def test_chunk_task_bytes_match_the_engine_buffers(size, self_pair):
+    """The chunk task's estimate against the buffers the engine takes for one chunk: inputs,
+    mean maps, the projection workspace, per-thread scratch tables and the moments."""
+    from rosetta_core._grids import PairSums, Workspace
+
+    rng = np.random.default_rng(0)
+    a = [rng.standard_normal((4, u, h, w), dtype=np.float32) for _, u, h, w in G]
+    b = None if self_pair else [rng.standard_normal((4, u, h, w), dtype=np.float32) for _, u, h, w in E]
+    acc = CoMoments([x.shape[1:] for x in a], None if b is None else [x.shape[1:] for x in b])
+    sums, workspace = PairSums(a, b, acc._pair_grids(), centering="global"), Workspace()
+    sums.prepare(workspace=workspace)
+    layers = a + ([] if b is None else b)
+    means = sum(m.nbytes for m in sums.means("a") + ([] if b is None else sums.means("b")))
+    scratch = 2 * 4 * max(table.size for table in acc.cross_.values())  # 2 threads, float32
+    engine = sum(x.nbytes for x in layers) + means + workspace.take(0).base.nbytes + scratch + _state_bytes(acc)
+    assert size.pairs[1 if self_pair else 0].chunk_task_bytes == engine
+
+
 def test_cross_flops_match_the_matmul_the_engine_does():
     # the engine's cross moment of a layer pair is (ua, n*hs*ws) @ (n*hs*ws, ub)
     ua, ub, n, hs, ws = 3, 5, 10, 2, 2
@@ -74,6 +95,8 @@ def test_bad_input_is_one_clear_error():
         plan_size("G", {"G": G, "E": E}, ["E"], n=10, image_size=8, dtype="int8")
     with pytest.raises(ValueError, match=r"no layers given for \['X'\]"):
         plan_size("G", {"G": G}, ["X"], n=10, image_size=8)
+    with pytest.raises(ValueError, match="threads=0 must be >= 1"):
+        plan_size("G", {"G": G, "E": E}, ["E"], n=10, image_size=8, threads=0)
 
 
 def test_matmul_rate_is_measured():
@@ -85,11 +108,13 @@ def test_plan_cli_json_matches_the_core(capsys):
     from flows.cli import main
 
     code = main(["plan", "--generator", "mini-gen", "--encoders", "mini-resnet.sup", "--n", "50", "--dtype", "float32",
-                 "--chunk-size", "25", "--layers", "mini-resnet.sup=layer4", "--gpu", "A100", "--json"])
+                 "--chunk-size", "25", "--layers", "mini-resnet.sup=layer4", "--gpu", "A100", "--threads", "3", "--json"])
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     layers = {m: [tuple(l) for l in ls] for m, ls in out["layers"].items()}
     assert [l[0] for l in layers["mini-resnet.sup"]] == ["layer4"]
     expected = plan_size("mini-gen", layers, ["mini-resnet.sup"], n=50, image_size=64, dtype="float32", chunk_size=25)
     assert out["total_flops"] == expected.total_flops and out["store_bytes"] == expected.store_bytes
+    assert out["threads"] == 3 and out["peak_task_bytes"] == plan_size(
+        "mini-gen", layers, ["mini-resnet.sup"], n=50, image_size=64, dtype="float32", chunk_size=25, threads=3).peak_task_bytes
     assert out["seconds_gpu"] == pytest.approx(expected.total_flops / 19.5e12)
