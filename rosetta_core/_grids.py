@@ -148,6 +148,11 @@ def resized_sum(x: np.ndarray, large: Grid) -> np.ndarray:
     return (x.astype(np.float64, copy=False).reshape(n * u, h * w) @ weights).reshape(n, u).sum(axis=0)
 
 
+def resized_mean(maps: np.ndarray, large: Grid) -> np.ndarray:
+    """``(u,)`` float64: the mean over ``large`` of each map ``(u, h, w)`` resized to it."""
+    return resized_sum(maps[None], large) / (large[0] * large[1])
+
+
 def _unit_pieces(layers: list[np.ndarray], piece_bytes: int) -> list[tuple[int, slice]]:
     """``(layer, units)`` pieces of about ``piece_bytes`` of each layer (units on axis 1)."""
     pieces = []
@@ -166,7 +171,7 @@ def grid_means(maps: list[np.ndarray], larges: list[list[Grid]]) -> list[dict[Gr
     def run(piece) -> None:
         i, units = piece
         for g in larges[i]:
-            out[i][g][units] = resized_sum(maps[i][None, units], g) / (g[0] * g[1])
+            out[i][g][units] = resized_mean(maps[i][units], g)
 
     parallel(run, _unit_pieces([x[None] for x in maps], BLOCK_BYTES))
     return out
@@ -287,8 +292,7 @@ class PairSums:
             offset += size
             if self._centering is not None:
                 self._start_means(key, x, larges)
-            step = max(1, x.shape[1] * TASK_BYTES // max(x.nbytes, 1))
-            pieces += [(key, slice(s, s + step)) for s in range(0, x.shape[1], step)]
+            pieces += [(key, units) for _, units in _unit_pieces([x], TASK_BYTES)]
         pieces.sort(key=lambda piece: -self._maps[piece[0][0]][piece[0][1]][:, piece[1]].nbytes)
 
         def run(piece) -> None:
@@ -328,7 +332,7 @@ class PairSums:
             shift = self._shifts[key][units]
             np.mean(mean, axis=(1, 2), keepdims=True, out=shift)
             for g in larges:
-                self._grid_means[key][g][units] = resized_sum(mean[None], g) / (g[0] * g[1])
+                self._grid_means[key][g][units] = resized_mean(mean, g)
         return shift
 
     def means(self, side: str) -> list[np.ndarray]:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._fold import fold_chunk
-from ._grids import Grid, Workspace, grid_means, parallel, pair_grids, resized_sum, resized_sumsq
+from ._grids import Grid, Workspace, grid_means, parallel, pair_grids, resized_mean, resized_sumsq
 from ._mean_terms import NonFiniteChunk, add_global_terms, add_position_term
 from .resize import bilinear_matrix
 
@@ -298,8 +298,7 @@ class CoMoments:
         size = large[0] * large[1]
         count = self.n_ * size
         if self.center == "global":
-            mean_a = resized_sum(self.mean_a_[l][None], large) / size
-            mean_b = resized_sum(self.mean_b_[m][None], large) / size
+            mean_a, mean_b = resized_mean(self.mean_a_[l], large), resized_mean(self.mean_b_[m], large)
         else:
             mean_a, mean_b = _resize(self.mean_a_[l], large), _resize(self.mean_b_[m], large)
         return {
