@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rosetta_core.data import code_layout, render_batch  # noqa: E402
 from rosetta_core.inversion import InversionConfig, edit, encoder_matches, invert, open_run, self_matches  # noqa: E402
 from rosetta_core.inversion import metrics as M  # noqa: E402
+from rosetta_core.inversion.edits import EDIT_HOLD  # noqa: E402
 from rosetta_core.inversion.losses import act_loss, normalised_targets  # noqa: E402
 from rosetta_core.inversion.optimize import guidance_objective, latent_box, optimise, target_maps  # noqa: E402
 from rosetta_core.inversion.perceptual import Perceptual  # noqa: E402
@@ -143,9 +144,9 @@ def _radius_cap(latents: np.ndarray) -> np.ndarray:
     return after / np.maximum(before, 1e-12)
 
 
-def edits(ctx, trials, steps) -> dict:
+def edits(ctx, trials, steps, first=0, hold=EDIT_HOLD) -> dict:
     run, gen = ctx["run"], ctx["gen"]
-    latents = torch.from_numpy(np.asarray(run.store.array("latents")[:trials], dtype=np.float32))
+    latents = torch.from_numpy(np.asarray(run.store.array("latents")[first : first + trials], dtype=np.float32))
     source, _ = gen.generate(latents, [])
     source = source.cpu()
     src_fg = M.foreground(source.numpy())
@@ -161,14 +162,14 @@ def edits(ctx, trials, steps) -> dict:
     for s in (1.0, -1.0):
         pick = np.flatnonzero(sign == s)
         if len(pick):
-            shifted, _ = edit(gen, matches, latents[pick], "shift", cfg, dx=0.25 * s)
+            shifted, _ = edit(gen, matches, latents[pick], "shift", cfg, dx=0.25 * s, hold=hold)
             moved[pick] = (M.centroid(M.foreground(shifted.images.cpu().numpy()))[:, 0] - cx[pick]) * s
     want = 0.25 * source.shape[-1]
     ok = keep & np.isfinite(moved)
     out["shift"] = {"direction_rate": float((moved[ok] > 0).mean()), "within_25pct_rate": float((np.abs(moved[ok] - want) <= 0.25 * want).mean()),
                     "median_px": float(np.median(moved[ok])), "requested_px": want, "trials": int(ok.sum()),
                     "right_trials": int((sign[ok] > 0).sum())}
-    zoomed, _ = edit(gen, matches, latents, "zoom", cfg)
+    zoomed, _ = edit(gen, matches, latents, "zoom", cfg, hold=hold)
     ratio = M.foreground(zoomed.images.cpu().numpy()).sum(axis=(1, 2)) / np.maximum(src_fg.sum(axis=(1, 2)), 1)
     cap = _radius_cap(latents.numpy())
     out["zoom"] = {"direction_rate": float((ratio[keep] > 1).mean()), "median_area_ratio": float(np.median(ratio[keep])),
@@ -176,7 +177,7 @@ def edits(ctx, trials, steps) -> dict:
                    "median_radius_cap": float(np.median(cap[keep])), "trials": int(keep.sum())}
     cid = _object_concept(run, gen, latents, src_fg)
     units = {u["unit"] for c in run.dictionary["concepts"] if c["id"] == cid for u in c["generator_units"]}
-    removed, _ = edit(gen, matches, latents, "remove", cfg, units=units)
+    removed, _ = edit(gen, matches, latents, "remove", cfg, units=units, hold=hold)
     after = (M.foreground(removed.images.cpu().numpy()) & src_fg).sum(axis=(1, 2))
     flags = (after < src_fg.sum(axis=(1, 2)))[keep]
     out["remove"] = {"direction_rate": float(flags.mean()), "concept": cid, "trials": int(len(flags))}
@@ -234,6 +235,11 @@ def main() -> int:
     ap.add_argument("--ood-seed", type=int, default=None,
                     help=f"world seed of the OOD scenes (default {HELD_OUT_SEED}, the held-out scenes; "
                          f"use another, e.g. {VALIDATION_SEED}, to choose settings)")
+    ap.add_argument("--edit-hold", type=float, default=EDIT_HOLD,
+                    help=f"weight of the edits' pull to the source latent (default {EDIT_HOLD}; 0 = Eq. 5 alone)")
+    ap.add_argument("--edits-first", type=int, default=0,
+                    help="first run image of the edit trials (default 0, the images reported; "
+                         "e.g. 200 for validation images when choosing --edit-hold)")
     ap.add_argument("--speed-steps", type=int, default=500)
     ap.add_argument("--parts", default="table1,ood,edits,speed")
     ap.add_argument("--gen-weights", type=Path, default=None)
@@ -264,8 +270,8 @@ def main() -> int:
         print(f"Out of distribution: {args.ood_n} scenes per style", flush=True)
         results["ood"] = ood(ctx, args.ood_n, args.steps, args.batch, args.ood_seed)
     if "edits" in parts:
-        print(f"Edits: {args.edits} trials each", flush=True)
-        results["edits"] = edits(ctx, args.edits, args.steps)
+        print(f"Edits: {args.edits} trials each (run images {args.edits_first}-{args.edits_first + args.edits - 1}, hold {args.edit_hold})", flush=True)
+        results["edits"] = edits(ctx, args.edits, args.steps, args.edits_first, args.edit_hold)
     if "speed" in parts:
         results["speed"] = speed(ctx, args.speed_steps)
     results["seconds"] = time.perf_counter() - began

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..zoo import load
-from .edits import EDITS, edit
+from .edits import EDIT_HOLD, EDITS, edit
 from .images import load_image, save_png, side_by_side
 from .matches import RunInfo, concept_units, encoder_matches, open_run, self_matches
 from .metrics import psnr, ssim
@@ -151,10 +151,13 @@ def _concept_or_units(run: RunInfo, concept: int | None, unit: int | None) -> se
 
 def edit_job(run_dir: str | Path, out: str | Path, kind: str, settings: JobSettings, index: int = 0,
              concept: int | None = None, unit: int | None = None, dx: float = 0.25, dy: float = 0.0,
-             progress=None) -> dict:
-    """Edit the run's generated image ``index`` (its stored latent) and re-optimise."""
+             progress=None, hold: float = EDIT_HOLD) -> dict:
+    """Edit the run's generated image ``index`` (its stored latent) and re-optimise; ``hold``:
+    weight of the pull to the source latent (see :func:`~.edits.edit`)."""
     if kind not in EDITS:
         raise ValueError(f"edit {kind!r} is not supported; valid: {', '.join(EDITS)}")
+    if not hold >= 0:
+        raise ValueError(f"--hold {hold} must be >= 0 (0 = the paper's Eq. 5 without a pull to the source latent)")
     run = check_job(run_dir, settings)
     n = run.plan.config.n
     if not 0 <= index < n:
@@ -166,9 +169,10 @@ def edit_job(run_dir: str | Path, out: str | Path, kind: str, settings: JobSetti
     matches = self_matches(run, sorted(rosetta | (units or set())))
     gen = _models(run, [run.plan.config.generator], settings.device)[run.plan.config.generator]
     latent = torch.from_numpy(np.asarray(run.store.array("latents")[index : index + 1], dtype=np.float32))
-    result, source = edit(gen, matches, latent.to(gen.device), kind, settings.config(), units, dx, dy, progress)
+    result, source = edit(gen, matches, latent.to(gen.device), kind, settings.config(), units, dx, dy, progress, hold)
     folder = Path(out) / f"edit-{kind}-{index}"
     metrics = {"kind": "edit", "edit": kind, "index": index, "concept": concept, "unit": unit, "dx": dx, "dy": dy,
+               "hold": hold,
                "settings": settings.record(), "pairs": matches.n_pairs, **_quality(source, result.images)}
     return _write(folder, source, result, metrics)
 

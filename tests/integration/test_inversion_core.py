@@ -3,6 +3,7 @@ determinism, batch independence, the jobs' files and their errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -12,6 +13,7 @@ from invert_support import scene_pngs, tiny_run
 from oracles import resized
 
 from rosetta_core.inversion import InversionConfig, encoder_matches, invert, open_run, self_matches
+from rosetta_core.inversion.edits import edit, edit_targets
 from rosetta_core.inversion.jobs import JobSettings, edit_job, invert_file, visualize_job
 from rosetta_core.inversion.losses import act_loss, normalised_targets, reg_loss
 from rosetta_core.inversion.optimize import optimise, target_maps
@@ -94,6 +96,36 @@ def test_fast_path_follows_the_direct_form(run_dir):
     assert torch.equal(fast.strip, slow.strip) or (fast.strip.int() - slow.strip.int()).abs().max() <= 1
 
 
+def test_edit_hold_adds_a_pull_to_the_source_latent(run_dir):
+    """``edit(hold=h)`` takes the steps of Eq. 5 + ``h * mean((z - z_source)**2)`` written out
+    directly (act_loss on the edited targets), and a larger hold ends nearer the source."""
+    run = open_run(run_dir)
+    gen = load("mini-gen", "random")
+    matches = self_matches(run)
+    latents = torch.from_numpy(np.asarray(run.store.array("latents")[2:4], dtype=np.float32))
+    cfg = InversionConfig(mode="ood", steps=6, seed=1, lr=0.2)
+    layers = sorted({g.gen_layer for g in matches.groups})
+    _, source = gen.generate(latents, layers)
+    targets = normalised_targets(matches, edit_targets(matches, source, "shift", None, 0.25, 0.0))
+
+    def direct(hold):
+        def objective(z, _out, maps):
+            act = act_loss(matches, maps, targets)
+            return cfg.alpha * z.pow(2).mean(1) + hold * (z - latents).pow(2).mean(1) - act, act
+
+        return optimise(gen, latents, layers, objective, cfg, needs_images=True).latents
+
+    for hold in (0.0, 3.0):
+        result, _ = edit(gen, matches, latents, "shift", cfg, hold=hold)
+        torch.testing.assert_close(result.latents, direct(hold), rtol=1e-4, atol=1e-5)
+    longer = dataclasses.replace(cfg, steps=40)
+    distance = {hold: float((edit(gen, matches, latents, "shift", longer, hold=hold)[0].latents - latents).norm())
+                for hold in (0.0, 3.0, 1000.0)}
+    assert distance[1000.0] < distance[3.0] < distance[0.0] and distance[0.0] > 0
+    with pytest.raises(ValueError, match="hold=-1.0 must be >= 0"):
+        edit(gen, matches, latents, "shift", cfg, hold=-1.0)
+
+
 def test_jobs_write_their_files(run_dir, tmp_path):
     image = scene_pngs(tmp_path / "img", 1)[0]
     settings = JobSettings(mode="rec", steps=2)
@@ -106,7 +138,7 @@ def test_jobs_write_their_files(run_dir, tmp_path):
     assert invert_file(run_dir, image, tmp_path / "out", settings)["skipped"] is True
     assert metrics["settings"]["mode"] == "rec"
     edited = edit_job(run_dir, tmp_path / "out", "shift", JobSettings(steps=2), index=1)
-    assert edited["edit"] == "shift" and (tmp_path / "out" / "edit-shift-1" / "result.png").is_file()
+    assert edited["hold"] == 10.0 and edited["edit"] == "shift" and (tmp_path / "out" / "edit-shift-1" / "result.png").is_file()
     concept = open_run(run_dir).dictionary["concepts"][0]["id"]
     removed = edit_job(run_dir, tmp_path / "out", "remove", JobSettings(steps=2), concept=concept)
     assert removed["concept"] == concept
@@ -144,5 +176,7 @@ def test_bad_runs_concepts_and_settings_are_clear_errors(run_dir, tmp_path):
         edit_job(run_dir, tmp_path, "remove", JobSettings(steps=1))
     with pytest.raises(ValueError, match="--index 500 is out of range; the run has images 0..23"):
         edit_job(run_dir, tmp_path, "zoom", JobSettings(steps=1), index=500)
+    with pytest.raises(ValueError, match=r"--hold -2.0 must be >= 0 \(0 = the paper's Eq. 5"):
+        edit_job(run_dir, tmp_path, "zoom", JobSettings(steps=1), hold=-2.0)
     with pytest.raises(ValueError, match="steps=0 must be an integer >= 1"):
         InversionConfig(steps=0).validate()
