@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rosetta_core.data import code_layout, render_batch  # noqa: E402
 from rosetta_core.inversion import InversionConfig, edit, encoder_matches, invert, open_run, self_matches  # noqa: E402
 from rosetta_core.inversion import metrics as M  # noqa: E402
-from rosetta_core.inversion.edits import EDIT_HOLD  # noqa: E402
+from rosetta_core.inversion.edits import default_hold  # noqa: E402
 from rosetta_core.inversion.losses import act_loss, normalised_targets  # noqa: E402
 from rosetta_core.inversion.optimize import guidance_objective, latent_box, optimise, target_maps  # noqa: E402
 from rosetta_core.inversion.perceptual import Perceptual  # noqa: E402
@@ -144,7 +144,8 @@ def _radius_cap(latents: np.ndarray) -> np.ndarray:
     return after / np.maximum(before, 1e-12)
 
 
-def edits(ctx, trials, steps, first=0, hold=EDIT_HOLD) -> dict:
+def edits(ctx, trials, steps, first=0, hold=None, kinds=("shift", "zoom", "remove")) -> dict:
+    """``hold=None``: each edit's default pull to the source latent (``edits.default_hold``)."""
     run, gen = ctx["run"], ctx["gen"]
     latents = torch.from_numpy(np.asarray(run.store.array("latents")[first : first + trials], dtype=np.float32))
     source, _ = gen.generate(latents, [])
@@ -154,33 +155,39 @@ def edits(ctx, trials, steps, first=0, hold=EDIT_HOLD) -> dict:
     matches = self_matches(run)
     cfg = InversionConfig(mode="ood", steps=steps)
     out = {}
-    # Shift by a quarter of the width towards the side with room: an object in the right half
-    # shifted right would leave the frame, and its visible centroid could not move 16 px.
-    cx = M.centroid(src_fg)[:, 0]
-    sign = np.where(cx < source.shape[-1] / 2, 1.0, -1.0)
-    moved = np.full(len(latents), np.nan)
-    for s in (1.0, -1.0):
-        pick = np.flatnonzero(sign == s)
-        if len(pick):
-            shifted, _ = edit(gen, matches, latents[pick], "shift", cfg, dx=0.25 * s, hold=hold)
-            moved[pick] = (M.centroid(M.foreground(shifted.images.cpu().numpy()))[:, 0] - cx[pick]) * s
-    want = 0.25 * source.shape[-1]
-    ok = keep & np.isfinite(moved)
-    out["shift"] = {"direction_rate": float((moved[ok] > 0).mean()), "within_25pct_rate": float((np.abs(moved[ok] - want) <= 0.25 * want).mean()),
-                    "median_px": float(np.median(moved[ok])), "requested_px": want, "trials": int(ok.sum()),
-                    "right_trials": int((sign[ok] > 0).sum())}
-    zoomed, _ = edit(gen, matches, latents, "zoom", cfg, hold=hold)
-    ratio = M.foreground(zoomed.images.cpu().numpy()).sum(axis=(1, 2)) / np.maximum(src_fg.sum(axis=(1, 2)), 1)
-    cap = _radius_cap(latents.numpy())
-    out["zoom"] = {"direction_rate": float((ratio[keep] > 1).mean()), "median_area_ratio": float(np.median(ratio[keep])),
-                   "within_2x_of_4x_rate": float(((ratio[keep] >= 2) & (ratio[keep] <= 8)).mean()),
-                   "median_radius_cap": float(np.median(cap[keep])), "trials": int(keep.sum())}
-    cid = _object_concept(run, gen, latents, src_fg)
-    units = {u["unit"] for c in run.dictionary["concepts"] if c["id"] == cid for u in c["generator_units"]}
-    removed, _ = edit(gen, matches, latents, "remove", cfg, units=units, hold=hold)
-    after = (M.foreground(removed.images.cpu().numpy()) & src_fg).sum(axis=(1, 2))
-    flags = (after < src_fg.sum(axis=(1, 2)))[keep]
-    out["remove"] = {"direction_rate": float(flags.mean()), "concept": cid, "trials": int(len(flags))}
+    if "shift" in kinds:
+        # A quarter of the width towards the side with room: an object in the right half shifted
+        # right would leave the frame, and its visible centroid could not move 16 px.
+        cx = M.centroid(src_fg)[:, 0]
+        sign = np.where(cx < source.shape[-1] / 2, 1.0, -1.0)
+        moved = np.full(len(latents), np.nan)
+        for s in (1.0, -1.0):
+            pick = np.flatnonzero(sign == s)
+            if len(pick):
+                shifted, _ = edit(gen, matches, latents[pick], "shift", cfg, dx=0.25 * s, hold=hold)
+                moved[pick] = (M.centroid(M.foreground(shifted.images.cpu().numpy()))[:, 0] - cx[pick]) * s
+        want = 0.25 * source.shape[-1]
+        ok = keep & np.isfinite(moved)
+        out["shift"] = {"direction_rate": float((moved[ok] > 0).mean()),
+                        "within_25pct_rate": float((np.abs(moved[ok] - want) <= 0.25 * want).mean()),
+                        "median_px": float(np.median(moved[ok])), "requested_px": want, "trials": int(ok.sum()),
+                        "right_trials": int((sign[ok] > 0).sum())}
+    if "zoom" in kinds:
+        zoomed, _ = edit(gen, matches, latents, "zoom", cfg, hold=hold)
+        ratio = M.foreground(zoomed.images.cpu().numpy()).sum(axis=(1, 2)) / np.maximum(src_fg.sum(axis=(1, 2)), 1)
+        cap = _radius_cap(latents.numpy())
+        out["zoom"] = {"direction_rate": float((ratio[keep] > 1).mean()), "median_area_ratio": float(np.median(ratio[keep])),
+                       "within_2x_of_4x_rate": float(((ratio[keep] >= 2) & (ratio[keep] <= 8)).mean()),
+                       "median_radius_cap": float(np.median(cap[keep])), "trials": int(keep.sum())}
+    if "remove" in kinds:
+        cid = _object_concept(run, gen, latents, src_fg)
+        units = {u["unit"] for c in run.dictionary["concepts"] if c["id"] == cid for u in c["generator_units"]}
+        removed, _ = edit(gen, matches, latents, "remove", cfg, units=units, hold=hold)
+        after = (M.foreground(removed.images.cpu().numpy()) & src_fg).sum(axis=(1, 2))
+        flags = (after < src_fg.sum(axis=(1, 2)))[keep]
+        out["remove"] = {"direction_rate": float(flags.mean()), "concept": cid, "trials": int(len(flags))}
+    for kind, row in out.items():
+        row["hold"] = default_hold(kind) if hold is None else hold
     for name, row in out.items():
         print(f"  {name:7s} " + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
     return out
@@ -235,8 +242,10 @@ def main() -> int:
     ap.add_argument("--ood-seed", type=int, default=None,
                     help=f"world seed of the OOD scenes (default {HELD_OUT_SEED}, the held-out scenes; "
                          f"use another, e.g. {VALIDATION_SEED}, to choose settings)")
-    ap.add_argument("--edit-hold", type=float, default=EDIT_HOLD,
-                    help=f"weight of the edits' pull to the source latent (default {EDIT_HOLD}; 0 = Eq. 5 alone)")
+    ap.add_argument("--edit-hold", type=float, default=None,
+                    help="weight of the edits' pull to the source latent for every edit (default: each edit's "
+                         "own, rosetta_core.inversion.edits.EDIT_HOLDS; 0 = Eq. 5 alone)")
+    ap.add_argument("--edit-kinds", default="shift,zoom,remove", help="edits to measure (default shift,zoom,remove)")
     ap.add_argument("--edits-first", type=int, default=0,
                     help="first run image of the edit trials (default 0, the images reported; "
                          "e.g. 200 for validation images when choosing --edit-hold)")
@@ -247,6 +256,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    unknown = set(args.edit_kinds.split(",")) - {"shift", "zoom", "remove"}
+    if unknown:
+        ap.error(f"--edit-kinds {','.join(sorted(unknown))} not measured here; valid: shift, zoom, remove")
     torch.set_num_threads(args.threads)
     if args.gen_weights is not None:
         registry._ensure_builtin()
@@ -270,8 +282,8 @@ def main() -> int:
         print(f"Out of distribution: {args.ood_n} scenes per style", flush=True)
         results["ood"] = ood(ctx, args.ood_n, args.steps, args.batch, args.ood_seed)
     if "edits" in parts:
-        print(f"Edits: {args.edits} trials each (run images {args.edits_first}-{args.edits_first + args.edits - 1}, hold {args.edit_hold})", flush=True)
-        results["edits"] = edits(ctx, args.edits, args.steps, args.edits_first, args.edit_hold)
+        print(f"Edits: {args.edits} trials each (run images {args.edits_first}-{args.edits_first + args.edits - 1}, hold {'per edit' if args.edit_hold is None else args.edit_hold})", flush=True)
+        results["edits"] = edits(ctx, args.edits, args.steps, args.edits_first, args.edit_hold, args.edit_kinds.split(","))
     if "speed" in parts:
         results["speed"] = speed(ctx, args.speed_steps)
     results["seconds"] = time.perf_counter() - began

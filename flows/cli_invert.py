@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from rosetta_core.inversion.edits import EDIT_HOLD, EDITS
+from rosetta_core.inversion.edits import EDIT_HOLDS, EDITS
 from rosetta_core.inversion.optimize import MODES
 
 
@@ -127,8 +127,10 @@ def add_invert_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--unit", type=int, default=None, help="generator unit (remove/add), instead of --concept")
     e.add_argument("--dx", type=float, default=0.25, help="shift right by this fraction of each map (default 0.25)")
     e.add_argument("--dy", type=float, default=0.0, help="shift down by this fraction (default 0)")
-    e.add_argument("--hold", type=float, default=EDIT_HOLD,
-                   help=f"weight of the L2 pull to the source latent (default {EDIT_HOLD}; 0 = the paper's Eq. 5 alone)")
+    defaults = ", ".join(f"{k} {v:g}" for k, v in EDIT_HOLDS.items())
+    e.add_argument("--hold", type=float, default=None,
+                   help=f"weight of the L2 pull to the source latent (default per edit: {defaults}, others 0; "
+                        "0 = the paper's Eq. 5 alone)")
     e.set_defaults(run=run_edit)
 
     v = sub.add_parser("visualize", help="visualise one concept from several random starts",

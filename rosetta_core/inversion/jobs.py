@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..zoo import load
-from .edits import EDIT_HOLD, EDITS, edit
+from .edits import EDITS, default_hold, edit
 from .images import load_image, save_png, side_by_side
 from .matches import RunInfo, concept_units, encoder_matches, open_run, self_matches
 from .metrics import psnr, ssim
@@ -151,11 +151,12 @@ def _concept_or_units(run: RunInfo, concept: int | None, unit: int | None) -> se
 
 def edit_job(run_dir: str | Path, out: str | Path, kind: str, settings: JobSettings, index: int = 0,
              concept: int | None = None, unit: int | None = None, dx: float = 0.25, dy: float = 0.0,
-             progress=None, hold: float = EDIT_HOLD) -> dict:
+             progress=None, hold: float | None = None) -> dict:
     """Edit the run's generated image ``index`` (its stored latent) and re-optimise; ``hold``:
-    weight of the pull to the source latent (see :func:`~.edits.edit`)."""
+    weight of the pull to the source latent (``None``: the edit's default, see :func:`~.edits.edit`)."""
     if kind not in EDITS:
         raise ValueError(f"edit {kind!r} is not supported; valid: {', '.join(EDITS)}")
+    hold = default_hold(kind) if hold is None else hold
     if not hold >= 0:
         raise ValueError(f"--hold {hold} must be >= 0 (0 = the paper's Eq. 5 without a pull to the source latent)")
     run = check_job(run_dir, settings)

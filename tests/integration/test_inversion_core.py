@@ -13,7 +13,7 @@ from invert_support import scene_pngs, tiny_run
 from oracles import resized
 
 from rosetta_core.inversion import InversionConfig, encoder_matches, invert, open_run, self_matches
-from rosetta_core.inversion.edits import edit, edit_targets
+from rosetta_core.inversion.edits import EDIT_HOLDS, default_hold, edit, edit_targets
 from rosetta_core.inversion.jobs import JobSettings, edit_job, invert_file, visualize_job
 from rosetta_core.inversion.losses import act_loss, normalised_targets, reg_loss
 from rosetta_core.inversion.optimize import optimise, target_maps
@@ -118,6 +118,12 @@ def test_edit_hold_adds_a_pull_to_the_source_latent(run_dir):
     for hold in (0.0, 3.0):
         result, _ = edit(gen, matches, latents, "shift", cfg, hold=hold)
         torch.testing.assert_close(result.latents, direct(hold), rtol=1e-4, atol=1e-5)
+    # the default is per edit: shift holds (EDIT_HOLDS), zoom does not
+    assert default_hold("shift") == EDIT_HOLDS["shift"] > 0 and default_hold("zoom") == 0
+    torch.testing.assert_close(edit(gen, matches, latents, "shift", cfg)[0].latents, direct(EDIT_HOLDS["shift"]),
+                               rtol=1e-4, atol=1e-5)
+    assert torch.equal(edit(gen, matches, latents, "zoom", cfg)[0].latents,
+                       edit(gen, matches, latents, "zoom", cfg, hold=0.0)[0].latents)
     longer = dataclasses.replace(cfg, steps=40)
     distance = {hold: float((edit(gen, matches, latents, "shift", longer, hold=hold)[0].latents - latents).norm())
                 for hold in (0.0, 3.0, 1000.0)}
@@ -138,10 +144,10 @@ def test_jobs_write_their_files(run_dir, tmp_path):
     assert invert_file(run_dir, image, tmp_path / "out", settings)["skipped"] is True
     assert metrics["settings"]["mode"] == "rec"
     edited = edit_job(run_dir, tmp_path / "out", "shift", JobSettings(steps=2), index=1)
-    assert edited["hold"] == 10.0 and edited["edit"] == "shift" and (tmp_path / "out" / "edit-shift-1" / "result.png").is_file()
+    assert edited["hold"] == EDIT_HOLDS["shift"] and edited["edit"] == "shift" and (tmp_path / "out" / "edit-shift-1" / "result.png").is_file()
     concept = open_run(run_dir).dictionary["concepts"][0]["id"]
     removed = edit_job(run_dir, tmp_path / "out", "remove", JobSettings(steps=2), concept=concept)
-    assert removed["concept"] == concept
+    assert removed["concept"] == concept and removed["hold"] == 0.0
     shown = visualize_job(run_dir, tmp_path / "out", concept, JobSettings(steps=2), starts=3)
     assert np.load(tmp_path / "out" / f"concept-{concept}" / "latent.npy").shape[0] == 3
     assert shown["starts"] == 3
