@@ -12,11 +12,13 @@ Usage::
 - ood: the same scenes rendered as ``sketch`` and ``cartoon``, inverted with guidance only
   (Eq. 5) vs a pixel-L2 baseline; layout IoU between the scene's true object masks and the
   inverted image's foreground (rosetta_core.inversion.metrics.foreground).
-- edits: on the run's own generated images: shift by 1/4 towards the side with room (object
-  centroid must move 16 px, within 25%), 2x zoom (object area must grow, ideally ~4x; also
-  printed: the growth if each source object's radius doubled up to the prior's largest
-  radius), remove the concept most
-  active on the object (the object's region must shrink); success rates over ``--edits`` trials.
+- edits: on the run's own generated images (``--edits`` trials from run image ``--edits-first``):
+  shift by 1/4 towards the side with room (object centroid must move 16 px, within 25%), 2x zoom
+  (object area must grow, ideally ~4x; also printed: the growth the requested transform gives
+  when applied to the source image itself, and the growth if each source object's radius
+  doubled up to the prior's largest radius), remove the concept most active on the object (the
+  object's region must shrink); success rates. Each edit uses its default pull to the source
+  latent (``edits.EDIT_HOLDS``) unless ``--edit-hold`` sets one for all.
 - speed: seconds per 500 steps for one image: guided inversion in the direct form (baseline,
   same run) and as shipped, and the in-distribution objective with the perceptual term.
 
@@ -46,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rosetta_core.data import code_layout, render_batch  # noqa: E402
 from rosetta_core.inversion import InversionConfig, edit, encoder_matches, invert, open_run, self_matches  # noqa: E402
 from rosetta_core.inversion import metrics as M  # noqa: E402
-from rosetta_core.inversion.edits import default_hold  # noqa: E402
+from rosetta_core.inversion.edits import default_hold, zoom_maps  # noqa: E402
 from rosetta_core.inversion.losses import act_loss, normalised_targets  # noqa: E402
 from rosetta_core.inversion.optimize import guidance_objective, latent_box, optimise, target_maps  # noqa: E402
 from rosetta_core.inversion.perceptual import Perceptual  # noqa: E402
@@ -129,6 +131,10 @@ def _object_concept(run, gen, latents, fg) -> int:
     return concepts[int(np.argmax(np.nanmean(np.array(scores), axis=0)))]["id"]
 
 
+def _uint8(images: torch.Tensor) -> np.ndarray:
+    return images.round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+
 def _radius_cap(latents: np.ndarray) -> np.ndarray:
     """``(n,)`` the growth of the source objects' total area when each present object's radius
     doubles but stops at the world's largest radius (``GEN_WORLD.size[1]``; inversion keeps
@@ -174,10 +180,17 @@ def edits(ctx, trials, steps, first=0, hold=None, kinds=("shift", "zoom", "remov
                         "right_trials": int((sign[ok] > 0).sum())}
     if "zoom" in kinds:
         zoomed, _ = edit(gen, matches, latents, "zoom", cfg, hold=hold)
-        ratio = M.foreground(zoomed.images.cpu().numpy()).sum(axis=(1, 2)) / np.maximum(src_fg.sum(axis=(1, 2)), 1)
+        area = np.maximum(src_fg.sum(axis=(1, 2)), 1)
+        ratio = M.foreground(zoomed.images.cpu().numpy()).sum(axis=(1, 2)) / area
+        # What the requested transform itself does to these images: the paper's 2x zoom (resize,
+        # centre crop) applied to the source image, measured the same way. Off-centre objects
+        # partly leave the crop, so this is below x4.
+        requested = M.foreground(_uint8(zoom_maps(source.float()))).sum(axis=(1, 2)) / area
         cap = _radius_cap(latents.numpy())
         out["zoom"] = {"direction_rate": float((ratio[keep] > 1).mean()), "median_area_ratio": float(np.median(ratio[keep])),
                        "within_2x_of_4x_rate": float(((ratio[keep] >= 2) & (ratio[keep] <= 8)).mean()),
+                       "median_requested_ratio": float(np.median(requested[keep])),
+                       "within_25pct_of_requested_rate": float((np.abs(ratio[keep] / requested[keep] - 1) <= 0.25).mean()),
                        "median_radius_cap": float(np.median(cap[keep])), "trials": int(keep.sum())}
     if "remove" in kinds:
         cid = _object_concept(run, gen, latents, src_fg)
