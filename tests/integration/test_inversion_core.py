@@ -118,12 +118,12 @@ def test_edit_hold_adds_a_pull_to_the_source_latent(run_dir):
     for hold in (0.0, 3.0):
         result, _ = edit(gen, matches, latents, "shift", cfg, hold=hold)
         torch.testing.assert_close(result.latents, direct(hold), rtol=1e-4, atol=1e-5)
-    # the default is per edit: shift holds (EDIT_HOLDS), zoom does not
-    assert default_hold("shift") == EDIT_HOLDS["shift"] > 0 and default_hold("zoom") == 0
+    # the default is per edit: shift holds (EDIT_HOLDS), copy-paste does not
+    assert default_hold("shift") == EDIT_HOLDS["shift"] > 0 and default_hold("copy-paste") == 0
     torch.testing.assert_close(edit(gen, matches, latents, "shift", cfg)[0].latents, direct(EDIT_HOLDS["shift"]),
                                rtol=1e-4, atol=1e-5)
-    assert torch.equal(edit(gen, matches, latents, "zoom", cfg)[0].latents,
-                       edit(gen, matches, latents, "zoom", cfg, hold=0.0)[0].latents)
+    assert torch.equal(edit(gen, matches, latents, "copy-paste", cfg)[0].latents,
+                       edit(gen, matches, latents, "copy-paste", cfg, hold=0.0)[0].latents)
     longer = dataclasses.replace(cfg, steps=40)
     distance = {hold: float((edit(gen, matches, latents, "shift", longer, hold=hold)[0].latents - latents).norm())
                 for hold in (0.0, 3.0, 1000.0)}
