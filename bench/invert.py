@@ -3,6 +3,7 @@
 Usage::
 
     python bench/invert.py --run RUN [--n 200] [--steps 500] [--edits 50] [--parts table1,ood,edits,speed]
+                           [--edits-first 0] [--edit-hold H] [--edit-kinds shift,zoom,remove]
                            [--gen-weights FILE] [--device cpu] [--threads 2] [--json out.json]
 
 - table1: invert ``--n`` held-out scenes (real renders of world seed HELD_OUT_SEED, never seen in
