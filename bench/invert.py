@@ -56,6 +56,7 @@ from rosetta_core.inversion.perceptual import Perceptual  # noqa: E402
 from rosetta_core.zoo import load, registry  # noqa: E402
 from rosetta_core.zoo.embedded.mini_gen import GEN_WORLD  # noqa: E402
 
+MEASURED_EDITS = ("shift", "zoom", "remove")
 HELD_OUT_SEED = 90210
 VALIDATION_SEED = 4242  # scenes for choosing settings (alpha), never the ones reported
 PERCEPTUAL = "mini-resnet.sup"
@@ -151,7 +152,7 @@ def _radius_cap(latents: np.ndarray) -> np.ndarray:
     return after / np.maximum(before, 1e-12)
 
 
-def edits(ctx, trials, steps, first=0, hold=None, kinds=("shift", "zoom", "remove")) -> dict:
+def edits(ctx, trials, steps, first=0, hold=None, kinds=MEASURED_EDITS) -> dict:
     """``hold=None``: each edit's default pull to the source latent (``edits.default_hold``)."""
     run, gen = ctx["run"], ctx["gen"]
     latents = torch.from_numpy(np.asarray(run.store.array("latents")[first : first + trials], dtype=np.float32))
@@ -200,9 +201,8 @@ def edits(ctx, trials, steps, first=0, hold=None, kinds=("shift", "zoom", "remov
         after = (M.foreground(removed.images.cpu().numpy()) & src_fg).sum(axis=(1, 2))
         flags = (after < src_fg.sum(axis=(1, 2)))[keep]
         out["remove"] = {"direction_rate": float(flags.mean()), "concept": cid, "trials": int(len(flags))}
-    for kind, row in out.items():
-        row["hold"] = default_hold(kind) if hold is None else hold
     for name, row in out.items():
+        row["hold"] = default_hold(name) if hold is None else hold
         print(f"  {name:7s} " + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
     return out
 
@@ -259,7 +259,7 @@ def main() -> int:
     ap.add_argument("--edit-hold", type=float, default=None,
                     help="weight of the edits' pull to the source latent for every edit (default: each edit's "
                          "own, rosetta_core.inversion.edits.EDIT_HOLDS; 0 = Eq. 5 alone)")
-    ap.add_argument("--edit-kinds", default="shift,zoom,remove", help="edits to measure (default shift,zoom,remove)")
+    ap.add_argument("--edit-kinds", default=",".join(MEASURED_EDITS), help=f"edits to measure (default {','.join(MEASURED_EDITS)})")
     ap.add_argument("--edits-first", type=int, default=0,
                     help="first run image of the edit trials (default 0, the images reported; "
                          "e.g. 200 for validation images when choosing --edit-hold)")
@@ -270,9 +270,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    unknown = set(args.edit_kinds.split(",")) - {"shift", "zoom", "remove"}
+    unknown = set(args.edit_kinds.split(",")) - set(MEASURED_EDITS)
     if unknown:
-        ap.error(f"--edit-kinds {','.join(sorted(unknown))} not measured here; valid: shift, zoom, remove")
+        ap.error(f"--edit-kinds {','.join(sorted(unknown))} not measured here; valid: {', '.join(MEASURED_EDITS)}")
     torch.set_num_threads(args.threads)
     if args.gen_weights is not None:
         registry._ensure_builtin()

@@ -42,7 +42,7 @@ from .losses import LinearAct, normalised_targets, reg_loss
 from .matches import Matches
 from .optimize import InversionConfig, Result, guidance_objective, optimise
 
-__all__ = ["EDITS", "EDIT_HOLDS", "default_hold", "shift_maps", "zoom_maps", "copy_paste_maps", "edit_targets", "edit"]
+__all__ = ["EDITS", "EDIT_HOLDS", "default_hold", "resolve_hold", "shift_maps", "zoom_maps", "copy_paste_maps", "edit_targets", "edit"]
 
 EDITS = ("shift", "zoom", "copy-paste", "remove", "add")
 EDIT_HOLDS = {"shift": 10.0, "zoom": 3.0}  # default hold per edit; edits not listed use 0 (Eq. 5 alone)
@@ -51,6 +51,15 @@ EDIT_HOLDS = {"shift": 10.0, "zoom": 3.0}  # default hold per edit; edits not li
 def default_hold(kind: str) -> float:
     """The default weight of the pull to the source latent for edit ``kind``."""
     return EDIT_HOLDS.get(kind, 0.0)
+
+
+def resolve_hold(kind: str, hold: float | None, name: str = "hold=") -> float:
+    """``hold``, or the default of edit ``kind`` when ``None``; a negative value is an error
+    naming it as ``name`` (``"--hold "`` for the command line)."""
+    hold = default_hold(kind) if hold is None else hold
+    if not hold >= 0:
+        raise ValueError(f"{name}{hold} must be >= 0 (0 = the paper's Eq. 5 without a pull to the source latent)")
+    return hold
 
 
 def shift_maps(maps: torch.Tensor, dx: float, dy: float) -> torch.Tensor:
@@ -132,9 +141,7 @@ def edit(gen: GeneratorAdapter, matches: Matches, latents: torch.Tensor, kind: s
 
     Starts from ``latents`` ``(n, d)`` (copy-paste: from ``sample_latents(seed, 0..n-1)``).
     Returns (the result, the uint8 source images ``(n, 3, H, W)``)."""
-    hold = default_hold(kind) if hold is None else hold
-    if not hold >= 0:
-        raise ValueError(f"hold={hold} must be >= 0 (0 = the paper's Eq. 5 without a pull to the source latent)")
+    hold = resolve_hold(kind, hold)
     layers = sorted({g.gen_layer for g in matches.groups})
     source_images, source = gen.generate(latents, layers)
     guidance = LinearAct(matches, normalised_targets(matches, edit_targets(matches, source, kind, units, dx, dy)))

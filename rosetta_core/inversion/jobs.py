@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..zoo import load
-from .edits import EDITS, default_hold, edit
+from .edits import EDITS, edit, resolve_hold
 from .images import load_image, save_png, side_by_side
 from .matches import RunInfo, concept_units, encoder_matches, open_run, self_matches
 from .metrics import psnr, ssim
@@ -156,9 +156,7 @@ def edit_job(run_dir: str | Path, out: str | Path, kind: str, settings: JobSetti
     weight of the pull to the source latent (``None``: the edit's default, see :func:`~.edits.edit`)."""
     if kind not in EDITS:
         raise ValueError(f"edit {kind!r} is not supported; valid: {', '.join(EDITS)}")
-    hold = default_hold(kind) if hold is None else hold
-    if not hold >= 0:
-        raise ValueError(f"--hold {hold} must be >= 0 (0 = the paper's Eq. 5 without a pull to the source latent)")
+    hold = resolve_hold(kind, hold, "--hold ")  # before any model loads
     run = check_job(run_dir, settings)
     n = run.plan.config.n
     if not 0 <= index < n:
