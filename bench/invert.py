@@ -51,7 +51,7 @@ from rosetta_core.inversion import InversionConfig, edit, encoder_matches, inver
 from rosetta_core.inversion import metrics as M  # noqa: E402
 from rosetta_core.inversion.edits import default_hold, zoom_maps  # noqa: E402
 from rosetta_core.inversion.losses import act_loss, normalised_targets  # noqa: E402
-from rosetta_core.inversion.optimize import guidance_objective, latent_box, optimise, target_maps  # noqa: E402
+from rosetta_core.inversion.optimize import guidance_objective, latent_box, optimise, regulariser, target_maps  # noqa: E402
 from rosetta_core.inversion.perceptual import Perceptual  # noqa: E402
 from rosetta_core.zoo import load, registry  # noqa: E402
 from rosetta_core.zoo.embedded.mini_gen import GEN_WORLD  # noqa: E402
@@ -213,7 +213,7 @@ def _direct(gen, encs, matches, image, cfg) -> float:
     pair's maps (``act_loss``) instead of the folded kernels of ``LinearAct``."""
     targets = normalised_targets(matches, target_maps(encs, matches, image))
     layers = sorted({g.gen_layer for g in matches.groups})
-    objective = guidance_objective(lambda maps: act_loss(matches, maps, targets), cfg)
+    objective = guidance_objective(lambda maps: act_loss(matches, maps, targets), regulariser(gen, cfg))
     start = gen.sample_latents(cfg.seed, np.zeros(1, dtype=np.int64))
     return optimise(gen, start, layers, objective, cfg, needs_images=True).seconds
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from rosetta_core.inversion.edits import EDIT_HOLDS, EDITS
-from rosetta_core.inversion.optimize import MODES
+from rosetta_core.inversion.optimize import MODES, REG_CENTERS
 
 
 def _settings(args: argparse.Namespace):
@@ -16,7 +16,7 @@ def _settings(args: argparse.Namespace):
     encoders = tuple(e for e in (args.encoders or "").split(",") if e)
     return JobSettings(mode=getattr(args, "mode", "ood"), encoders=encoders, steps=args.steps, seed=args.seed,
                        alpha=args.alpha, beta=getattr(args, "beta", 1.0), pixel=getattr(args, "pixel", "l2"),
-                       lr=args.lr, device=args.device,
+                       reg_center=args.reg_center, lr=args.lr, device=args.device,
                        perceptual_encoder=getattr(args, "perceptual_encoder", "mini-resnet.sup"))
 
 
@@ -98,6 +98,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=500, help="optimisation steps (default 500)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--alpha", type=float, default=0.1, help="weight of L_reg (default 0.1)")
+    p.add_argument("--reg-center", choices=REG_CENTERS, default="prior",
+                   help="L_reg of the latent standardised by the generator's prior (default; the paper's ||z||^2 "
+                   "for N(0, I) generators) or of the raw latent ('zero')")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the generator's zoo entry)")
     p.add_argument("--device", default="cpu")
 

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from ..zoo.base import GeneratorAdapter
 from .losses import LinearAct, normalised_targets, reg_loss
 from .matches import Matches
-from .optimize import InversionConfig, Result, guidance_objective, optimise
+from .optimize import InversionConfig, Result, guidance_objective, optimise, regulariser
 
 __all__ = ["EDITS", "EDIT_HOLDS", "default_hold", "resolve_hold", "shift_maps", "zoom_maps", "copy_paste_maps", "edit_targets", "edit"]
 
@@ -146,7 +146,7 @@ def edit(gen: GeneratorAdapter, matches: Matches, latents: torch.Tensor, kind: s
     source_images, source = gen.generate(latents, layers)
     guidance = LinearAct(matches, normalised_targets(matches, edit_targets(matches, source, kind, units, dx, dy)))
     start = latents if kind != "copy-paste" else gen.sample_latents(config.seed, np.arange(len(latents)))
-    eq5 = guidance_objective(guidance, config)
+    eq5 = guidance_objective(guidance, regulariser(gen, config))
     anchor = latents.detach().float().to(gen.device)
 
     def objective(z, images, maps):

@@ -45,13 +45,14 @@ class JobSettings:
     beta: float = 1.0
     pixel: str = "l2"
     reg: str = "l2"
+    reg_center: str = "prior"
     lr: float | None = None
     perceptual_encoder: str = "mini-resnet.sup"
     device: str = "cpu"
 
     def config(self) -> InversionConfig:
         cfg = InversionConfig(mode=self.mode, steps=self.steps, lr=self.lr, alpha=self.alpha, beta=self.beta,
-                              pixel=self.pixel, reg=self.reg, seed=self.seed)
+                              pixel=self.pixel, reg=self.reg, reg_center=self.reg_center, seed=self.seed)
         cfg.validate()
         return cfg
 

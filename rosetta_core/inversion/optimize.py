@@ -12,6 +12,14 @@ correlation: a latent far outside the prior can make activations, and ``L_act``,
 limit (measured here: ``L_act`` ~1800 after 100 steps with the latent drifting off). With
 ``project=True`` (default) every step is followed by a projection onto the box spanned by the
 prior, the per-dimension min/max of :data:`BOX_SAMPLES` latents ``sample_latents(BOX_SEED, ...)``.
+
+``L_reg`` keeps the latent where the prior puts its mass. The paper's generators draw
+``z ~ N(0, I)``, so it writes ``||z||^2``. A prior that is not centred at zero (mini-gen's
+latent is a scene code: presence flags, colours and sizes in [0, 1]) would be pulled towards
+"no object, black"; with ``reg_center="prior"`` (default) ``L_reg`` is therefore taken of the
+latent standardised by the prior, ``(z - mean) / std`` per dimension (:func:`latent_prior`),
+which is exactly ``||z||^2`` for generators that declare ``standard_normal_prior``.
+``reg_center="zero"`` is the literal ``||z||^2`` for every generator.
 """
 
 from __future__ import annotations
@@ -30,9 +38,10 @@ from .matches import Matches
 from .perceptual import Perceptual
 
 __all__ = ["MODES", "InversionConfig", "Result", "generator_lr", "optimise", "invert", "visualize", "target_maps",
-           "guidance_objective"]
+           "guidance_objective", "latent_prior", "regulariser", "REG_CENTERS"]
 
 MODES = ("ood", "rec")
+REG_CENTERS = ("prior", "zero")
 DEFAULT_LR = 0.05
 BOX_SAMPLES, BOX_SEED = 1024, 271828
 
@@ -44,6 +53,7 @@ class InversionConfig:
     ``mode``: ``"ood"`` (Eq. 5, guidance only) or ``"rec"`` (Eq. 7, reconstruction + guidance).
     ``lr=None`` takes the generator's zoo entry. ``beta=0`` in ``rec`` mode is the
     reconstruction-only baseline. ``snapshots``: intermediate images kept for the strip.
+    ``reg_center``: what ``L_reg`` measures the latent against (module docstring).
     """
 
     mode: str = "ood"
@@ -52,6 +62,7 @@ class InversionConfig:
     alpha: float = 0.1
     beta: float = 1.0
     reg: str = "l2"
+    reg_center: str = "prior"
     pixel: str = "l2"
     perceptual_weight: float = 1.0
     warmup: float = 0.05
@@ -65,6 +76,8 @@ class InversionConfig:
             raise ValueError(f"mode={self.mode!r} is not supported; valid: {', '.join(MODES)}")
         if self.reg not in REGS:
             raise ValueError(f"reg={self.reg!r} is not supported; valid: {', '.join(REGS)}")
+        if self.reg_center not in REG_CENTERS:
+            raise ValueError(f"reg_center={self.reg_center!r} is not supported; valid: {', '.join(REG_CENTERS)}")
         if self.pixel not in PIXELS:
             raise ValueError(f"pixel={self.pixel!r} is not supported; valid: {', '.join(PIXELS)}")
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -107,14 +120,45 @@ def generator_lr(name: str) -> float:
     return float(get_spec(name).extra.get("inversion_lr", DEFAULT_LR))
 
 
+def _prior_sample(gen: GeneratorAdapter) -> torch.Tensor:
+    return gen.sample_latents(BOX_SEED, np.arange(BOX_SAMPLES)).double().cpu()
+
+
 def latent_box(gen: GeneratorAdapter) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-dimension (min, max) ``(d,)`` of the prior's latents (cached on the adapter)."""
     box = getattr(gen, "_latent_box", None)
     if box is None:
-        sample = gen.sample_latents(BOX_SEED, np.arange(BOX_SAMPLES)).float()
+        sample = _prior_sample(gen).float().to(gen.device)
         box = (sample.amin(dim=0), sample.amax(dim=0))
         gen._latent_box = box
     return box
+
+
+def latent_prior(gen: GeneratorAdapter) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension (mean, std) float32 ``(d,)`` that ``L_reg`` standardises latents by
+    (cached on the adapter): exactly (0, 1) when ``gen.standard_normal_prior``; otherwise
+    the mean and standard deviation of the :data:`BOX_SAMPLES` prior latents, with std 1 for
+    dimensions the prior holds constant (the box projection fixes those anyway)."""
+    prior = getattr(gen, "_latent_prior", None)
+    if prior is None:
+        if gen.standard_normal_prior:
+            dim = gen.sample_latents(BOX_SEED, [0]).shape[1]
+            mean, std = torch.zeros(dim, dtype=torch.float64), torch.ones(dim, dtype=torch.float64)
+        else:
+            sample = _prior_sample(gen)
+            mean, std = sample.mean(dim=0), sample.std(dim=0)
+            std = torch.where(std > 1e-6 * (1 + mean.abs()), std, torch.ones_like(std))
+        prior = (mean.float().to(gen.device), std.float().to(gen.device))
+        gen._latent_prior = prior
+    return prior
+
+
+def regulariser(gen: GeneratorAdapter, config: InversionConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``z -> alpha * L_reg(z)`` per latent ``(n,)`` with ``config``'s kind and centring."""
+    if config.reg_center == "zero":
+        return lambda z: config.alpha * reg_loss(z, config.reg)
+    mean, std = latent_prior(gen)
+    return lambda z: config.alpha * reg_loss((z - mean.to(z)) / std.to(z), config.reg)
 
 
 def target_maps(encoders: dict[str, EncoderAdapter], matches: Matches, images: torch.Tensor) -> dict:
@@ -129,14 +173,14 @@ def target_maps(encoders: dict[str, EncoderAdapter], matches: Matches, images: t
 Objective = Callable[[torch.Tensor, torch.Tensor, dict], tuple[torch.Tensor, torch.Tensor]]
 
 
-def guidance_objective(act: Callable[[dict], torch.Tensor], config: InversionConfig) -> Objective:
-    """Eq. 5 as an :data:`Objective`: ``alpha * L_reg(z) - act(maps)``; it reads only maps (run
-    it with ``optimise(..., needs_images=False)``). ``act``: maps -> ``L_act`` ``(n,)``, e.g. a
-    :class:`~.losses.LinearAct`."""
+def guidance_objective(act: Callable[[dict], torch.Tensor], reg: Callable[[torch.Tensor], torch.Tensor]) -> Objective:
+    """Eq. 5 as an :data:`Objective`: ``reg(z) - act(maps)``; it reads only maps (run it with
+    ``optimise(..., needs_images=False)``). ``act``: maps -> ``L_act`` ``(n,)``, e.g. a
+    :class:`~.losses.LinearAct`; ``reg``: :func:`regulariser`."""
 
     def objective(z, _images, maps):
         value = act(maps)
-        return config.alpha * reg_loss(z, config.reg) - value, value
+        return reg(z) - value, value
 
     return objective
 
@@ -209,6 +253,7 @@ def invert(gen: GeneratorAdapter, encoders: dict[str, EncoderAdapter], matches: 
     guidance = LinearAct(matches, targets) if guided else None
     layers = sorted({g.gen_layer for g in matches.groups}) if guided else []
     target_px = _float(images).to(gen.device)
+    reg = regulariser(gen, config)
     target_feats = None
     if config.mode == "rec" and perceptual is not None and config.perceptual_weight > 0:
         with torch.no_grad():
@@ -216,7 +261,7 @@ def invert(gen: GeneratorAdapter, encoders: dict[str, EncoderAdapter], matches: 
 
     def objective(z, out, maps):
         act = guidance(maps) if guided else z.new_full((n,), float("nan"))
-        loss = config.alpha * reg_loss(z, config.reg)
+        loss = reg(z)
         if config.mode == "ood":
             return loss - act, act
         loss = loss + pixel_loss(out, target_px, config.pixel)
@@ -242,4 +287,5 @@ def visualize(gen: GeneratorAdapter, encoders: dict[str, EncoderAdapter], matche
     guidance = LinearAct(matches, [t.expand(starts, *t.shape[1:]) for t in targets])
     layers = sorted({g.gen_layer for g in matches.groups})
     start = gen.sample_latents(config.seed, np.arange(starts))
-    return optimise(gen, start, layers, guidance_objective(guidance, config), config, progress, needs_images=False)
+    return optimise(gen, start, layers, guidance_objective(guidance, regulariser(gen, config)), config, progress,
+                    needs_images=False)

@@ -93,6 +93,10 @@ class GeneratorAdapter(ModelAdapter):
     """A generative model: latents in, images and its own activation maps out."""
 
     kind = "generator"
+    #: True when ``L_reg`` should measure latents against N(0, I), i.e. the paper's plain
+    #: ``||z||^2`` (StyleGAN, BigGAN). False: against the per-dimension mean and spread of
+    #: ``sample_latents`` (a prior that is not centred at zero, such as mini-gen's scene codes).
+    standard_normal_prior: bool = False
 
     @abstractmethod
     def sample_latents(self, seed: int, indices: Sequence[int] | np.ndarray) -> torch.Tensor:

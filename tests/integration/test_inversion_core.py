@@ -15,11 +15,21 @@ from oracles import resized
 from rosetta_core.inversion import InversionConfig, encoder_matches, invert, open_run, self_matches
 from rosetta_core.inversion.edits import EDIT_HOLDS, default_hold, edit, edit_targets
 from rosetta_core.inversion.jobs import JobSettings, edit_job, invert_file, visualize_job
-from rosetta_core.inversion.losses import act_loss, normalised_targets, reg_loss
-from rosetta_core.inversion.optimize import optimise, target_maps
+from rosetta_core.inversion.losses import act_loss, normalised_targets
+from rosetta_core.inversion.optimize import BOX_SAMPLES, BOX_SEED, optimise, target_maps
 from rosetta_core.zoo import load
 
 pytestmark = pytest.mark.integration
+
+
+def _prior_reg(gen, alpha):
+    """``alpha * mean(((z - mean) / std)**2)`` with the prior's statistics computed here in float64
+    from the same prior sample (std 1 where the prior is constant)."""
+    sample = gen.sample_latents(BOX_SEED, np.arange(BOX_SAMPLES)).double().numpy()
+    mean, std = sample.mean(0), sample.std(0, ddof=1)
+    std = np.where(std > 1e-6 * (1 + np.abs(mean)), std, 1.0)
+    m, s = torch.from_numpy(mean).float(), torch.from_numpy(std).float()
+    return lambda z: alpha * ((z - m) / s).pow(2).mean(1)
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +97,9 @@ def test_fast_path_follows_the_direct_form(run_dir):
     def direct(z, out, maps):
         assert out is not None  # the full forward pass ran
         act = act_loss(matches, maps, targets)
-        return cfg.alpha * reg_loss(z, cfg.reg) - act, act
+        return reg(z) - act, act
 
+    reg = _prior_reg(gen, cfg.alpha)
     start = gen.sample_latents(cfg.seed, np.zeros(1, dtype=np.int64)).repeat(2, 1)
     slow = optimise(gen, start, sorted({g.gen_layer for g in matches.groups}), direct, cfg, needs_images=True)
     torch.testing.assert_close(fast.latents, slow.latents, rtol=1e-4, atol=1e-5)
@@ -107,11 +118,12 @@ def test_edit_hold_adds_a_pull_to_the_source_latent(run_dir):
     layers = sorted({g.gen_layer for g in matches.groups})
     _, source = gen.generate(latents, layers)
     targets = normalised_targets(matches, edit_targets(matches, source, "shift", None, 0.25, 0.0))
+    reg = _prior_reg(gen, cfg.alpha)
 
     def direct(hold):
         def objective(z, _out, maps):
             act = act_loss(matches, maps, targets)
-            return cfg.alpha * z.pow(2).mean(1) + hold * (z - latents).pow(2).mean(1) - act, act
+            return reg(z) + hold * (z - latents).pow(2).mean(1) - act, act
 
         return optimise(gen, latents, layers, objective, cfg, needs_images=True).latents
 

@@ -13,7 +13,9 @@ from rosetta_core.inversion.edits import copy_paste_maps, edit_targets, shift_ma
 from rosetta_core.inversion.losses import LinearAct, act_loss, generator_maps, lr_factor, normalised_targets, reg_loss
 from rosetta_core.inversion.matches import Matches, PairGroup
 from rosetta_core.inversion.metrics import psnr, ssim
+from rosetta_core.inversion.optimize import BOX_SAMPLES, BOX_SEED, InversionConfig, latent_prior, regulariser
 from rosetta_core.resize import bilinear_matrix
+from rosetta_core.zoo import load
 
 pytestmark = pytest.mark.unit
 
@@ -159,6 +161,30 @@ def test_act_loss_has_gradients_and_reg_losses():
     assert reg_loss(z, "l1").item() == pytest.approx(3.5)
     with pytest.raises(ValueError, match="reg='l3'"):
         reg_loss(z, "l3")
+
+
+def test_prior_regulariser_against_float64_oracle():
+    """mini-gen's prior is a scene code (flags and colours in [0, 1]): the default L_reg
+    standardises by the prior's per-dimension mean and std; ``reg_center="zero"`` is the raw
+    ``mean(z**2)``; constant dimensions get std 1; an unknown centring is one clear error."""
+    gen = load("mini-gen", "random")
+    sample = gen.sample_latents(BOX_SEED, np.arange(BOX_SAMPLES)).double().numpy()
+    mean, std = sample.mean(0), sample.std(0, ddof=1)
+    constant = std <= 1e-6 * (1 + np.abs(mean))
+    assert constant.any() and (np.abs(mean[~constant]) > 0.05).any()  # not a N(0, I) prior
+    got_mean, got_std = latent_prior(gen)
+    np.testing.assert_allclose(got_mean.numpy(), mean, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got_std.numpy(), np.where(constant, 1.0, std), rtol=1e-5, atol=1e-7)
+    z = gen.sample_latents(5, np.arange(3)) + 0.3
+    zd = z.double().numpy()
+    for kind, power in (("l2", 2), ("l1", 1)):
+        want = 0.7 * (np.abs((zd - mean) / np.where(constant, 1.0, std)) ** power).mean(1)
+        got = regulariser(gen, InversionConfig(alpha=0.7, reg=kind))(z)
+        np.testing.assert_allclose(got.double().numpy(), want, rtol=1e-5)
+        raw = regulariser(gen, InversionConfig(alpha=0.7, reg=kind, reg_center="zero"))(z)
+        np.testing.assert_allclose(raw.double().numpy(), 0.7 * (np.abs(zd) ** power).mean(1), rtol=1e-5)
+    with pytest.raises(ValueError, match="reg_center='median' is not supported; valid: prior, zero"):
+        InversionConfig(reg_center="median").validate()
 
 
 def test_schedule_warmup_flat_cosine():

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from rosetta_core.hooks import capture
+from rosetta_core.inversion.optimize import InversionConfig, latent_prior, regulariser
 from rosetta_core.zoo import load
 from rosetta_core.zoo.paper import pickled
 from rosetta_core.zoo.paper.stylegan2 import Upsample
@@ -207,3 +208,15 @@ def test_pickled_generator_through_the_registry(tiny_pickle, monkeypatch):
     assert latents.shape == (2, 7) and torch.equal(latents[:, 4:], torch.tensor([[0.0, 0, 1]] * 2))
     images, maps = adapter.generate(latents, ["L1_*"])
     assert images.shape == (2, 3, 16, 16) and set(maps) == {"L1_16_8"} and maps["L1_16_8"].shape == (2, 8, 16, 16)
+    mean, std = latent_prior(adapter)
+    assert torch.equal(mean, torch.zeros(7)) and torch.equal(std, torch.ones(7))
+
+
+def test_paper_generators_regularise_with_the_papers_plain_norm(biggan, stylegan):
+    """L_reg of a N(0, I) generator is the paper's ||z||^2 under the default centring too."""
+    for gen in (biggan, stylegan):
+        z = gen.sample_latents(3, [0, 1]) * 1.7 + 0.2
+        want = 0.1 * z.double().pow(2).mean(1)
+        for center in ("prior", "zero"):
+            got = regulariser(gen, InversionConfig(alpha=0.1, reg_center=center))(z)
+            torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=0)

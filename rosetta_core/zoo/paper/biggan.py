@@ -62,6 +62,7 @@ class BigGANAdapter(GeneratorAdapter):
 
     name = NAME
     arch = "BigGAN-deep 256 (pytorch-pretrained-biggan)"
+    standard_normal_prior = True  # L_reg is the paper's ||z||^2
 
     def __init__(self, module: BigGANModule):
         self.module = module

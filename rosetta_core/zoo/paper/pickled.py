@@ -90,6 +90,8 @@ class _PickledModule(nn.Module):
 class PickledGeneratorAdapter(GeneratorAdapter):
     """A generator from a trusted network pickle (see the module docstring)."""
 
+    standard_normal_prior = True  # L_reg is the paper's ||z||^2
+
     def __init__(self, name: str, truncation: float = 0.7):
         self.name, self.weights, self.class_index = name, "none", None
         self.truncation = truncation

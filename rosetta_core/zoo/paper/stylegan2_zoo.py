@@ -58,6 +58,8 @@ class StyleGAN2Module(nn.Module):
 class StyleGAN2Adapter(GeneratorAdapter):
     """The extraction contract around :class:`StyleGAN2Module` (see the module docstring)."""
 
+    standard_normal_prior = True  # L_reg is the paper's ||z||^2
+
     def __init__(self, name: str, module: StyleGAN2Module):
         self.name, self.module, self.weights = name, module, "random"
         g = module.generator
