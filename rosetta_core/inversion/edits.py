@@ -18,9 +18,11 @@ Every other matched unit keeps its source map, so the rest of the image is held 
 Eq. 5 alone lets the optimiser trade the edit for other changes: on mini-gen a shift reaches a
 higher ``L_act`` than the exact translation by also changing objects' sizes and colours, which
 pulls the centroid back (median 13 px of a requested 16). ``hold`` adds an L2 pull of the latent
-towards the source latent, ``hold * L_reg(z - z_source)``, on top of Eq. 5's ``alpha * L_reg(z)``;
-``hold=0`` is the paper's objective. Chosen on 32 validation latents (run images 200-231 of a
-256-image mini-gen run, never the ones reported), 500 steps, hold 0 / 1 / 3 / 10 / 30:
+towards the source latent, ``hold * L_reg(z - z_source)`` (of the raw difference, whatever
+``config.reg_center``), on top of Eq. 5's ``alpha * L_reg(z)``; ``hold=0`` is the paper's
+objective. Chosen on 32 validation latents (run images 200-231 of a 256-image mini-gen run,
+never the ones reported), 500 steps, Eq. 5 with ``reg_center="zero"`` (the default then), hold
+0 / 1 / 3 / 10 / 30:
 
 - shift within 25% of the request: 59 / 72 / 72 / 72 / 59%, right direction 97 / 94 / 94 / 100 / 100%;
 - zoom's area growth (median): x2.67 / x2.87 / x2.86 / x1.99 / -, grew in 91 / 94 / 100 / 100% / -;
