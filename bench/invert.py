@@ -278,8 +278,8 @@ def main() -> int:
     ap.add_argument("--ood-reg", default=",".join(f"{k}={c}:{a:g}" for k, (c, a) in OOD_REG.items()),
                     help="STYLE=CENTER:ALPHA,... the L_reg centring and alpha of each style's guided OOD "
                          "inversions (Eq. 5); default chosen on --ood-seed 4242 scenes, see README")
-    ap.add_argument("--reg-center", choices=REG_CENTERS, default="prior",
-                    help="L_reg centring of table1, edits and speed (default prior, the library's)")
+    ap.add_argument("--reg-center", choices=REG_CENTERS, default="zero",
+                    help="L_reg centring of table1, edits, speed and the OOD pixel baseline (default zero, the library's)")
     ap.add_argument("--ood-seed", type=int, default=None,
                     help=f"world seed of the OOD scenes (default {HELD_OUT_SEED}, the held-out scenes; "
                          f"use another, e.g. {VALIDATION_SEED}, to choose settings)")

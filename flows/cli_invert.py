@@ -98,9 +98,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=500, help="optimisation steps (default 500)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--alpha", type=float, default=0.1, help="weight of L_reg (default 0.1)")
-    p.add_argument("--reg-center", choices=REG_CENTERS, default="prior",
-                   help="L_reg of the latent standardised by the generator's prior (default; the paper's ||z||^2 "
-                   "for N(0, I) generators) or of the raw latent ('zero')")
+    p.add_argument("--reg-center", choices=REG_CENTERS, default="zero",
+                   help="L_reg of the raw latent (default, the paper's ||z||^2) or of the latent standardised by "
+                   "the generator's prior ('prior': the same for N(0, I) generators; for mini-gen, better layouts "
+                   "of cartoon-like images with --mode ood)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the generator's zoo entry)")
     p.add_argument("--device", default="cpu")
 

@@ -32,7 +32,7 @@ class InvertSettings(BaseModel):
     beta: float = Field(1.0, ge=0)
     pixel: Literal["l2", "l1", "none"] = "l2"
     reg: Literal["l2", "l1"] = "l2"
-    reg_center: Literal["prior", "zero"] = "prior"
+    reg_center: Literal["prior", "zero"] = "zero"
     lr: float | None = None
     perceptual_encoder: str = "mini-resnet.sup"
     device: str = "cpu"

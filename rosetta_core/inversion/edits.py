@@ -21,7 +21,7 @@ pulls the centroid back (median 13 px of a requested 16). ``hold`` adds an L2 pu
 towards the source latent, ``hold * L_reg(z - z_source)`` (of the raw difference, whatever
 ``config.reg_center``), on top of Eq. 5's ``alpha * L_reg(z)``; ``hold=0`` is the paper's
 objective. Chosen on 32 validation latents (run images 200-231 of a 256-image mini-gen run,
-never the ones reported), 500 steps, Eq. 5 with ``reg_center="zero"`` (the default then), hold
+never the ones reported), 500 steps, Eq. 5 with the default ``reg_center="zero"``, hold
 0 / 1 / 3 / 10 / 30:
 
 - shift within 25% of the request: 59 / 72 / 72 / 72 / 59%, right direction 97 / 94 / 94 / 100 / 100%;

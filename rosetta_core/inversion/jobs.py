@@ -45,7 +45,7 @@ class JobSettings:
     beta: float = 1.0
     pixel: str = "l2"
     reg: str = "l2"
-    reg_center: str = "prior"
+    reg_center: str = "zero"
     lr: float | None = None
     perceptual_encoder: str = "mini-resnet.sup"
     device: str = "cpu"

@@ -90,7 +90,7 @@ def test_fast_path_follows_the_direct_form(run_dir):
     encs = {"mini-resnet.sup": load("mini-resnet.sup", "random")}
     matches = encoder_matches(run)
     images = torch.from_numpy(np.asarray(run.store.array("images")[:2]))
-    cfg = InversionConfig(mode="ood", steps=5, seed=3)
+    cfg = InversionConfig(mode="ood", steps=5, seed=3, reg_center="prior")
     fast = invert(gen, encs, matches, images, cfg)
     targets = normalised_targets(matches, target_maps(encs, matches, images))
 
@@ -118,12 +118,11 @@ def test_edit_hold_adds_a_pull_to_the_source_latent(run_dir):
     layers = sorted({g.gen_layer for g in matches.groups})
     _, source = gen.generate(latents, layers)
     targets = normalised_targets(matches, edit_targets(matches, source, "shift", None, 0.25, 0.0))
-    reg = _prior_reg(gen, cfg.alpha)
 
     def direct(hold):
         def objective(z, _out, maps):
             act = act_loss(matches, maps, targets)
-            return reg(z) + hold * (z - latents).pow(2).mean(1) - act, act
+            return cfg.alpha * z.pow(2).mean(1) + hold * (z - latents).pow(2).mean(1) - act, act
 
         return optimise(gen, latents, layers, objective, cfg, needs_images=True).latents
 

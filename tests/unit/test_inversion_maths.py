@@ -164,8 +164,8 @@ def test_act_loss_has_gradients_and_reg_losses():
 
 
 def test_prior_regulariser_against_float64_oracle():
-    """mini-gen's prior is a scene code (flags and colours in [0, 1]): the default L_reg
-    standardises by the prior's per-dimension mean and std; ``reg_center="zero"`` is the raw
+    """mini-gen's prior is a scene code (flags and colours in [0, 1]): ``reg_center="prior"``
+    standardises by the prior's per-dimension mean and std; the default ``"zero"`` is the raw
     ``mean(z**2)``; constant dimensions get std 1; an unknown centring is one clear error."""
     gen = load("mini-gen", "random")
     sample = gen.sample_latents(BOX_SEED, np.arange(BOX_SAMPLES)).double().numpy()
@@ -179,9 +179,9 @@ def test_prior_regulariser_against_float64_oracle():
     zd = z.double().numpy()
     for kind, power in (("l2", 2), ("l1", 1)):
         want = 0.7 * (np.abs((zd - mean) / np.where(constant, 1.0, std)) ** power).mean(1)
-        got = regulariser(gen, InversionConfig(alpha=0.7, reg=kind))(z)
+        got = regulariser(gen, InversionConfig(alpha=0.7, reg=kind, reg_center="prior"))(z)
         np.testing.assert_allclose(got.double().numpy(), want, rtol=1e-5)
-        raw = regulariser(gen, InversionConfig(alpha=0.7, reg=kind, reg_center="zero"))(z)
+        raw = regulariser(gen, InversionConfig(alpha=0.7, reg=kind))(z)
         np.testing.assert_allclose(raw.double().numpy(), 0.7 * (np.abs(zd) ** power).mean(1), rtol=1e-5)
     with pytest.raises(ValueError, match="reg_center='median' is not supported; valid: prior, zero"):
         InversionConfig(reg_center="median").validate()

@@ -213,7 +213,7 @@ def test_pickled_generator_through_the_registry(tiny_pickle, monkeypatch):
 
 
 def test_paper_generators_regularise_with_the_papers_plain_norm(biggan, stylegan):
-    """L_reg of a N(0, I) generator is the paper's ||z||^2 under the default centring too."""
+    """L_reg of a N(0, I) generator is the paper's ||z||^2 under both centrings."""
     for gen in (biggan, stylegan):
         z = gen.sample_latents(3, [0, 1]) * 1.7 + 0.2
         want = 0.1 * z.double().pow(2).mean(1)
