@@ -122,37 +122,37 @@ def generator_lr(name: str) -> float:
     return float(get_spec(name).extra.get("inversion_lr", DEFAULT_LR))
 
 
-def _prior_sample(gen: GeneratorAdapter) -> torch.Tensor:
-    return gen.sample_latents(BOX_SEED, np.arange(BOX_SAMPLES)).double().cpu()
+def _prior_summary(gen: GeneratorAdapter) -> dict[str, torch.Tensor]:
+    """Per-dimension min, max, mean and std (float64, CPU) of the :data:`BOX_SAMPLES` prior
+    latents ``sample_latents(BOX_SEED, ...)``, drawn once per adapter (for mini-gen a draw
+    renders the scenes) and cached on it for both the box and the prior."""
+    summary = getattr(gen, "_prior_summary", None)
+    if summary is None:
+        sample = gen.sample_latents(BOX_SEED, np.arange(BOX_SAMPLES)).double().cpu()
+        summary = {"min": sample.amin(dim=0), "max": sample.amax(dim=0), "mean": sample.mean(dim=0),
+                   "std": sample.std(dim=0)}
+        gen._prior_summary = summary
+    return summary
 
 
 def latent_box(gen: GeneratorAdapter) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-dimension (min, max) ``(d,)`` of the prior's latents (cached on the adapter)."""
-    box = getattr(gen, "_latent_box", None)
-    if box is None:
-        sample = _prior_sample(gen).float().to(gen.device)
-        box = (sample.amin(dim=0), sample.amax(dim=0))
-        gen._latent_box = box
-    return box
+    """Per-dimension (min, max) float32 ``(d,)`` of the prior's latents."""
+    summary = _prior_summary(gen)
+    return summary["min"].float().to(gen.device), summary["max"].float().to(gen.device)
 
 
 def latent_prior(gen: GeneratorAdapter) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-dimension (mean, std) float32 ``(d,)`` that ``L_reg`` standardises latents by
-    (cached on the adapter): exactly (0, 1) when ``gen.standard_normal_prior``; otherwise
-    the mean and standard deviation of the :data:`BOX_SAMPLES` prior latents, with std 1 for
-    dimensions the prior holds constant (the box projection fixes those anyway)."""
-    prior = getattr(gen, "_latent_prior", None)
-    if prior is None:
-        if gen.standard_normal_prior:
-            dim = gen.sample_latents(BOX_SEED, [0]).shape[1]
-            mean, std = torch.zeros(dim, dtype=torch.float64), torch.ones(dim, dtype=torch.float64)
-        else:
-            sample = _prior_sample(gen)
-            mean, std = sample.mean(dim=0), sample.std(dim=0)
-            std = torch.where(std > 1e-6 * (1 + mean.abs()), std, torch.ones_like(std))
-        prior = (mean.float().to(gen.device), std.float().to(gen.device))
-        gen._latent_prior = prior
-    return prior
+    """Per-dimension (mean, std) float32 ``(d,)`` that ``L_reg`` standardises latents by:
+    exactly (0, 1) when ``gen.standard_normal_prior``; otherwise the mean and standard
+    deviation of the :data:`BOX_SAMPLES` prior latents, with std 1 for dimensions the prior
+    holds constant (the box projection fixes those anyway)."""
+    summary = _prior_summary(gen)
+    mean, std = summary["mean"], summary["std"]
+    if gen.standard_normal_prior:
+        mean, std = torch.zeros_like(mean), torch.ones_like(std)
+    else:
+        std = torch.where(std > 1e-6 * (1 + mean.abs()), std, torch.ones_like(std))
+    return mean.float().to(gen.device), std.float().to(gen.device)
 
 
 def regulariser(gen: GeneratorAdapter, config: InversionConfig) -> Callable[[torch.Tensor], torch.Tensor]:
