@@ -3,7 +3,7 @@
 Usage::
 
     python bench/invert.py --run RUN [--n 200] [--steps 500] [--edits 50] [--parts table1,ood,edits,speed]
-                           [--edits-first 0] [--edit-hold H] [--edit-kinds shift,zoom,remove]
+                           [--edits-first 0] [--edit-hold H] [--edit-pad mean|zero] [--edit-kinds shift,zoom,remove]
                            [--ood-reg sketch=zero:3,cartoon=prior:1] [--reg-center prior|zero]
                            [--gen-weights FILE] [--device cpu] [--threads 2] [--json out.json]
 
@@ -22,7 +22,8 @@ Usage::
   when applied to the source image itself, and the growth if each source object's radius
   doubled up to the prior's largest radius), remove the concept most active on the object (the
   object's region must shrink); success rates. Each edit uses its default pull to the source
-  latent (``edits.EDIT_HOLDS``) unless ``--edit-hold`` sets one for all.
+  latent (``edits.EDIT_HOLDS``) unless ``--edit-hold`` sets one for all, and the library's
+  padding of shifted maps (``--edit-pad``, default ``mean``; ``zero`` is the paper's).
 - speed: seconds per 500 steps for one image: guided inversion in the direct form (baseline,
   same run) and as shipped, and the in-distribution objective with the perceptual term.
 
@@ -52,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rosetta_core.data import code_layout, render_batch  # noqa: E402
 from rosetta_core.inversion import InversionConfig, edit, encoder_matches, invert, open_run, self_matches  # noqa: E402
 from rosetta_core.inversion import metrics as M  # noqa: E402
-from rosetta_core.inversion.edits import default_hold, zoom_maps  # noqa: E402
+from rosetta_core.inversion.edits import PADS, default_hold, zoom_maps  # noqa: E402
 from rosetta_core.inversion.losses import act_loss, normalised_targets  # noqa: E402
 from rosetta_core.inversion.optimize import REG_CENTERS, guidance_objective, latent_box, optimise, regulariser, target_maps  # noqa: E402
 from rosetta_core.inversion.perceptual import Perceptual  # noqa: E402
@@ -160,7 +161,7 @@ def _radius_cap(latents: np.ndarray) -> np.ndarray:
     return after / np.maximum(before, 1e-12)
 
 
-def edits(ctx, trials, steps, first=0, hold=None, kinds=MEASURED_EDITS) -> dict:
+def edits(ctx, trials, steps, first=0, hold=None, kinds=MEASURED_EDITS, pad=PADS[0]) -> dict:
     """``hold=None``: each edit's default pull to the source latent (``edits.default_hold``)."""
     run, gen = ctx["run"], ctx["gen"]
     latents = torch.from_numpy(np.asarray(run.store.array("latents")[first : first + trials], dtype=np.float32))
@@ -180,14 +181,14 @@ def edits(ctx, trials, steps, first=0, hold=None, kinds=MEASURED_EDITS) -> dict:
         for s in (1.0, -1.0):
             pick = np.flatnonzero(sign == s)
             if len(pick):
-                shifted, _ = edit(gen, matches, latents[pick], "shift", cfg, dx=0.25 * s, hold=hold)
+                shifted, _ = edit(gen, matches, latents[pick], "shift", cfg, dx=0.25 * s, hold=hold, pad=pad)
                 moved[pick] = (M.centroid(M.foreground(shifted.images.cpu().numpy()))[:, 0] - cx[pick]) * s
         want = 0.25 * source.shape[-1]
         ok = keep & np.isfinite(moved)
         out["shift"] = {"direction_rate": float((moved[ok] > 0).mean()),
                         "within_25pct_rate": float((np.abs(moved[ok] - want) <= 0.25 * want).mean()),
                         "median_px": float(np.median(moved[ok])), "requested_px": want, "trials": int(ok.sum()),
-                        "right_trials": int((sign[ok] > 0).sum())}
+                        "right_trials": int((sign[ok] > 0).sum()), "pad": pad}
     if "zoom" in kinds:
         zoomed, _ = edit(gen, matches, latents, "zoom", cfg, hold=hold)
         area = np.maximum(src_fg.sum(axis=(1, 2)), 1)
@@ -286,6 +287,8 @@ def main() -> int:
     ap.add_argument("--edit-hold", type=float, default=None,
                     help="weight of the edits' pull to the source latent for every edit (default: each edit's "
                          "own, rosetta_core.inversion.edits.EDIT_HOLDS; 0 = Eq. 5 alone)")
+    ap.add_argument("--edit-pad", choices=PADS, default=PADS[0],
+                    help="what the cells a shift uncovers hold (default mean, the library's; zero = the paper's)")
     ap.add_argument("--edit-kinds", default=",".join(MEASURED_EDITS), help=f"edits to measure (default {','.join(MEASURED_EDITS)})")
     ap.add_argument("--edits-first", type=int, default=0,
                     help="first run image of the edit trials (default 0, the images reported; "
@@ -325,7 +328,7 @@ def main() -> int:
         results["ood"] = ood(ctx, args.ood_n, args.steps, args.batch, args.ood_seed)
     if "edits" in parts:
         print(f"Edits: {args.edits} trials each (run images {args.edits_first}-{args.edits_first + args.edits - 1}, hold {'per edit' if args.edit_hold is None else args.edit_hold})", flush=True)
-        results["edits"] = edits(ctx, args.edits, args.steps, args.edits_first, args.edit_hold, args.edit_kinds.split(","))
+        results["edits"] = edits(ctx, args.edits, args.steps, args.edits_first, args.edit_hold, args.edit_kinds.split(","), args.edit_pad)
     if "speed" in parts:
         results["speed"] = speed(ctx, args.speed_steps)
     results["seconds"] = time.perf_counter() - began

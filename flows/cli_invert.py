@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from rosetta_core.inversion.edits import EDIT_HOLDS, EDITS
+from rosetta_core.inversion.edits import EDIT_HOLDS, EDITS, PADS
 from rosetta_core.inversion.optimize import MODES, REG_CENTERS
 
 
@@ -71,7 +71,7 @@ def run_edit(args: argparse.Namespace) -> int:
     bar, progress = _bar(f"edit {args.edit}", args.steps)
     with bar:
         metrics = edit_job(args.run_dir, _out(args, "edits"), args.edit, settings, args.index, args.concept, args.unit,
-                           args.dx, args.dy, progress, args.hold)
+                           args.dx, args.dy, progress, args.hold, args.pad)
     _report(metrics)
     print(f"wrote {_out(args, 'edits')}/edit-{args.edit}-{args.index}/")
     return 0
@@ -135,6 +135,9 @@ def add_invert_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--hold", type=float, default=None,
                    help=f"weight of the L2 pull to the source latent (default per edit: {defaults}, others 0; "
                         "0 = the paper's Eq. 5 alone)")
+    e.add_argument("--pad", choices=PADS, default=PADS[0],
+                   help="what the map cells a shift uncovers hold (shift, copy-paste): mean = each unit's dataset "
+                        "mean, adding nothing to L_act (default); zero = the paper's zero padding")
     e.set_defaults(run=run_edit)
 
     v = sub.add_parser("visualize", help="visualise one concept from several random starts",

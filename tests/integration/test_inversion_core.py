@@ -155,7 +155,7 @@ def test_jobs_write_their_files(run_dir, tmp_path):
     assert invert_file(run_dir, image, tmp_path / "out", settings)["skipped"] is True
     assert metrics["settings"]["mode"] == "rec"
     edited = edit_job(run_dir, tmp_path / "out", "shift", JobSettings(steps=2), index=1)
-    assert edited["hold"] == EDIT_HOLDS["shift"] and edited["edit"] == "shift" and (tmp_path / "out" / "edit-shift-1" / "result.png").is_file()
+    assert edited["hold"] == EDIT_HOLDS["shift"] and edited["pad"] == "mean" and edited["edit"] == "shift" and (tmp_path / "out" / "edit-shift-1" / "result.png").is_file()
     concept = open_run(run_dir).dictionary["concepts"][0]["id"]
     removed = edit_job(run_dir, tmp_path / "out", "remove", JobSettings(steps=2), concept=concept)
     assert removed["concept"] == concept and removed["hold"] == 0.0

@@ -248,6 +248,56 @@ def test_remove_and_add_change_only_chosen_units():
         edit_targets(matches, src, "remove", None)
 
 
+def _padded_shift_loop(maps: np.ndarray, sx: int, fills: dict[int, np.ndarray]) -> np.ndarray:
+    """Shift right by ``sx`` cells in loops; an uncovered cell of channel ``c`` takes
+    ``fills[c][y, x]`` (channels not in ``fills``: 0, the paper's zero padding)."""
+    out = np.zeros_like(maps)
+    n, u, h, w = maps.shape
+    for i in range(n):
+        for c in range(u):
+            for y in range(h):
+                for x in range(w):
+                    if 0 <= x - sx < w:
+                        out[i, c, y, x] = maps[i, c, y, x - sx]
+                    elif c in fills:
+                        out[i, c, y, x] = fills[c][y, x]
+    return out
+
+
+@pytest.mark.parametrize("position", [False, True])
+def test_mean_padding_fills_uncovered_cells_with_the_dataset_mean(position):
+    """``pad="mean"``: each matched unit's uncovered cells hold its dataset mean (per position:
+    the mean map, resized when the pair grid differs), so its normalised target is 0 there;
+    unmatched units keep zeros; two groups on one layer both get theirs; ``pad="zero"`` is
+    plain zero padding."""
+    rng = np.random.default_rng(7)
+
+    def group(channels, grid):
+        shape = (len(channels), *grid) if position else (len(channels),)
+        ch, mean, std = np.array(channels), rng.normal(size=shape), rng.uniform(0.5, 2, len(channels))
+        return PairGroup("g8", "gen", "g8", grid, ch, ch, ch + 100, mean, std, mean, std)  # a self pair, as edits use
+
+    same, other = group([0, 3], (8, 8)), group([1], (16, 16) if position else (8, 8))
+    matches = Matches("gen", (same, other))
+    src = {"g8": torch.from_numpy(rng.normal(size=(2, 5, 8, 8)))}
+    fills = {}
+    for g in (same, other):
+        for p, c in enumerate(g.gen_channels):
+            mean = np.broadcast_to(g.gen_mean[p], g.grid) if not position else g.gen_mean[p]
+            if mean.shape != (8, 8):
+                mean = bilinear_matrix(mean.shape[0], 8) @ mean @ bilinear_matrix(mean.shape[1], 8).T
+            fills[int(c)] = mean
+    for dx, sx in ((0.25, 2), (-0.5, -4)):
+        got = edit_targets(matches, src, "shift", None, dx, 0.0, "mean")["gen"]["g8"].double().numpy()
+        np.testing.assert_allclose(got, _padded_shift_loop(src["g8"].numpy(), sx, fills), atol=1e-5)
+        zero = edit_targets(matches, src, "shift", None, dx, 0.0, "zero")["gen"]["g8"].double().numpy()
+        np.testing.assert_allclose(zero, _padded_shift_loop(src["g8"].numpy(), sx, {}), atol=1e-6)
+    normalised = normalised_targets(Matches("gen", (same,)), edit_targets(matches, src, "shift", None, 0.25, 0.0))[0]
+    assert float(normalised[..., :2].abs().max()) < 1e-5 and float(normalised[..., 2:].abs().min()) > 0
+    with pytest.raises(ValueError, match="pad 'edge' is not supported; valid: mean, zero"):
+        edit_targets(matches, src, "shift", pad="edge")
+
+
 def _ssim_loop(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.astype(np.float64) / 255, b.astype(np.float64) / 255
     x = np.arange(11) - 5
