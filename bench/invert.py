@@ -178,20 +178,17 @@ def edits(ctx, trials, steps, first=0, hold=None, kinds=MEASURED_EDITS, pad=PADS
         # right would leave the frame, and its visible centroid could not move 16 px.
         cx = M.centroid(src_fg)[:, 0]
         sign = np.where(cx < source.shape[-1] / 2, 1.0, -1.0)
-        moved = np.full(len(latents), np.nan)
+        moved, exact_moved = np.full(len(latents), np.nan), np.full(len(latents), np.nan)
         for s in (1.0, -1.0):
             pick = np.flatnonzero(sign == s)
             if len(pick):
                 shifted, _ = edit(gen, matches, latents[pick], "shift", cfg, dx=0.25 * s, hold=hold, pad=pad)
                 moved[pick] = (M.centroid(M.foreground(shifted.images.cpu().numpy()))[:, 0] - cx[pick]) * s
+                # The ceiling of this measure: the source's foreground mask itself shifted (zeros
+                # enter), so objects that leave the frame move the visible centroid less.
+                mask = shift_maps(torch.from_numpy(src_fg[pick, None].astype(np.float32)), 0.25 * s, 0.0)
+                exact_moved[pick] = (M.centroid(mask[:, 0].numpy() > 0.5)[:, 0] - cx[pick]) * s
         want = 0.25 * source.shape[-1]
-        # The ceiling of this measure: each source foreground mask itself shifted by the request
-        # (zeros enter), so objects that leave the frame move the visible centroid less.
-        exact = torch.from_numpy(src_fg[:, None].astype(np.float32))
-        for s in (1.0, -1.0):
-            pick = np.flatnonzero(sign == s)
-            exact[pick] = shift_maps(exact[pick], 0.25 * s, 0.0)
-        exact_moved = (M.centroid(exact[:, 0].numpy() > 0.5)[:, 0] - cx) * sign
         ok = keep & np.isfinite(moved)
         out["shift"] = {"direction_rate": float((moved[ok] > 0).mean()),
                         "within_25pct_rate": float((np.abs(moved[ok] - want) <= 0.25 * want).mean()),

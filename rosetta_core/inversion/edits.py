@@ -55,7 +55,7 @@ from .losses import LinearAct, normalised_targets, reg_loss
 from .matches import Matches
 from .optimize import InversionConfig, Result, guidance_objective, optimise, regulariser
 
-__all__ = ["EDITS", "PADS", "EDIT_HOLDS", "default_hold", "resolve_hold", "shift_maps", "zoom_maps", "copy_paste_maps", "edit_targets", "edit"]
+__all__ = ["EDITS", "PADS", "EDIT_HOLDS", "default_hold", "resolve_hold", "check_pad", "shift_maps", "zoom_maps", "copy_paste_maps", "edit_targets", "edit"]
 
 EDITS = ("shift", "zoom", "copy-paste", "remove", "add")
 PADS = ("mean", "zero")  # what a shift uncovers; the first is the default
@@ -65,6 +65,13 @@ EDIT_HOLDS = {"shift": 10.0, "zoom": 3.0}  # default hold per edit; edits not li
 def default_hold(kind: str) -> float:
     """The default weight of the pull to the source latent for edit ``kind``."""
     return EDIT_HOLDS.get(kind, 0.0)
+
+
+def check_pad(pad: str, name: str = "pad ") -> str:
+    """``pad`` if it is one of :data:`PADS`; otherwise an error naming it as ``name``."""
+    if pad not in PADS:
+        raise ValueError(f"{name}{pad!r} is not supported; valid: {', '.join(PADS)} (zero = the paper's zero padding)")
+    return pad
 
 
 def resolve_hold(kind: str, hold: float | None, name: str = "hold=") -> float:
@@ -104,15 +111,6 @@ def copy_paste_maps(maps: torch.Tensor, fraction: float = 0.25) -> torch.Tensor:
     return torch.cat([left[..., : w // 2], right[..., w // 2 :]], dim=-1)
 
 
-def _uncovered(maps: torch.Tensor, kind: str, dx: float, dy: float) -> torch.Tensor | None:
-    """Boolean ``(h, w)``: the cells edit ``kind`` leaves without a source value (None: none)."""
-    if kind not in ("shift", "copy-paste"):
-        return None
-    ones = maps.new_ones(1, 1, *maps.shape[-2:])
-    covered = shift_maps(ones, dx, dy) if kind == "shift" else copy_paste_maps(ones, abs(dx) or 0.25)
-    return covered[0, 0] == 0
-
-
 def _mean_on_grid(group, size: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
     """The group's generator means ``(1, P, 1, 1)`` or, per position, ``(1, P, h, w)`` on the
     maps' own grid (bilinear when the pair's grid differs)."""
@@ -137,17 +135,18 @@ def edit_targets(matches: Matches, source: dict[str, torch.Tensor], kind: str, u
     ``pad``: what uncovered cells hold (module docstring)."""
     if kind not in EDITS:
         raise ValueError(f"edit {kind!r} is not supported; valid: {', '.join(EDITS)}")
-    if pad not in PADS:
-        raise ValueError(f"pad {pad!r} is not supported; valid: {', '.join(PADS)} (zero = the paper's zero padding)")
+    check_pad(pad)
     if kind in ("remove", "add") and not units:
         raise ValueError(f"edit {kind!r} needs the units of a concept (--concept ID) or --unit")
     transform = {"shift": lambda m: shift_maps(m, dx, dy), "zoom": zoom_maps,
                  "copy-paste": lambda m: copy_paste_maps(m, abs(dx) or 0.25)}.get(kind, torch.clone)
     out: dict[str, torch.Tensor] = {}
+    uncovered: dict[str, torch.Tensor] = {}  # per layer: the cells the transform leaves without a source value
     for group in matches.groups:  # groups sharing a layer edit the same output maps
         maps = source[group.gen_layer].float()
         if group.gen_layer not in out:
             out[group.gen_layer] = transform(maps)
+            uncovered[group.gen_layer] = transform(maps.new_ones(1, 1, *maps.shape[-2:]))[0, 0] == 0
         edited = out[group.gen_layer]
         idx = torch.as_tensor(group.gen_channels, device=edited.device)
         if kind in ("remove", "add"):
@@ -162,10 +161,10 @@ def edit_targets(matches: Matches, source: dict[str, torch.Tensor], kind: str, u
                 region = torch.zeros(h, w, dtype=torch.bool)
                 region[h // 4 : h - h // 4, w // 4 : w - w // 4] = True
             edited[:, idx] = _set_units(sub, chosen, value, region)
-        uncovered = _uncovered(maps, kind, dx, dy) if pad == "mean" else None
-        if uncovered is not None and uncovered.any():
+        empty = uncovered[group.gen_layer]
+        if pad == "mean" and empty.any():
             mean = _mean_on_grid(group, tuple(maps.shape[-2:]), edited).expand(len(maps), -1, *maps.shape[-2:])
-            edited[:, idx] = torch.where(uncovered.to(edited.device), mean, edited[:, idx])
+            edited[:, idx] = torch.where(empty, mean, edited[:, idx])
     return {matches.generator: out}
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..zoo import load
-from .edits import EDITS, PADS, edit, resolve_hold
+from .edits import EDITS, PADS, check_pad, edit, resolve_hold
 from .images import load_image, save_png, side_by_side
 from .matches import RunInfo, concept_units, encoder_matches, open_run, self_matches
 from .metrics import psnr, ssim
@@ -158,8 +158,7 @@ def edit_job(run_dir: str | Path, out: str | Path, kind: str, settings: JobSetti
     cells a shift uncovers hold (see :func:`~.edits.edit`)."""
     if kind not in EDITS:
         raise ValueError(f"edit {kind!r} is not supported; valid: {', '.join(EDITS)}")
-    if pad not in PADS:
-        raise ValueError(f"--pad {pad!r} is not supported; valid: {', '.join(PADS)} (zero = the paper's zero padding)")
+    check_pad(pad, "--pad ")
     hold = resolve_hold(kind, hold, "--hold ")  # before any model loads
     run = check_job(run_dir, settings)
     n = run.plan.config.n
