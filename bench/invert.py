@@ -3,7 +3,7 @@
 Usage::
 
     python bench/invert.py --run RUN [--n 200] [--steps 500] [--edits 50] [--parts table1,ood,edits,speed]
-                           [--edits-first 0] [--edit-hold H] [--edit-pad mean|zero] [--edit-kinds shift,zoom,remove]
+                           [--edits-first 0] [--edit-fit mse|corr] [--edit-hold H] [--edit-pad mean|zero] [--edit-kinds shift,zoom,remove]
                            [--ood-reg sketch=zero:3,cartoon=prior:1] [--reg-center prior|zero]
                            [--gen-weights FILE] [--device cpu] [--threads 2] [--json out.json]
 
@@ -22,9 +22,10 @@ Usage::
   (object area must grow, ideally ~4x; also printed: the growth the requested transform gives
   when applied to the source image itself, and the growth if each source object's radius
   doubled up to the prior's largest radius), remove the concept most active on the object (the
-  object's region must shrink); success rates. Each edit uses its default pull to the source
-  latent (``edits.EDIT_HOLDS``) unless ``--edit-hold`` sets one for all, and the library's
-  padding of shifted maps (``--edit-pad``, default ``mean``; ``zero`` is the paper's).
+  object's region must shrink); success rates. Each edit uses its default fit to the edited maps
+  and pull to the source latent (``edits.EDIT_FITS``, ``edits.EDIT_HOLDS``) unless
+  ``--edit-fit`` / ``--edit-hold`` set one for all, and the library's padding of shifted maps
+  (``--edit-pad``, default ``mean``; ``zero`` is the paper's).
 - speed: seconds per 500 steps for one image: guided inversion in the direct form (baseline,
   same run) and as shipped, and the in-distribution objective with the perceptual term.
 
@@ -54,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rosetta_core.data import code_layout, render_batch  # noqa: E402
 from rosetta_core.inversion import InversionConfig, edit, encoder_matches, invert, open_run, self_matches  # noqa: E402
 from rosetta_core.inversion import metrics as M  # noqa: E402
-from rosetta_core.inversion.edits import PADS, default_hold, shift_maps, zoom_maps  # noqa: E402
+from rosetta_core.inversion.edits import FITS, PADS, default_hold, resolve_fit, shift_maps, zoom_maps  # noqa: E402
 from rosetta_core.inversion.losses import act_loss, normalised_targets  # noqa: E402
 from rosetta_core.inversion.optimize import REG_CENTERS, guidance_objective, latent_box, optimise, regulariser, target_maps  # noqa: E402
 from rosetta_core.inversion.perceptual import Perceptual  # noqa: E402
@@ -162,8 +163,9 @@ def _radius_cap(latents: np.ndarray) -> np.ndarray:
     return after / np.maximum(before, 1e-12)
 
 
-def edits(ctx, trials, steps, first=0, hold=None, kinds=MEASURED_EDITS, pad=PADS[0]) -> dict:
-    """``hold=None``: each edit's default pull to the source latent (``edits.default_hold``)."""
+def edits(ctx, trials, steps, first=0, hold=None, kinds=MEASURED_EDITS, pad=PADS[0], fit=None) -> dict:
+    """``fit=None``, ``hold=None``: each edit's default fit and pull to the source latent
+    (``edits.default_fit``, ``edits.default_hold``)."""
     run, gen = ctx["run"], ctx["gen"]
     latents = torch.from_numpy(np.asarray(run.store.array("latents")[first : first + trials], dtype=np.float32))
     source, _ = gen.generate(latents, [])
@@ -182,7 +184,7 @@ def edits(ctx, trials, steps, first=0, hold=None, kinds=MEASURED_EDITS, pad=PADS
         for s in (1.0, -1.0):
             pick = np.flatnonzero(sign == s)
             if len(pick):
-                shifted, _ = edit(gen, matches, latents[pick], "shift", cfg, dx=0.25 * s, hold=hold, pad=pad)
+                shifted, _ = edit(gen, matches, latents[pick], "shift", cfg, dx=0.25 * s, hold=hold, pad=pad, fit=fit)
                 moved[pick] = (M.centroid(M.foreground(shifted.images.cpu().numpy()))[:, 0] - cx[pick]) * s
                 # The ceiling of this measure: the source's foreground mask itself shifted (zeros
                 # enter), so objects that leave the frame move the visible centroid less.
@@ -196,7 +198,7 @@ def edits(ctx, trials, steps, first=0, hold=None, kinds=MEASURED_EDITS, pad=PADS
                         "right_trials": int((sign[ok] > 0).sum()), "pad": pad,
                         "mask_shift_within_25pct_rate": float((np.abs(exact_moved[ok] - want) <= 0.25 * want).mean())}
     if "zoom" in kinds:
-        zoomed, _ = edit(gen, matches, latents, "zoom", cfg, hold=hold)
+        zoomed, _ = edit(gen, matches, latents, "zoom", cfg, hold=hold, fit=fit)
         area = np.maximum(src_fg.sum(axis=(1, 2)), 1)
         ratio = M.foreground(zoomed.images.cpu().numpy()).sum(axis=(1, 2)) / area
         # What the requested transform itself does to these images: the paper's 2x zoom (resize,
@@ -212,12 +214,13 @@ def edits(ctx, trials, steps, first=0, hold=None, kinds=MEASURED_EDITS, pad=PADS
     if "remove" in kinds:
         cid = _object_concept(run, gen, latents, src_fg)
         units = {u["unit"] for c in run.dictionary["concepts"] if c["id"] == cid for u in c["generator_units"]}
-        removed, _ = edit(gen, matches, latents, "remove", cfg, units=units, hold=hold)
+        removed, _ = edit(gen, matches, latents, "remove", cfg, units=units, hold=hold, fit=fit)
         after = (M.foreground(removed.images.cpu().numpy()) & src_fg).sum(axis=(1, 2))
         flags = (after < src_fg.sum(axis=(1, 2)))[keep]
         out["remove"] = {"direction_rate": float(flags.mean()), "concept": cid, "trials": int(len(flags))}
     for name, row in out.items():
-        row["hold"] = default_hold(name) if hold is None else hold
+        row["fit"] = resolve_fit(name, fit)
+        row["hold"] = default_hold(name, row["fit"]) if hold is None else hold
         print(f"  {name:7s} " + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
     return out
 
@@ -292,7 +295,10 @@ def main() -> int:
                          f"use another, e.g. {VALIDATION_SEED}, to choose settings)")
     ap.add_argument("--edit-hold", type=float, default=None,
                     help="weight of the edits' pull to the source latent for every edit (default: each edit's "
-                         "own, rosetta_core.inversion.edits.EDIT_HOLDS; 0 = Eq. 5 alone)")
+                         "own for its fit, rosetta_core.inversion.edits.EDIT_HOLDS; 0 = no pull)")
+    ap.add_argument("--edit-fit", choices=FITS, default=None,
+                    help="how every edit compares the result with the edited maps (default: each edit's own, "
+                         "rosetta_core.inversion.edits.EDIT_FITS; corr = the paper's Eq. 5)")
     ap.add_argument("--edit-pad", choices=PADS, default=PADS[0],
                     help="what the cells a shift uncovers hold (default mean, the library's; zero = the paper's)")
     ap.add_argument("--edit-kinds", default=",".join(MEASURED_EDITS), help=f"edits to measure (default {','.join(MEASURED_EDITS)})")
@@ -334,7 +340,7 @@ def main() -> int:
         results["ood"] = ood(ctx, args.ood_n, args.steps, args.batch, args.ood_seed)
     if "edits" in parts:
         print(f"Edits: {args.edits} trials each (run images {args.edits_first}-{args.edits_first + args.edits - 1}, hold {'per edit' if args.edit_hold is None else args.edit_hold})", flush=True)
-        results["edits"] = edits(ctx, args.edits, args.steps, args.edits_first, args.edit_hold, args.edit_kinds.split(","), args.edit_pad)
+        results["edits"] = edits(ctx, args.edits, args.steps, args.edits_first, args.edit_hold, args.edit_kinds.split(","), args.edit_pad, args.edit_fit)
     if "speed" in parts:
         results["speed"] = speed(ctx, args.speed_steps)
     results["seconds"] = time.perf_counter() - began

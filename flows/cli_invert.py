@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from rosetta_core.inversion.edits import EDIT_HOLDS, EDITS, PADS
+from rosetta_core.inversion.edits import EDIT_FITS, EDIT_HOLDS, EDITS, FITS, PADS
 from rosetta_core.inversion.optimize import MODES, REG_CENTERS
 
 
@@ -71,7 +71,7 @@ def run_edit(args: argparse.Namespace) -> int:
     bar, progress = _bar(f"edit {args.edit}", args.steps)
     with bar:
         metrics = edit_job(args.run_dir, _out(args, "edits"), args.edit, settings, args.index, args.concept, args.unit,
-                           args.dx, args.dy, progress, args.hold, args.pad)
+                           args.dx, args.dy, progress, args.hold, args.pad, args.fit)
     _report(metrics)
     print(f"wrote {_out(args, 'edits')}/edit-{args.edit}-{args.index}/")
     return 0
@@ -131,13 +131,16 @@ def add_invert_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--unit", type=int, default=None, help="generator unit (remove/add), instead of --concept")
     e.add_argument("--dx", type=float, default=0.25, help="shift right by this fraction of each map (default 0.25)")
     e.add_argument("--dy", type=float, default=0.0, help="shift down by this fraction (default 0)")
-    defaults = ", ".join(f"{k} {v:g}" for k, v in EDIT_HOLDS.items())
+    fits = ", ".join(f"{k} {v}" for k, v in EDIT_FITS.items())
+    e.add_argument("--fit", choices=FITS, default=None,
+                   help="how the result is compared with the edited maps: mse = squared difference of the normalised "
+                        f"maps, corr = the paper's Eq. 5 (spatial correlation only); default per edit: {fits}, others corr")
+    holds = "; ".join(f"{fit}: " + (", ".join(f"{k} {v:g}" for k, v in table.items()) or "none") for fit, table in EDIT_HOLDS.items())
     e.add_argument("--hold", type=float, default=None,
-                   help=f"weight of the L2 pull to the source latent (default per edit: {defaults}, others 0; "
-                        "0 = the paper's Eq. 5 alone)")
+                   help=f"weight of the L2 pull to the source latent (default per fit and edit, {holds}; others 0)")
     e.add_argument("--pad", choices=PADS, default=PADS[0],
                    help="what the map cells a shift uncovers hold (shift, copy-paste): mean = each unit's dataset "
-                        "mean, adding nothing to L_act (default); zero = the paper's zero padding")
+                        "mean, 0 once normalised (default); zero = the paper's zero padding")
     e.set_defaults(run=run_edit)
 
     v = sub.add_parser("visualize", help="visualise one concept from several random starts",

@@ -51,20 +51,29 @@ import torch
 import torch.nn.functional as F
 
 from ..zoo.base import GeneratorAdapter
-from .losses import LinearAct, normalised_targets, reg_loss
+from .losses import LinearAct, MapEnergy, normalised_targets, reg_loss
 from .matches import Matches
 from .optimize import InversionConfig, Result, guidance_objective, optimise, regulariser
 
-__all__ = ["EDITS", "PADS", "EDIT_HOLDS", "default_hold", "resolve_hold", "check_pad", "shift_maps", "zoom_maps", "copy_paste_maps", "edit_targets", "edit"]
+__all__ = ["EDITS", "PADS", "FITS", "EDIT_FITS", "EDIT_HOLDS", "default_fit", "default_hold", "resolve_fit",
+           "resolve_hold", "check_pad", "shift_maps", "zoom_maps", "copy_paste_maps", "edit_targets", "edit"]
 
 EDITS = ("shift", "zoom", "copy-paste", "remove", "add")
 PADS = ("mean", "zero")  # what a shift uncovers; the first is the default
-EDIT_HOLDS = {"shift": 10.0, "zoom": 3.0}  # default hold per edit; edits not listed use 0 (Eq. 5 alone)
+FITS = ("mse", "corr")  # how the result is compared with the edited maps (module docstring)
+EDIT_FITS = {"shift": "mse", "remove": "mse"}  # default fit per edit; edits not listed use corr (the paper's)
+EDIT_HOLDS = {"corr": {"shift": 10.0, "zoom": 3.0}, "mse": {}}  # default hold per fit and edit; 0 where not listed
 
 
-def default_hold(kind: str) -> float:
-    """The default weight of the pull to the source latent for edit ``kind``."""
-    return EDIT_HOLDS.get(kind, 0.0)
+def default_fit(kind: str) -> str:
+    """The default fit of edit ``kind``: :data:`EDIT_FITS`, else ``"corr"``."""
+    return EDIT_FITS.get(kind, "corr")
+
+
+def default_hold(kind: str, fit: str | None = None) -> float:
+    """The default weight of the pull to the source latent for edit ``kind`` with ``fit``
+    (``None``: the edit's default fit)."""
+    return EDIT_HOLDS[default_fit(kind) if fit is None else fit].get(kind, 0.0)
 
 
 def check_pad(pad: str, name: str = "pad ") -> str:
@@ -74,10 +83,19 @@ def check_pad(pad: str, name: str = "pad ") -> str:
     return pad
 
 
-def resolve_hold(kind: str, hold: float | None, name: str = "hold=") -> float:
-    """``hold``, or the default of edit ``kind`` when ``None``; a negative value is an error
-    naming it as ``name`` (``"--hold "`` for the command line)."""
-    hold = default_hold(kind) if hold is None else hold
+def resolve_fit(kind: str, fit: str | None, name: str = "fit ") -> str:
+    """``fit``, or the default of edit ``kind`` when ``None``; one not in :data:`FITS` is an
+    error naming it as ``name`` (``"--fit "`` for the command line)."""
+    fit = default_fit(kind) if fit is None else fit
+    if fit not in FITS:
+        raise ValueError(f"{name}{fit!r} is not supported; valid: {', '.join(FITS)} (corr = the paper's Eq. 5)")
+    return fit
+
+
+def resolve_hold(kind: str, hold: float | None, name: str = "hold=", fit: str | None = None) -> float:
+    """``hold``, or the default of edit ``kind`` with ``fit`` when ``None``; a negative value
+    is an error naming it as ``name`` (``"--hold "`` for the command line)."""
+    hold = default_hold(kind, fit) if hold is None else hold
     if not hold >= 0:
         raise ValueError(f"{name}{hold} must be >= 0 (0 = the paper's Eq. 5 without a pull to the source latent)")
     return hold
@@ -170,23 +188,30 @@ def edit_targets(matches: Matches, source: dict[str, torch.Tensor], kind: str, u
 
 def edit(gen: GeneratorAdapter, matches: Matches, latents: torch.Tensor, kind: str, config: InversionConfig,
          units: set[int] | None = None, dx: float = 0.25, dy: float = 0.0, progress=None,
-         hold: float | None = None, pad: str = PADS[0]) -> tuple[Result, torch.Tensor]:
-    """Apply edit ``kind`` to the matched maps of ``G(latents)`` and re-optimise Eq. 5 plus
-    ``hold * L_reg(z - latents)`` (``hold=0``: Eq. 5 alone; ``None``: :func:`default_hold`).
-    ``pad``: what the cells a shift uncovers hold (module docstring).
+         hold: float | None = None, pad: str = PADS[0], fit: str | None = None) -> tuple[Result, torch.Tensor]:
+    """Apply edit ``kind`` to the matched maps of ``G(latents)`` and re-optimise the fit to them
+    plus ``hold * L_reg(z - latents)``. ``fit="corr"``: Eq. 5; ``"mse"``: Eq. 5 plus half the
+    maps' energy (:class:`~.losses.MapEnergy`), i.e. half the mean squared difference of the
+    normalised maps up to a constant. ``None`` takes the edit's default fit
+    (:func:`default_fit`) and hold (:func:`default_hold`); ``hold=0``: no pull. ``pad``: what
+    the cells a shift uncovers hold (module docstring).
 
     Starts from ``latents`` ``(n, d)`` (copy-paste: from ``sample_latents(seed, 0..n-1)``).
     Returns (the result, the uint8 source images ``(n, 3, H, W)``)."""
-    hold = resolve_hold(kind, hold)
+    fit = resolve_fit(kind, fit)
+    hold = resolve_hold(kind, hold, fit=fit)
     layers = sorted({g.gen_layer for g in matches.groups})
     source_images, source = gen.generate(latents, layers)
     guidance = LinearAct(matches, normalised_targets(matches, edit_targets(matches, source, kind, units, dx, dy, pad)))
     start = latents if kind != "copy-paste" else gen.sample_latents(config.seed, np.arange(len(latents)))
     eq5 = guidance_objective(guidance, regulariser(gen, config))
     anchor = latents.detach().float().to(gen.device)
+    energy = MapEnergy(matches) if fit == "mse" else None
 
     def objective(z, images, maps):
         loss, act = eq5(z, images, maps)
+        if energy is not None:
+            loss = loss + 0.5 * energy(maps)
         return (loss + hold * reg_loss(z - anchor, config.reg) if hold else loss), act
 
     return optimise(gen, start, layers, objective, config, progress, needs_images=False), source_images

@@ -34,7 +34,7 @@ from .matches import Matches, PairGroup
 
 __all__ = [
     "REGS", "PIXELS", "resize_to", "normalised_targets", "act_loss", "reg_loss", "pixel_loss",
-    "lr_factor", "differentiable_maps", "generator_maps", "LinearAct",
+    "lr_factor", "differentiable_maps", "generator_maps", "LinearAct", "MapEnergy",
 ]
 
 REGS = ("l2", "l1")
@@ -142,6 +142,37 @@ class LinearAct:
         for layer, kernel in self.kernels.items():
             total = total + (gen_maps[layer] * kernel).sum(dim=(1, 2, 3))
         return total
+
+
+class MapEnergy:
+    """``E`` per image ``(n,)``: the mean over matched pairs of ``(1 / HW) sum_x g_x^2``, where
+    ``g`` is the generator's map normalised as in :func:`act_loss` (resized to the pair's grid,
+    minus the dataset mean, over the dataset standard deviation).
+
+    With normalised targets ``T`` as in ``L_act``, the mean over pairs of
+    ``(1 / 2HW) sum_x (g_x - T_x)^2`` is ``E / 2 - L_act + C`` with ``C`` fixed by the targets,
+    so ``E / 2 - L_act`` fits the targets' values, not only their correlation (edits use it,
+    where the targets are the generator's own edited maps)."""
+
+    def __init__(self, matches: Matches):
+        self.matches = matches
+        self._stats: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+
+    def _prepared(self, like: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        dtype = torch.promote_types(like.dtype, torch.float32)
+        if self._stats is None or self._stats[0][1].dtype != dtype or self._stats[0][1].device != like.device:
+            self._stats = [(torch.as_tensor(g.gen_channels, device=like.device),
+                            _stat(np.asarray(g.gen_mean), like.new_empty(0, dtype=dtype)),
+                            _stat(np.asarray(g.gen_std), like.new_empty(0, dtype=dtype))) for g in self.matches.groups]
+        return self._stats
+
+    def __call__(self, gen_maps: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        total = None
+        for group, (idx, mean, std) in zip(self.matches.groups, self._prepared(next(iter(gen_maps.values())))):
+            picked = gen_maps[group.gen_layer][:, idx]
+            term = ((resize_to(picked, group.grid) - mean) / std).pow(2).mean(dim=(2, 3)).sum(dim=1)
+            total = term if total is None else total + term
+        return total / self.matches.n_pairs
 
 
 def reg_loss(latents: torch.Tensor, kind: str = "l2") -> torch.Tensor:

@@ -9,11 +9,12 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from invert_support import scene_pngs, tiny_run
 from oracles import resized
 
 from rosetta_core.inversion import InversionConfig, encoder_matches, invert, open_run, self_matches
-from rosetta_core.inversion.edits import EDIT_HOLDS, default_hold, edit, edit_targets
+from rosetta_core.inversion.edits import EDIT_FITS, EDIT_HOLDS, default_fit, default_hold, edit, edit_targets
 from rosetta_core.inversion.jobs import JobSettings, edit_job, invert_file, visualize_job
 from rosetta_core.inversion.losses import act_loss, normalised_targets
 from rosetta_core.inversion.optimize import BOX_SAMPLES, BOX_SEED, optimise, target_maps
@@ -108,8 +109,9 @@ def test_fast_path_follows_the_direct_form(run_dir):
 
 
 def test_edit_hold_adds_a_pull_to_the_source_latent(run_dir):
-    """``edit(hold=h)`` takes the steps of Eq. 5 + ``h * mean((z - z_source)**2)`` written out
-    directly (act_loss on the edited targets), and a larger hold ends nearer the source."""
+    """``edit(hold=h, fit=f)`` takes the steps of Eq. 5 + ``h * mean((z - z_source)**2)`` written
+    out directly (act_loss on the edited targets; ``fit="mse"``: half the mean squared difference
+    of the normalised maps instead of ``-L_act``), and a larger hold ends nearer the source."""
     run = open_run(run_dir)
     gen = load("mini-gen", "random")
     matches = self_matches(run)
@@ -119,20 +121,36 @@ def test_edit_hold_adds_a_pull_to_the_source_latent(run_dir):
     _, source = gen.generate(latents, layers)
     targets = normalised_targets(matches, edit_targets(matches, source, "shift", None, 0.25, 0.0))
 
-    def direct(hold):
+    def direct(hold, fit="mse"):
         def objective(z, _out, maps):
             act = act_loss(matches, maps, targets)
-            return cfg.alpha * z.pow(2).mean(1) + hold * (z - latents).pow(2).mean(1) - act, act
+            if fit == "mse":
+                misfit = 0.0
+                for g, t in zip(matches.groups, targets):
+                    m = F.interpolate(maps[g.gen_layer][:, g.gen_channels], size=g.grid, mode="bilinear", align_corners=False)
+                    mean = torch.as_tensor(g.gen_mean).float()
+                    mean = mean[None, :, None, None] if mean.ndim == 1 else mean[None]
+                    std = torch.as_tensor(g.gen_std).float()[None, :, None, None]
+                    misfit = misfit + 0.5 * ((m - mean) / std - t).pow(2).mean(dim=(2, 3)).sum(dim=1) / matches.n_pairs
+            else:
+                misfit = -act
+            return cfg.alpha * z.pow(2).mean(1) + hold * (z - latents).pow(2).mean(1) + misfit, act
 
         return optimise(gen, latents, layers, objective, cfg, needs_images=True).latents
 
-    for hold in (0.0, 3.0):
-        result, _ = edit(gen, matches, latents, "shift", cfg, hold=hold)
-        torch.testing.assert_close(result.latents, direct(hold), rtol=1e-4, atol=1e-5)
-    # the default is per edit: shift holds (EDIT_HOLDS), copy-paste does not
-    assert default_hold("shift") == EDIT_HOLDS["shift"] > 0 and default_hold("copy-paste") == 0
-    torch.testing.assert_close(edit(gen, matches, latents, "shift", cfg)[0].latents, direct(EDIT_HOLDS["shift"]),
-                               rtol=1e-4, atol=1e-5)
+    for hold, fit in ((0.0, "mse"), (3.0, "mse"), (3.0, "corr")):
+        result, _ = edit(gen, matches, latents, "shift", cfg, hold=hold, fit=fit)
+        torch.testing.assert_close(result.latents, direct(hold, fit), rtol=1e-4, atol=1e-5)
+    assert float((direct(3.0, "corr") - direct(3.0)).abs().max()) > 1e-3
+    # the defaults are per edit: a shift fits by mse without a hold, with corr it holds (EDIT_HOLDS);
+    # zoom fits by corr and holds; copy-paste fits by corr without a hold
+    assert default_fit("shift") == EDIT_FITS["shift"] == "mse" and default_hold("shift") == 0
+    assert default_hold("shift", "corr") == EDIT_HOLDS["corr"]["shift"] > 0
+    assert default_fit("zoom") == "corr" and default_hold("zoom") == EDIT_HOLDS["corr"]["zoom"] > 0
+    assert default_fit("copy-paste") == "corr" and default_hold("copy-paste") == 0
+    torch.testing.assert_close(edit(gen, matches, latents, "shift", cfg)[0].latents, direct(0.0), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(edit(gen, matches, latents, "shift", cfg, fit="corr")[0].latents,
+                               direct(EDIT_HOLDS["corr"]["shift"], "corr"), rtol=1e-4, atol=1e-5)
     assert torch.equal(edit(gen, matches, latents, "copy-paste", cfg)[0].latents,
                        edit(gen, matches, latents, "copy-paste", cfg, hold=0.0)[0].latents)
     longer = dataclasses.replace(cfg, steps=40)
@@ -155,10 +173,14 @@ def test_jobs_write_their_files(run_dir, tmp_path):
     assert invert_file(run_dir, image, tmp_path / "out", settings)["skipped"] is True
     assert metrics["settings"]["mode"] == "rec"
     edited = edit_job(run_dir, tmp_path / "out", "shift", JobSettings(steps=2), index=1)
-    assert edited["hold"] == EDIT_HOLDS["shift"] and edited["pad"] == "mean" and edited["edit"] == "shift" and (tmp_path / "out" / "edit-shift-1" / "result.png").is_file()
+    assert edited["hold"] == 0.0 and edited["pad"] == "mean" and edited["fit"] == "mse" and edited["edit"] == "shift" and (tmp_path / "out" / "edit-shift-1" / "result.png").is_file()
     concept = open_run(run_dir).dictionary["concepts"][0]["id"]
-    removed = edit_job(run_dir, tmp_path / "out", "remove", JobSettings(steps=2), concept=concept)
-    assert removed["concept"] == concept and removed["hold"] == 0.0
+    with pytest.raises(ValueError, match="--fit 'huber' is not supported; valid: mse, corr"):
+        edit_job(run_dir, tmp_path / "out", "shift", JobSettings(steps=2), index=1, fit="huber")
+    removed = edit_job(run_dir, tmp_path / "out", "remove", JobSettings(steps=2), concept=concept, fit="corr")
+    zoomed = edit_job(run_dir, tmp_path / "out", "zoom", JobSettings(steps=2), index=1)
+    assert zoomed["fit"] == "corr" and zoomed["hold"] == EDIT_HOLDS["corr"]["zoom"]
+    assert removed["concept"] == concept and removed["hold"] == 0.0 and removed["fit"] == "corr"
     shown = visualize_job(run_dir, tmp_path / "out", concept, JobSettings(steps=2), starts=3)
     assert np.load(tmp_path / "out" / f"concept-{concept}" / "latent.npy").shape[0] == 3
     assert shown["starts"] == 3

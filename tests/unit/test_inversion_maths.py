@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from rosetta_core.inversion.edits import copy_paste_maps, edit_targets, shift_maps, zoom_maps
-from rosetta_core.inversion.losses import LinearAct, act_loss, generator_maps, lr_factor, normalised_targets, reg_loss
+from rosetta_core.inversion.edits import copy_paste_maps, resolve_fit, edit_targets, shift_maps, zoom_maps
+from rosetta_core.inversion.losses import LinearAct, MapEnergy, act_loss, generator_maps, lr_factor, normalised_targets, reg_loss
 from rosetta_core.inversion.matches import Matches, PairGroup
 from rosetta_core.inversion.metrics import psnr, ssim
 from rosetta_core.inversion.optimize import BOX_SAMPLES, BOX_SEED, InversionConfig, latent_prior, regulariser
@@ -115,6 +115,61 @@ def test_linear_act_equals_brute_force_and_direct_gradients(position):
     np.testing.assert_allclose(got32.numpy(), _brute(groups, gmaps, emaps), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="2 target groups for 4"):
         LinearAct(matches, targets[:2])
+
+
+def _half_mse_loop(groups, gmaps, tmaps) -> np.ndarray:
+    """Per image: mean over pairs of (1/2HW) sum_x (g - t)^2 of the normalised, resized maps of
+    a self pair (the target is another map of the same generator unit), in loops."""
+    n = next(iter(gmaps.values())).shape[0]
+    out, count = np.zeros(n), 0
+    for g in groups:
+        H, W = g.grid
+        for p in range(len(g)):
+            for i in range(n):
+                a, b = (m[g.gen_layer][i, g.gen_channels[p]].astype(np.float64) for m in (gmaps, tmaps))
+                ra, rb = (bilinear_matrix(v.shape[0], H) @ v @ bilinear_matrix(v.shape[1], W).T for v in (a, b))
+                total = 0.0
+                for y in range(H):
+                    for x in range(W):
+                        mean = g.gen_mean[p, y, x] if g.gen_mean.ndim == 3 else g.gen_mean[p]
+                        total += ((ra[y, x] - mean) / g.gen_std[p] - (rb[y, x] - mean) / g.gen_std[p]) ** 2
+                out[i] += total / (2 * H * W)
+            count += 1
+    return out / count
+
+
+@pytest.mark.parametrize("position", [False, True])
+def test_map_energy_turns_l_act_into_the_squared_difference(position):
+    """``E / 2 - L_act`` equals half the mean squared difference of the normalised maps up to a
+    constant of the targets (loops, self pairs as edits use, one on a larger grid than its map);
+    at the targets themselves its gradient vanishes, while ``-L_act``'s does not."""
+    rng = np.random.default_rng(11)
+
+    def group(layer, channels, grid):
+        shape = (len(channels), *grid) if position else (len(channels),)
+        ch, mean, std = np.array(channels), rng.normal(size=shape), rng.uniform(0.5, 2, len(channels))
+        return PairGroup(layer, "gen", layer, grid, ch, ch, ch + 100, mean, std, mean, std)
+
+    groups = (group("g8", [0, 3], (8, 8)), group("g4", [1, 5], (8, 8)), group("g3x7", [1], (3, 7)))
+    matches = Matches("gen", groups)
+    gmaps = {k: rng.normal(size=(3, *s)) for k, s in GEN_SHAPES.items()}
+    tmaps = {k: rng.normal(size=(3, *s)) for k, s in GEN_SHAPES.items()}
+    targets = normalised_targets(matches, {"gen": {k: torch.from_numpy(v) for k, v in tmaps.items()}})
+    const = 0.5 * torch.stack([t.pow(2).mean(dim=(2, 3)).sum(dim=1) for t in targets]).sum(dim=0) / matches.n_pairs
+    maps = {k: torch.from_numpy(v) for k, v in gmaps.items()}
+    fit = 0.5 * MapEnergy(matches)(maps) - LinearAct(matches, targets)(maps) + const
+    np.testing.assert_allclose(fit.numpy(), _half_mse_loop(groups, gmaps, tmaps), rtol=1e-6)  # targets are float32
+    at_target = {k: torch.from_numpy(v).requires_grad_(True) for k, v in tmaps.items()}
+    (0.5 * MapEnergy(matches)(at_target) - LinearAct(matches, targets)(at_target)).sum().backward()
+    assert max(float(v.grad.abs().max()) for v in at_target.values()) < 1e-6
+    at_target = {k: torch.from_numpy(v).requires_grad_(True) for k, v in tmaps.items()}
+    (-LinearAct(matches, targets)(at_target)).sum().backward()
+    assert max(float(v.grad.abs().max()) for v in at_target.values()) > 1e-3
+    maps32 = {k: v.float() for k, v in maps.items()}
+    np.testing.assert_allclose(MapEnergy(matches)(maps32).numpy(), MapEnergy(matches)(maps).numpy(), rtol=1e-5)
+    assert resolve_fit("shift", "corr") == "corr" and resolve_fit("shift", None) == "mse"
+    with pytest.raises(ValueError, match="fit 'huber' is not supported; valid: mse, corr"):
+        resolve_fit("shift", "huber")
 
 
 def test_generator_maps_stops_after_the_deepest_requested_layer():
