@@ -17,8 +17,9 @@ Every other matched unit keeps its source map, so the rest of the image is held 
 
 ``pad`` is what the cells a shift uncovers hold: ``"zero"`` (the paper's
 zero padding) or ``"mean"`` (default), each unit's dataset mean there (its per-position mean
-in ``center="position"`` runs). After normalisation a mean cell is 0, so it adds nothing to
-``L_act``: the optimiser is free to draw there whatever fits, instead of being asked for a raw
+in ``center="position"`` runs). After normalisation a mean cell is 0, so with ``fit="corr"``
+it adds nothing to ``L_act`` (with ``"mse"`` it asks for the unit's typical value): the
+optimiser is free to draw there whatever fits, instead of being asked for a raw
 activation of 0, which mini-gen's units are not off at (their median raw 0 lies 0.3-1.1
 standard deviations below their dataset mean, per layer, in a 256-image run). Chosen on 56
 validation latents (run images 200-255 of a 256-image global-centring run, never the ones
@@ -38,10 +39,24 @@ padding, hold 0 / 1 / 3 / 10 / 30:
 - zoom's area growth (median): x2.67 / x2.87 / x2.86 / x1.99 / -, grew in 91 / 94 / 100 / 100% / -;
 - remove (object region shrinks): 84 / - / 66 / 44% / - (removing an object is a large latent change).
 
-So the default is per edit (:data:`EDIT_HOLDS`, :func:`default_hold`): shift 10, zoom 3, the
-others 0 (remove by the numbers above; add and copy-paste untested, copy-paste starts from a
-random latent). With mean padding, shift hold 3 / 10 / 30 gave 84 / 82 / 61% within 25% on
-the 56 latents above; 10 stays.
+So with Eq. 5 the default hold is per edit: shift 10, zoom 3, the others 0 (remove by the
+numbers above; add and copy-paste untested, copy-paste starts from a random latent). With mean
+padding, shift hold 3 / 10 / 30 gave 84 / 82 / 61% within 25% on the 56 latents above.
+
+``fit`` is how the result is compared with the edited maps. Eq. 6 normalises with dataset
+statistics, so ``L_act`` is a dot product: it rewards larger activations wherever the target
+is positive, which is what lets the optimiser trade the edit for bigger objects. Edits pair
+each unit with itself, so its map can match the target in value, not only in correlation:
+``fit="mse"`` minimises half the mean squared difference of the normalised maps, which is
+``E / 2 - L_act`` up to a constant, with ``E`` the mean squared normalised generator map
+(:class:`~.losses.MapEnergy`); ``fit="corr"`` is Eq. 5. On the same validation latents
+(500 steps, mean padding): shifts within 25% with mse and hold 0 / 3 / 10: 89 / 88 / 88% (corr,
+hold 10: 82%), median move 15.7 px of 16 at hold 0; removals that shrink the object (32
+latents): mse 100%, corr 84%; zoom's median area growth (32 latents): mse x2.21 at hold 0 and
+x1.89 at hold 3, corr x2.86 at hold 3: an exact fit cannot draw objects larger than mini-gen's
+largest, while the dot product grows what it can. Hence :data:`EDIT_FITS`: shift and remove by
+mse without a hold, the others by corr (:data:`EDIT_HOLDS` per fit, :func:`default_fit`,
+:func:`default_hold`).
 """
 
 from __future__ import annotations
