@@ -18,8 +18,8 @@ Every other matched unit keeps its source map, so the rest of the image is held 
 ``pad`` is what the cells a shift uncovers hold: ``"zero"`` (the paper's
 zero padding) or ``"mean"`` (default), each unit's dataset mean there (its per-position mean
 in ``center="position"`` runs). After normalisation a mean cell is 0, so with ``fit="corr"``
-it adds nothing to ``L_act`` (with ``"mse"`` it asks for the unit's typical value): the
-optimiser is free to draw there whatever fits, instead of being asked for a raw
+it adds nothing to ``L_act`` and the optimiser is free to draw there whatever fits (with
+``"mse"`` it asks for the unit's typical value), instead of being asked for a raw
 activation of 0, which mini-gen's units are not off at (their median raw 0 lies 0.3-1.1
 standard deviations below their dataset mean, per layer, in a 256-image run). Chosen on 56
 validation latents (run images 200-255 of a 256-image global-centring run, never the ones
