@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/invert.py --run RUN [--n 200] [--steps 500] [--edits 50] [--parts table1,ood,edits,speed]
+    python bench/invert.py --run RUN [--n 200] [--steps 500] [--edits 50] [--parts table1,ood,edits,speed] [--table1-sets all]
                            [--edits-first 0] [--edit-fit mse|corr] [--edit-hold H] [--edit-pad mean|zero] [--edit-kinds shift,zoom,remove]
                            [--ood-reg sketch=zero:3,cartoon=prior:1] [--reg-center prior|zero]
                            [--gen-weights FILE] [--device cpu] [--threads 2] [--json out.json]
@@ -83,12 +83,20 @@ def _batched(fn, images: torch.Tensor, batch: int):
     return torch.cat(outs), seconds
 
 
-def table1(ctx, images, steps, batch) -> dict:
+def table1(ctx, images, steps, batch, sets=None) -> dict:
+    """``sets``: the guided rows to run, encoder names and/or ``all`` (default: each encoder and
+    all); reconstruction only always runs, as the baseline."""
     run, gen, encs = ctx["run"], ctx["gen"], ctx["encoders"]
     perceptual = Perceptual(ctx["perceptual"])
     rows = {}
-    configs = [("reconstruction only", None)] + [(f"+ {e} matches", [e]) for e in run.plan.config.encoders]
-    configs.append(("+ all matches", list(run.plan.config.encoders)))
+    known = list(run.plan.config.encoders)
+    sets = known + ["all"] if sets is None else sets
+    bad = [s for s in sets if s not in known + ["all"]]
+    if bad:
+        raise SystemExit(f"--table1-sets {','.join(bad)}: not an encoder of the run nor 'all'; valid: {', '.join(known)}, all")
+    configs = [("reconstruction only", None)] + [(f"+ {e} matches", [e]) for e in known if e in sets]
+    if "all" in sets:
+        configs.append(("+ all matches", known))
     for name, which in configs:
         matches = encoder_matches(run, which) if which else None
         cfg = InversionConfig(mode="rec", steps=steps, beta=ctx["beta"] if which else 0.0, reg_center=ctx["reg_center"])
@@ -307,6 +315,9 @@ def main() -> int:
                          "e.g. 200 for validation images when choosing --edit-hold)")
     ap.add_argument("--speed-steps", type=int, default=500)
     ap.add_argument("--parts", default="table1,ood,edits,speed")
+    ap.add_argument("--table1-sets", default=None,
+                    help="guided Table 1 rows to run: encoder names and/or 'all', comma-separated (default: each "
+                         "encoder and all; reconstruction only always runs)")
     ap.add_argument("--gen-weights", type=Path, default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
@@ -334,7 +345,7 @@ def main() -> int:
     if "table1" in parts:
         print(f"Table 1 analogue: {args.n} held-out scenes", flush=True)
         images = torch.from_numpy(render_batch(HELD_OUT_SEED, np.arange(args.n), GEN_WORLD).images)
-        results["table1"] = table1(ctx, images, args.steps, args.batch)
+        results["table1"] = table1(ctx, images, args.steps, args.batch, args.table1_sets.split(",") if args.table1_sets else None)
     if "ood" in parts:
         print(f"Out of distribution: {args.ood_n} scenes per style", flush=True)
         results["ood"] = ood(ctx, args.ood_n, args.steps, args.batch, args.ood_seed)
