@@ -156,21 +156,13 @@ class MapEnergy:
 
     def __init__(self, matches: Matches):
         self.matches = matches
-        self._stats: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
-
-    def _prepared(self, like: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        dtype = torch.promote_types(like.dtype, torch.float32)
-        if self._stats is None or self._stats[0][1].dtype != dtype or self._stats[0][1].device != like.device:
-            self._stats = [(torch.as_tensor(g.gen_channels, device=like.device),
-                            _stat(np.asarray(g.gen_mean), like.new_empty(0, dtype=dtype)),
-                            _stat(np.asarray(g.gen_std), like.new_empty(0, dtype=dtype))) for g in self.matches.groups]
-        return self._stats
 
     def __call__(self, gen_maps: Mapping[str, torch.Tensor]) -> torch.Tensor:
         total = None
-        for group, (idx, mean, std) in zip(self.matches.groups, self._prepared(next(iter(gen_maps.values())))):
-            picked = gen_maps[group.gen_layer][:, idx]
-            term = ((resize_to(picked, group.grid) - mean) / std).pow(2).mean(dim=(2, 3)).sum(dim=1)
+        for group in self.matches.groups:
+            maps = gen_maps[group.gen_layer]
+            picked = maps[:, torch.as_tensor(group.gen_channels, device=maps.device)]
+            term = _normalise(resize_to(picked, group.grid), group.gen_mean, group.gen_std).pow(2).mean(dim=(2, 3)).sum(dim=1)
             total = term if total is None else total + term
         return total / self.matches.n_pairs
 
