@@ -3,7 +3,7 @@
 Usage::
 
     python bench/invert.py --run RUN [--n 200] [--steps 500] [--edits 50] [--parts table1,ood,edits,speed] [--table1-sets all]
-                           [--edits-first 0] [--edit-fit mse|corr] [--edit-hold H] [--edit-pad mean|zero] [--edit-kinds shift,zoom,remove]
+                           [--edits-first 0] [--edit-fit mse|corr] [--edit-hold H] [--edit-box on|off] [--edit-pad mean|zero] [--edit-kinds shift,zoom,remove]
                            [--ood-reg sketch=zero:3,cartoon=prior:1] [--reg-center prior|zero]
                            [--gen-weights FILE] [--device cpu] [--threads 2] [--json out.json]
 
@@ -21,10 +21,12 @@ Usage::
   printed: the rate the source's foreground mask itself, shifted, reaches), 2x zoom
   (object area must grow, ideally ~4x; also printed: the growth the requested transform gives
   when applied to the source image itself, and the growth if each source object's radius
-  doubled up to the prior's largest radius), remove the concept most active on the object (the
+  doubled up to the prior's largest radius; and the growth on the sources whose objects the
+  zoom keeps in frame, where the request is x4), remove the concept most active on the object (the
   object's region must shrink); success rates. Each edit uses its default fit to the edited maps
-  and pull to the source latent (``edits.EDIT_FITS``, ``edits.EDIT_HOLDS``) unless
-  ``--edit-fit`` / ``--edit-hold`` set one for all, and the library's padding of shifted maps
+  pull to the source latent and latent box (``edits.EDIT_FITS``, ``edits.EDIT_HOLDS``,
+  ``edits.FIT_BOXES``) unless ``--edit-fit`` / ``--edit-hold`` / ``--edit-box`` set one for
+  all, and the library's padding of shifted maps
   (``--edit-pad``, default ``mean``; ``zero`` is the paper's).
 - speed: seconds per 500 steps for one image: guided inversion in the direct form (baseline,
   same run) and as shipped, and the in-distribution objective with the perceptual term.
@@ -55,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rosetta_core.data import code_layout, render_batch  # noqa: E402
 from rosetta_core.inversion import InversionConfig, edit, encoder_matches, invert, open_run, self_matches  # noqa: E402
 from rosetta_core.inversion import metrics as M  # noqa: E402
-from rosetta_core.inversion.edits import FITS, PADS, default_hold, resolve_fit, shift_maps, zoom_maps  # noqa: E402
+from rosetta_core.inversion.edits import FITS, PADS, default_box, default_hold, resolve_fit, shift_maps, zoom_maps  # noqa: E402
 from rosetta_core.inversion.losses import act_loss, normalised_targets  # noqa: E402
 from rosetta_core.inversion.optimize import REG_CENTERS, guidance_objective, latent_box, optimise, regulariser, target_maps  # noqa: E402
 from rosetta_core.inversion.perceptual import Perceptual  # noqa: E402
@@ -171,9 +173,9 @@ def _radius_cap(latents: np.ndarray) -> np.ndarray:
     return after / np.maximum(before, 1e-12)
 
 
-def edits(ctx, trials, steps, first=0, hold=None, kinds=MEASURED_EDITS, pad=PADS[0], fit=None) -> dict:
-    """``fit=None``, ``hold=None``: each edit's default fit and pull to the source latent
-    (``edits.default_fit``, ``edits.default_hold``)."""
+def edits(ctx, trials, steps, first=0, hold=None, kinds=MEASURED_EDITS, pad=PADS[0], fit=None, box=None) -> dict:
+    """``fit=None``, ``hold=None``, ``box=None``: each edit's default fit, pull to the source
+    latent and latent box (``edits.default_fit``, ``edits.default_hold``, ``edits.default_box``)."""
     run, gen = ctx["run"], ctx["gen"]
     latents = torch.from_numpy(np.asarray(run.store.array("latents")[first : first + trials], dtype=np.float32))
     source, _ = gen.generate(latents, [])
@@ -192,7 +194,7 @@ def edits(ctx, trials, steps, first=0, hold=None, kinds=MEASURED_EDITS, pad=PADS
         for s in (1.0, -1.0):
             pick = np.flatnonzero(sign == s)
             if len(pick):
-                shifted, _ = edit(gen, matches, latents[pick], "shift", cfg, dx=0.25 * s, hold=hold, pad=pad, fit=fit)
+                shifted, _ = edit(gen, matches, latents[pick], "shift", cfg, dx=0.25 * s, hold=hold, pad=pad, fit=fit, box=box)
                 moved[pick] = (M.centroid(M.foreground(shifted.images.cpu().numpy()))[:, 0] - cx[pick]) * s
                 # The ceiling of this measure: the source's foreground mask itself shifted (zeros
                 # enter), so objects that leave the frame move the visible centroid less.
@@ -206,7 +208,7 @@ def edits(ctx, trials, steps, first=0, hold=None, kinds=MEASURED_EDITS, pad=PADS
                         "right_trials": int((sign[ok] > 0).sum()), "pad": pad,
                         "mask_shift_within_25pct_rate": float((np.abs(exact_moved[ok] - want) <= 0.25 * want).mean())}
     if "zoom" in kinds:
-        zoomed, _ = edit(gen, matches, latents, "zoom", cfg, hold=hold, fit=fit)
+        zoomed, _ = edit(gen, matches, latents, "zoom", cfg, hold=hold, fit=fit, box=box)
         area = np.maximum(src_fg.sum(axis=(1, 2)), 1)
         ratio = M.foreground(zoomed.images.cpu().numpy()).sum(axis=(1, 2)) / area
         # What the requested transform itself does to these images: the paper's 2x zoom (resize,
@@ -214,21 +216,28 @@ def edits(ctx, trials, steps, first=0, hold=None, kinds=MEASURED_EDITS, pad=PADS
         # partly leave the crop, so this is below x4.
         requested = M.foreground(_uint8(zoom_maps(source.float()))).sum(axis=(1, 2)) / area
         cap = _radius_cap(latents.numpy())
+        # Sources whose objects the 2x zoom keeps in frame (the transform itself grows them x3-x5):
+        # there the request is the paper's x4.
+        whole = keep & (np.abs(requested / 4 - 1) <= 0.25)
         out["zoom"] = {"direction_rate": float((ratio[keep] > 1).mean()), "median_area_ratio": float(np.median(ratio[keep])),
                        "within_2x_of_4x_rate": float(((ratio[keep] >= 2) & (ratio[keep] <= 8)).mean()),
                        "median_requested_ratio": float(np.median(requested[keep])),
                        "within_25pct_of_requested_rate": float((np.abs(ratio[keep] / requested[keep] - 1) <= 0.25).mean()),
-                       "median_radius_cap": float(np.median(cap[keep])), "trials": int(keep.sum())}
+                       "median_radius_cap": float(np.median(cap[keep])), "trials": int(keep.sum()),
+                       "in_frame_trials": int(whole.sum()),
+                       "in_frame_median_area_ratio": float(np.median(ratio[whole])) if whole.any() else float("nan"),
+                       "in_frame_within_25pct_of_4x_rate": float((np.abs(ratio[whole] / 4 - 1) <= 0.25).mean()) if whole.any() else float("nan")}
     if "remove" in kinds:
         cid = _object_concept(run, gen, latents, src_fg)
         units = {u["unit"] for c in run.dictionary["concepts"] if c["id"] == cid for u in c["generator_units"]}
-        removed, _ = edit(gen, matches, latents, "remove", cfg, units=units, hold=hold, fit=fit)
+        removed, _ = edit(gen, matches, latents, "remove", cfg, units=units, hold=hold, fit=fit, box=box)
         after = (M.foreground(removed.images.cpu().numpy()) & src_fg).sum(axis=(1, 2))
         flags = (after < src_fg.sum(axis=(1, 2)))[keep]
         out["remove"] = {"direction_rate": float(flags.mean()), "concept": cid, "trials": int(len(flags))}
     for name, row in out.items():
         row["fit"] = resolve_fit(name, fit)
         row["hold"] = default_hold(name, row["fit"]) if hold is None else hold
+        row["box"] = default_box(name, row["fit"]) if box is None else box
         print(f"  {name:7s} " + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
     return out
 
@@ -307,6 +316,9 @@ def main() -> int:
     ap.add_argument("--edit-fit", choices=FITS, default=None,
                     help="how every edit compares the result with the edited maps (default: each edit's own, "
                          "rosetta_core.inversion.edits.EDIT_FITS; corr = the paper's Eq. 5)")
+    ap.add_argument("--edit-box", choices=("on", "off"), default=None,
+                    help="project every edit's steps onto the prior's latent box (default: per fit, "
+                         "rosetta_core.inversion.edits.FIT_BOXES)")
     ap.add_argument("--edit-pad", choices=PADS, default=PADS[0],
                     help="what the cells a shift uncovers hold (default mean, the library's; zero = the paper's)")
     ap.add_argument("--edit-kinds", default=",".join(MEASURED_EDITS), help=f"edits to measure (default {','.join(MEASURED_EDITS)})")
@@ -351,7 +363,8 @@ def main() -> int:
         results["ood"] = ood(ctx, args.ood_n, args.steps, args.batch, args.ood_seed)
     if "edits" in parts:
         print(f"Edits: {args.edits} trials each (run images {args.edits_first}-{args.edits_first + args.edits - 1}, hold {'per edit' if args.edit_hold is None else args.edit_hold})", flush=True)
-        results["edits"] = edits(ctx, args.edits, args.steps, args.edits_first, args.edit_hold, args.edit_kinds.split(","), args.edit_pad, args.edit_fit)
+        results["edits"] = edits(ctx, args.edits, args.steps, args.edits_first, args.edit_hold, args.edit_kinds.split(","), args.edit_pad, args.edit_fit,
+                                 None if args.edit_box is None else args.edit_box == "on")
     if "speed" in parts:
         results["speed"] = speed(ctx, args.speed_steps)
     results["seconds"] = time.perf_counter() - began

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from rosetta_core.inversion.edits import EDIT_FITS, EDIT_HOLDS, EDITS, FITS, PADS
+from rosetta_core.inversion.edits import EDIT_FITS, EDIT_HOLDS, EDITS, FIT_BOXES, FITS, PADS
 from rosetta_core.inversion.optimize import MODES, REG_CENTERS
 
 
@@ -71,7 +71,8 @@ def run_edit(args: argparse.Namespace) -> int:
     bar, progress = _bar(f"edit {args.edit}", args.steps)
     with bar:
         metrics = edit_job(args.run_dir, _out(args, "edits"), args.edit, settings, args.index, args.concept, args.unit,
-                           args.dx, args.dy, progress, args.hold, args.pad, args.fit)
+                           args.dx, args.dy, progress, args.hold, args.pad, args.fit,
+                           None if args.box is None else args.box == "on")
     _report(metrics)
     print(f"wrote {_out(args, 'edits')}/edit-{args.edit}-{args.index}/")
     return 0
@@ -138,6 +139,10 @@ def add_invert_commands(sub: argparse._SubParsersAction) -> None:
     holds = "; ".join(f"{fit}: " + (", ".join(f"{k} {v:g}" for k, v in table.items()) or "none") for fit, table in EDIT_HOLDS.items())
     e.add_argument("--hold", type=float, default=None,
                    help=f"weight of the L2 pull to the source latent (default per fit and edit, {holds}; others 0)")
+    boxes = ", ".join(f"{fit} {'on' if on else 'off'}" for fit, on in FIT_BOXES.items())
+    e.add_argument("--box", choices=("on", "off"), default=None,
+                   help="keep the latent inside the box of the generator's prior after every step "
+                        f"(default per fit: {boxes}; mse is bounded without it, and without it zoom can draw larger objects)")
     e.add_argument("--pad", choices=PADS, default=PADS[0],
                    help="what the map cells a shift uncovers hold (shift, copy-paste): mean = each unit's dataset "
                         "mean, 0 once normalised (default); zero = the paper's zero padding")

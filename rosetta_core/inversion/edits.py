@@ -53,13 +53,25 @@ each unit with itself, so its map can match the target in value, not only in cor
 (500 steps, mean padding): shifts within 25% with mse and hold 0 / 3 / 10: 89 / 88 / 88% (corr,
 hold 10: 82%), median move 15.7 px of 16 at hold 0; removals that shrink the object (32
 latents): mse 100%, corr 84%; zoom's median area growth (32 latents): mse x2.21 at hold 0 and
-x1.89 at hold 3, corr x2.86 at hold 3: an exact fit cannot draw objects larger than mini-gen's
-largest, while the dot product grows what it can. Hence :data:`EDIT_FITS`: shift and remove by
-mse without a hold, the others by corr (:data:`EDIT_HOLDS` per fit, :func:`default_fit`,
-:func:`default_hold`).
+x1.89 at hold 3, corr x2.86 at hold 3, all inside the prior's box (below): there an exact fit
+cannot draw objects larger than the prior's largest, while the dot product grows what it can.
+Hence shift and remove by mse without a hold.
+
+``box`` is the projection of every step onto the prior's box (``InversionConfig.project``,
+:mod:`.optimize`). It exists because the dot product grows without limit off the prior; the
+squared difference of ``mse`` is bounded below by 0 at the target, so ``mse`` needs no box, and
+the box is what kept zoom small: mini-gen's prior draws radii up to 0.25 of the image, yet its
+network draws clean objects of radius 0.4-0.5 (checked by setting the size code by hand).
+Zoom's median area growth on the 32 latents with mse, hold 0, no box: x3.04, within 25% of
+what the 2x zoom does to the source image itself (x3.23 there) in 88% (box on, corr, hold 3:
+x2.86). Hence :data:`EDIT_FITS`: shift, zoom and remove by mse without a hold, the others by
+corr (:data:`EDIT_HOLDS` per fit, :func:`default_fit`, :func:`default_hold`), and the box per
+fit (:data:`FIT_BOXES`, :func:`default_box`).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
@@ -70,14 +82,15 @@ from .losses import LinearAct, MapEnergy, normalised_targets, reg_loss
 from .matches import Matches
 from .optimize import InversionConfig, Result, guidance_objective, optimise, regulariser
 
-__all__ = ["EDITS", "PADS", "FITS", "EDIT_FITS", "EDIT_HOLDS", "default_fit", "default_hold", "resolve_fit",
+__all__ = ["EDITS", "PADS", "FITS", "EDIT_FITS", "EDIT_HOLDS", "FIT_BOXES", "default_fit", "default_hold", "default_box", "resolve_fit",
            "resolve_hold", "check_pad", "shift_maps", "zoom_maps", "copy_paste_maps", "edit_targets", "edit"]
 
 EDITS = ("shift", "zoom", "copy-paste", "remove", "add")
 PADS = ("mean", "zero")  # what a shift uncovers; the first is the default
 FITS = ("mse", "corr")  # how the result is compared with the edited maps (module docstring)
-EDIT_FITS = {"shift": "mse", "remove": "mse"}  # default fit per edit; edits not listed use corr (the paper's)
+EDIT_FITS = {"shift": "mse", "zoom": "mse", "remove": "mse"}  # default fit per edit; edits not listed use corr (the paper's)
 EDIT_HOLDS = {"corr": {"shift": 10.0, "zoom": 3.0}, "mse": {}}  # default hold per fit and edit; 0 where not listed
+FIT_BOXES = {"corr": True, "mse": False}  # whether steps are projected onto the prior's box, per fit
 
 
 def default_fit(kind: str) -> str:
@@ -89,6 +102,12 @@ def default_hold(kind: str, fit: str | None = None) -> float:
     """The default weight of the pull to the source latent for edit ``kind`` with ``fit``
     (``None``: the edit's default fit)."""
     return EDIT_HOLDS[default_fit(kind) if fit is None else fit].get(kind, 0.0)
+
+
+def default_box(kind: str, fit: str | None = None) -> bool:
+    """Whether edit ``kind`` with ``fit`` (``None``: the edit's default) projects its steps onto
+    the prior's box by default (:data:`FIT_BOXES`)."""
+    return FIT_BOXES[default_fit(kind) if fit is None else fit]
 
 
 def check_pad(pad: str, name: str = "pad ") -> str:
@@ -203,18 +222,21 @@ def edit_targets(matches: Matches, source: dict[str, torch.Tensor], kind: str, u
 
 def edit(gen: GeneratorAdapter, matches: Matches, latents: torch.Tensor, kind: str, config: InversionConfig,
          units: set[int] | None = None, dx: float = 0.25, dy: float = 0.0, progress=None,
-         hold: float | None = None, pad: str = PADS[0], fit: str | None = None) -> tuple[Result, torch.Tensor]:
+         hold: float | None = None, pad: str = PADS[0], fit: str | None = None,
+         box: bool | None = None) -> tuple[Result, torch.Tensor]:
     """Apply edit ``kind`` to the matched maps of ``G(latents)`` and re-optimise the fit to them
     plus ``hold * L_reg(z - latents)``. ``fit="corr"``: Eq. 5; ``"mse"``: Eq. 5 plus half the
     maps' energy (:class:`~.losses.MapEnergy`), i.e. half the mean squared difference of the
     normalised maps up to a constant. ``None`` takes the edit's default fit
-    (:func:`default_fit`) and hold (:func:`default_hold`); ``hold=0``: no pull. ``pad``: what
-    the cells a shift uncovers hold (module docstring).
+    (:func:`default_fit`), hold (:func:`default_hold`) and box (:func:`default_box`);
+    ``hold=0``: no pull; ``box``: project each step onto the prior's box (replaces
+    ``config.project``). ``pad``: what the cells a shift uncovers hold (module docstring).
 
     Starts from ``latents`` ``(n, d)`` (copy-paste: from ``sample_latents(seed, 0..n-1)``).
     Returns (the result, the uint8 source images ``(n, 3, H, W)``)."""
     fit = resolve_fit(kind, fit)
     hold = resolve_hold(kind, hold, fit=fit)
+    config = dataclasses.replace(config, project=default_box(kind, fit) if box is None else bool(box))
     layers = sorted({g.gen_layer for g in matches.groups})
     source_images, source = gen.generate(latents, layers)
     guidance = LinearAct(matches, normalised_targets(matches, edit_targets(matches, source, kind, units, dx, dy, pad)))

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..zoo import load
-from .edits import EDITS, PADS, check_pad, edit, resolve_fit, resolve_hold
+from .edits import EDITS, PADS, check_pad, default_box, edit, resolve_fit, resolve_hold
 from .images import load_image, save_png, side_by_side
 from .matches import RunInfo, concept_units, encoder_matches, open_run, self_matches
 from .metrics import psnr, ssim
@@ -152,16 +152,18 @@ def _concept_or_units(run: RunInfo, concept: int | None, unit: int | None) -> se
 
 def edit_job(run_dir: str | Path, out: str | Path, kind: str, settings: JobSettings, index: int = 0,
              concept: int | None = None, unit: int | None = None, dx: float = 0.25, dy: float = 0.0,
-             progress=None, hold: float | None = None, pad: str = PADS[0], fit: str | None = None) -> dict:
+             progress=None, hold: float | None = None, pad: str = PADS[0], fit: str | None = None,
+             box: bool | None = None) -> dict:
     """Edit the run's generated image ``index`` (its stored latent) and re-optimise; ``hold``:
     weight of the pull to the source latent, ``pad``: what the cells a shift uncovers hold,
-    ``fit``: how the result is compared with the edited maps (``None``: the edit's default; see
-    :func:`~.edits.edit`)."""
+    ``fit``: how the result is compared with the edited maps, ``box``: project the steps onto
+    the prior's box (``None``: the edit's defaults; see :func:`~.edits.edit`)."""
     if kind not in EDITS:
         raise ValueError(f"edit {kind!r} is not supported; valid: {', '.join(EDITS)}")
     check_pad(pad, "--pad ")
     fit = resolve_fit(kind, fit, "--fit ")
     hold = resolve_hold(kind, hold, "--hold ", fit)  # before any model loads
+    box = default_box(kind, fit) if box is None else bool(box)
     run = check_job(run_dir, settings)
     n = run.plan.config.n
     if not 0 <= index < n:
@@ -173,10 +175,10 @@ def edit_job(run_dir: str | Path, out: str | Path, kind: str, settings: JobSetti
     matches = self_matches(run, sorted(rosetta | (units or set())))
     gen = _models(run, [run.plan.config.generator], settings.device)[run.plan.config.generator]
     latent = torch.from_numpy(np.asarray(run.store.array("latents")[index : index + 1], dtype=np.float32))
-    result, source = edit(gen, matches, latent.to(gen.device), kind, settings.config(), units, dx, dy, progress, hold, pad, fit)
+    result, source = edit(gen, matches, latent.to(gen.device), kind, settings.config(), units, dx, dy, progress, hold, pad, fit, box)
     folder = Path(out) / f"edit-{kind}-{index}"
     metrics = {"kind": "edit", "edit": kind, "index": index, "concept": concept, "unit": unit, "dx": dx, "dy": dy,
-               "hold": hold, "pad": pad, "fit": fit,
+               "hold": hold, "pad": pad, "fit": fit, "box": box,
                "settings": settings.record(), "pairs": matches.n_pairs, **_quality(source, result.images)}
     return _write(folder, source, result, metrics)
 

@@ -51,12 +51,12 @@ def test_invert_batch_continues_past_bad_images(run_dir, tmp_path):
 def test_edit_and_visualize_write_outputs(run_dir, tmp_path):
     home = tempfile.mkdtemp(prefix="prefect-home-")
     proc = _rosetta("edit", "--run", str(run_dir), "--out", str(tmp_path), "--edit", "zoom", "--steps", "2", "--index", "2",
-                    "--hold", "0.5", "--reg-center", "prior", "--pad", "zero", "--fit", "corr", home=home)
+                    "--hold", "0.5", "--reg-center", "prior", "--pad", "zero", "--fit", "corr", "--box", "off", home=home)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "edit-zoom-2" / "result.png").is_file() and (tmp_path / "edit-zoom-2" / "latent.npy").is_file()
     recorded = json.loads((tmp_path / "edit-zoom-2" / "metrics.json").read_text())
     assert recorded["hold"] == 0.5 and recorded["settings"]["reg_center"] == "prior" and recorded["pad"] == "zero"
-    assert recorded["fit"] == "corr"
+    assert recorded["fit"] == "corr" and recorded["box"] is False  # corr's default box is on
     concept = json.loads((Path(run_dir) / "dictionary.json").read_text())["concepts"][0]["id"]
     proc = _rosetta("visualize", "--run", str(run_dir), "--out", str(tmp_path), "--concept", str(concept), "--steps", "2",
                     "--starts", "2", home=home)
@@ -73,6 +73,7 @@ def test_edit_and_visualize_write_outputs(run_dir, tmp_path):
     (["invert", "--reg-center", "median", "x.png"], "invalid choice: 'median'"),
     (["edit", "--edit", "shift", "--pad", "edge"], "invalid choice: 'edge'"),
     (["edit", "--edit", "shift", "--fit", "huber"], "invalid choice: 'huber'"),
+    (["edit", "--edit", "zoom", "--box", "maybe"], "invalid choice: 'maybe'"),
 ])
 def test_bad_arguments_are_one_clear_error(run_dir, args, message):
     home = tempfile.mkdtemp(prefix="prefect-home-")

@@ -14,10 +14,10 @@ from invert_support import scene_pngs, tiny_run
 from oracles import resized
 
 from rosetta_core.inversion import InversionConfig, encoder_matches, invert, open_run, self_matches
-from rosetta_core.inversion.edits import EDIT_FITS, EDIT_HOLDS, default_fit, default_hold, edit, edit_targets
+from rosetta_core.inversion.edits import EDIT_FITS, EDIT_HOLDS, FIT_BOXES, default_box, default_fit, default_hold, edit, edit_targets
 from rosetta_core.inversion.jobs import JobSettings, edit_job, invert_file, visualize_job
 from rosetta_core.inversion.losses import act_loss, normalised_targets
-from rosetta_core.inversion.optimize import BOX_SAMPLES, BOX_SEED, optimise, target_maps
+from rosetta_core.inversion.optimize import BOX_SAMPLES, BOX_SEED, latent_box, optimise, target_maps
 from rosetta_core.zoo import load
 
 pytestmark = pytest.mark.integration
@@ -136,18 +136,20 @@ def test_edit_hold_adds_a_pull_to_the_source_latent(run_dir):
                 misfit = -act
             return cfg.alpha * z.pow(2).mean(1) + hold * (z - latents).pow(2).mean(1) + misfit, act
 
-        return optimise(gen, latents, layers, objective, cfg, needs_images=True).latents
+        boxed = dataclasses.replace(cfg, project=FIT_BOXES[fit])  # the fit's default box
+        return optimise(gen, latents, layers, objective, boxed, needs_images=True).latents
 
     for hold, fit in ((0.0, "mse"), (3.0, "mse"), (3.0, "corr")):
         result, _ = edit(gen, matches, latents, "shift", cfg, hold=hold, fit=fit)
         torch.testing.assert_close(result.latents, direct(hold, fit), rtol=1e-4, atol=1e-5)
     assert float((direct(3.0, "corr") - direct(3.0)).abs().max()) > 1e-3
-    # the defaults are per edit: a shift fits by mse without a hold, with corr it holds (EDIT_HOLDS);
-    # zoom fits by corr and holds; copy-paste fits by corr without a hold
+    # the defaults are per edit: a shift fits by mse without a hold or box, with corr it holds
+    # (EDIT_HOLDS) inside the box; zoom fits by mse too; copy-paste by corr without a hold
     assert default_fit("shift") == EDIT_FITS["shift"] == "mse" and default_hold("shift") == 0
+    assert default_box("shift") is False and default_box("shift", "corr") is True
     assert default_hold("shift", "corr") == EDIT_HOLDS["corr"]["shift"] > 0
-    assert default_fit("zoom") == "corr" and default_hold("zoom") == EDIT_HOLDS["corr"]["zoom"] > 0
-    assert default_fit("copy-paste") == "corr" and default_hold("copy-paste") == 0
+    assert default_fit("zoom") == "mse" and default_hold("zoom") == 0 and default_hold("zoom", "corr") == EDIT_HOLDS["corr"]["zoom"] > 0
+    assert default_fit("copy-paste") == "corr" and default_hold("copy-paste") == 0 and default_box("copy-paste") is True
     torch.testing.assert_close(edit(gen, matches, latents, "shift", cfg)[0].latents, direct(0.0), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(edit(gen, matches, latents, "shift", cfg, fit="corr")[0].latents,
                                direct(EDIT_HOLDS["corr"]["shift"], "corr"), rtol=1e-4, atol=1e-5)
@@ -159,6 +161,26 @@ def test_edit_hold_adds_a_pull_to_the_source_latent(run_dir):
     assert distance[1000.0] < distance[3.0] < distance[0.0] and distance[0.0] > 0
     with pytest.raises(ValueError, match="hold=-1.0 must be >= 0"):
         edit(gen, matches, latents, "shift", cfg, hold=-1.0)
+
+
+def test_edit_box_keeps_the_latent_inside_the_prior(run_dir):
+    """``box=True`` projects every step onto the prior's box whatever ``config.project`` says;
+    ``box=False`` lets a large step leave it; the default follows the fit (FIT_BOXES)."""
+    run = open_run(run_dir)
+    gen = load("mini-gen", "random")
+    matches = self_matches(run)
+    latents = torch.from_numpy(np.asarray(run.store.array("latents")[2:4], dtype=np.float32))
+    low, high = latent_box(gen)
+    cfg = InversionConfig(mode="ood", steps=4, seed=1, lr=2.0, warmup=0.0, rampdown=0.0)
+
+    def outside(z):
+        return float(torch.clamp(low - z, min=0).sum() + torch.clamp(z - high, min=0).sum())
+
+    boxed = edit(gen, matches, latents, "zoom", dataclasses.replace(cfg, project=False), fit="mse", box=True)[0].latents
+    free = edit(gen, matches, latents, "zoom", cfg, fit="mse", box=False)[0].latents
+    assert outside(boxed) == 0 and outside(free) > 0.1
+    torch.testing.assert_close(edit(gen, matches, latents, "zoom", cfg)[0].latents, free)  # zoom: mse, no box
+    assert outside(edit(gen, matches, latents, "zoom", cfg, fit="corr", hold=0.0)[0].latents) == 0
 
 
 def test_jobs_write_their_files(run_dir, tmp_path):
@@ -179,7 +201,9 @@ def test_jobs_write_their_files(run_dir, tmp_path):
         edit_job(run_dir, tmp_path / "out", "shift", JobSettings(steps=2), index=1, fit="huber")
     removed = edit_job(run_dir, tmp_path / "out", "remove", JobSettings(steps=2), concept=concept, fit="corr")
     zoomed = edit_job(run_dir, tmp_path / "out", "zoom", JobSettings(steps=2), index=1)
-    assert zoomed["fit"] == "corr" and zoomed["hold"] == EDIT_HOLDS["corr"]["zoom"]
+    assert zoomed["fit"] == "mse" and zoomed["hold"] == 0.0 and zoomed["box"] is False
+    boxed = edit_job(run_dir, tmp_path / "out2", "zoom", JobSettings(steps=2), index=1, fit="corr")
+    assert boxed["fit"] == "corr" and boxed["hold"] == EDIT_HOLDS["corr"]["zoom"] and boxed["box"] is True
     assert removed["concept"] == concept and removed["hold"] == 0.0 and removed["fit"] == "corr"
     shown = visualize_job(run_dir, tmp_path / "out", concept, JobSettings(steps=2), starts=3)
     assert np.load(tmp_path / "out" / f"concept-{concept}" / "latent.npy").shape[0] == 3
