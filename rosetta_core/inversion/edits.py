@@ -65,9 +65,10 @@ network draws clean objects of radius 0.4-0.5 (checked by setting the size code 
 Zoom's median area growth on the 32 latents with mse, hold 0, no box: x3.04, within 25% of
 what the 2x zoom does to the source image itself (x3.23 there) in 88% (box on, corr, hold 3:
 x2.86). Shifts within 25% of the request on the 56 latents with mse, hold 0: 98% without the
-box, 89% with it (median 15.8 px of 16). Hence :data:`EDIT_FITS`: shift, zoom and remove by mse without a hold, the others by
-corr (:data:`EDIT_HOLDS` per fit, :func:`default_fit`, :func:`default_hold`), and the box per
-fit (:data:`FIT_BOXES`, :func:`default_box`).
+box, 89% with it (median 15.8 px of 16); removals on the 32: 100% either way. Hence
+:data:`EDIT_FITS`: shift, zoom and remove by mse without a hold, the others by corr
+(:data:`EDIT_HOLDS` per fit, :func:`default_fit`, :func:`default_hold`), and the box per fit
+(:data:`FIT_BOXES`, :func:`default_box`).
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ from .losses import LinearAct, MapEnergy, normalised_targets, reg_loss
 from .matches import Matches
 from .optimize import InversionConfig, Result, guidance_objective, optimise, regulariser
 
-__all__ = ["EDITS", "PADS", "FITS", "EDIT_FITS", "EDIT_HOLDS", "FIT_BOXES", "default_fit", "default_hold", "default_box", "resolve_fit",
-           "resolve_hold", "check_pad", "shift_maps", "zoom_maps", "copy_paste_maps", "edit_targets", "edit"]
+__all__ = ["EDITS", "PADS", "FITS", "EDIT_FITS", "EDIT_HOLDS", "FIT_BOXES", "default_fit", "default_hold",
+           "default_box", "resolve_fit", "resolve_hold", "check_pad", "shift_maps", "zoom_maps", "copy_paste_maps", "edit_targets", "edit"]
 
 EDITS = ("shift", "zoom", "copy-paste", "remove", "add")
 PADS = ("mean", "zero")  # what a shift uncovers; the first is the default
