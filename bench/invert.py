@@ -59,7 +59,7 @@ from rosetta_core.inversion import InversionConfig, edit, encoder_matches, inver
 from rosetta_core.inversion import metrics as M  # noqa: E402
 from rosetta_core.inversion.edits import FITS, PADS, default_box, default_hold, resolve_fit, shift_maps, zoom_maps  # noqa: E402
 from rosetta_core.inversion.losses import act_loss, normalised_targets  # noqa: E402
-from rosetta_core.inversion.optimize import REG_CENTERS, guidance_objective, latent_box, optimise, regulariser, target_maps  # noqa: E402
+from rosetta_core.inversion.optimize import ACTS, REG_CENTERS, guidance_objective, latent_box, optimise, regulariser, target_maps  # noqa: E402
 from rosetta_core.inversion.perceptual import Perceptual  # noqa: E402
 from rosetta_core.zoo import load, registry  # noqa: E402
 from rosetta_core.zoo.embedded.mini_gen import GEN_WORLD  # noqa: E402
@@ -69,7 +69,7 @@ MEASURED_EDITS = ("shift", "zoom", "remove")
 # (world seed VALIDATION_SEED, 300 steps; README "OOD"): layout IoU sketch zero:3 0.212 /
 # prior:1 0.119 / prior:2 0.145 (pixel baseline 0.134); cartoon zero:3 0.553 / prior:1 0.673 /
 # prior:2 0.671 (baseline 0.512).
-OOD_REG = {"sketch": ("zero", 3.0), "cartoon": ("prior", 1.0)}
+OOD_REG = {"sketch": ("zero", 3.0, "dataset"), "cartoon": ("prior", 1.0, "dataset")}
 HELD_OUT_SEED = 90210
 VALIDATION_SEED = 4242  # scenes for choosing settings (alpha), never the ones reported
 PERCEPTUAL = "mini-resnet.sup"
@@ -117,17 +117,18 @@ def ood(ctx, n, steps, batch, seed=None) -> dict:
     matches = encoder_matches(run)
     seed = HELD_OUT_SEED if seed is None else seed
     out = {"seed": seed, "scenes": n}
-    for style, (center, alpha) in ctx["ood_reg"].items():
+    for style, (center, alpha, act) in ctx["ood_reg"].items():
         scenes = render_batch(seed, np.arange(n), GEN_WORLD, style=style)
         images, truth = torch.from_numpy(scenes.images), scenes.object_masks.any(axis=1)
-        guided_cfg = InversionConfig(mode="ood", steps=steps, alpha=alpha, reg_center=center)
+        guided_cfg = InversionConfig(mode="ood", steps=steps, alpha=alpha, reg_center=center, act=act)
         guided, _ = _batched(lambda x: invert(gen, encs, matches, x, guided_cfg), images, batch)
         pixel_cfg = InversionConfig(mode="rec", steps=steps, beta=0.0, perceptual_weight=0.0, reg_center=ctx["reg_center"])
         pixel, _ = _batched(lambda x: invert(gen, encs, None, x, pixel_cfg), images, batch)
         g_iou = float(M.iou(truth, M.foreground(guided.numpy())).mean())
         p_iou = float(M.iou(truth, M.foreground(pixel.numpy())).mean())
-        out[style] = {"guided_iou": g_iou, "pixel_iou": p_iou, "gain": g_iou - p_iou, "reg_center": center, "alpha": alpha}
-        print(f"  {style:8s} layout IoU: guided {g_iou:.3f}  pixel-loss baseline {p_iou:.3f}  gain {g_iou - p_iou:+.3f}  (L_reg {center}, alpha {alpha:g})", flush=True)
+        out[style] = {"guided_iou": g_iou, "pixel_iou": p_iou, "gain": g_iou - p_iou, "reg_center": center, "alpha": alpha,
+                      "act": act}
+        print(f"  {style:8s} layout IoU: guided {g_iou:.3f}  pixel-loss baseline {p_iou:.3f}  gain {g_iou - p_iou:+.3f}  (L_reg {center}, alpha {alpha:g}, act {act})", flush=True)
     return out
 
 
@@ -277,19 +278,21 @@ def speed(ctx, steps) -> dict:
     return out
 
 
-def _parse_ood_reg(ap, text: str) -> dict[str, tuple[str, float]]:
+def _parse_ood_reg(ap, text: str) -> dict[str, tuple[str, float, str]]:
     out = {}
     for item in filter(None, text.split(",")):
         style, _, spec = item.partition("=")
-        center, _, alpha = spec.partition(":")
+        center, _, rest = spec.partition(":")
+        alpha, _, act = rest.partition(":")
+        act = act or "dataset"
         try:
             value = float(alpha)
         except ValueError:
             value = -1.0
-        if style not in OOD_REG or center not in REG_CENTERS or not value >= 0:
-            ap.error(f"--ood-reg item {item!r} is invalid; expected STYLE=CENTER:ALPHA with STYLE in "
-                     f"{', '.join(OOD_REG)}, CENTER in {', '.join(REG_CENTERS)}, ALPHA >= 0")
-        out[style] = (center, value)
+        if style not in OOD_REG or center not in REG_CENTERS or not value >= 0 or act not in ACTS:
+            ap.error(f"--ood-reg item {item!r} is invalid; expected STYLE=CENTER:ALPHA[:ACT] with STYLE in "
+                     f"{', '.join(OOD_REG)}, CENTER in {', '.join(REG_CENTERS)}, ALPHA >= 0, ACT in {', '.join(ACTS)}")
+        out[style] = (center, value, act)
     return out
 
 
@@ -302,9 +305,10 @@ def main() -> int:
     ap.add_argument("--edits", type=int, default=50)
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--beta", type=float, default=1.0)
-    ap.add_argument("--ood-reg", default=",".join(f"{k}={c}:{a:g}" for k, (c, a) in OOD_REG.items()),
-                    help="STYLE=CENTER:ALPHA,... the L_reg centring and alpha of each style's guided OOD "
-                         "inversions (Eq. 5); default chosen on --ood-seed 4242 scenes, see README")
+    ap.add_argument("--ood-reg", default=",".join(f"{k}={c}:{a:g}:{m}" for k, (c, a, m) in OOD_REG.items()),
+                    help="STYLE=CENTER:ALPHA[:ACT],... the L_reg centring, alpha and L_act (dataset = Eq. 6, "
+                         "image = per-image correlation) of each style's guided OOD inversions (Eq. 5); default "
+                         "chosen on --ood-seed 4242 scenes, see README")
     ap.add_argument("--reg-center", choices=REG_CENTERS, default="zero",
                     help="L_reg centring of table1, edits, speed and the OOD pixel baseline (default zero, the library's)")
     ap.add_argument("--ood-seed", type=int, default=None,

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from rosetta_core.inversion.edits import EDIT_FITS, EDIT_HOLDS, EDITS, FIT_BOXES, FITS, PADS
-from rosetta_core.inversion.optimize import MODES, REG_CENTERS
+from rosetta_core.inversion.optimize import ACTS, MODES, REG_CENTERS
 
 
 def _settings(args: argparse.Namespace):
@@ -16,7 +16,7 @@ def _settings(args: argparse.Namespace):
     encoders = tuple(e for e in (args.encoders or "").split(",") if e)
     return JobSettings(mode=getattr(args, "mode", "ood"), encoders=encoders, steps=args.steps, seed=args.seed,
                        alpha=args.alpha, beta=getattr(args, "beta", 1.0), pixel=getattr(args, "pixel", "l2"),
-                       reg_center=args.reg_center, lr=args.lr, device=args.device,
+                       reg_center=args.reg_center, act=getattr(args, "act", "dataset"), lr=args.lr, device=args.device,
                        perceptual_encoder=getattr(args, "perceptual_encoder", "mini-resnet.sup"))
 
 
@@ -107,6 +107,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
 
 
+def _act(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--act", choices=ACTS, default="dataset",
+                   help="how matched maps are compared: dataset = the paper's Eq. 6 (each map normalised by the "
+                        "pair's dataset statistics, default); image = each pair's correlation over the image's own "
+                        "positions (for out-of-distribution images such as cartoons; see README)")
+
+
 def add_invert_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("invert", help="Rosetta-guided inversion of image files into the run's generator",
                        description="Optimise the generator's latent so its matched units' maps correlate with the "
@@ -114,6 +121,7 @@ def add_invert_commands(sub: argparse._SubParsersAction) -> None:
                        "metrics.json per image; images already done with the same settings are skipped.")
     _common(p)
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
+    _act(p)
     p.add_argument("--mode", choices=MODES, default="ood", help="ood: guidance only (Eq. 5); rec: + reconstruction (Eq. 7)")
     p.add_argument("--beta", type=float, default=1.0, help="weight of L_act in rec mode (default 1; 0 = baseline)")
     p.add_argument("--pixel", choices=["l2", "l1", "none"], default="l2", help="pixel loss in rec mode")
@@ -151,6 +159,7 @@ def add_invert_commands(sub: argparse._SubParsersAction) -> None:
     v = sub.add_parser("visualize", help="visualise one concept from several random starts",
                        description="Optimise several random latents to match one concept's pairs on an example image.")
     _common(v)
+    _act(v)
     v.add_argument("--concept", type=int, required=True)
     v.add_argument("--unit", type=int, default=None, help="one generator unit of the concept: visualise that Rosetta neuron's pairs only")
     v.add_argument("--starts", type=int, default=4, help="random starts (default 4)")

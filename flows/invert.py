@@ -33,6 +33,7 @@ class InvertSettings(BaseModel):
     pixel: Literal["l2", "l1", "none"] = "l2"
     reg: Literal["l2", "l1"] = "l2"
     reg_center: Literal["prior", "zero"] = "zero"
+    act: Literal["dataset", "image"] = "dataset"
     lr: float | None = None
     perceptual_encoder: str = "mini-resnet.sup"
     device: str = "cpu"

@@ -236,6 +236,9 @@ def edit(gen: GeneratorAdapter, matches: Matches, latents: torch.Tensor, kind: s
 
     Starts from ``latents`` ``(n, d)`` (copy-paste: from ``sample_latents(seed, 0..n-1)``).
     Returns (the result, the uint8 source images ``(n, 3, H, W)``)."""
+    if config.act != "dataset":
+        raise ValueError(f"act={config.act!r}: edits fit the generator's own edited maps with Eq. 6 "
+                         "(act='dataset'); act='image' is for inverting out-of-distribution images")
     fit = resolve_fit(kind, fit)
     hold = resolve_hold(kind, hold, fit=fit)
     config = dataclasses.replace(config, project=default_box(kind, fit) if box is None else bool(box))

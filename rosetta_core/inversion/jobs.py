@@ -46,13 +46,15 @@ class JobSettings:
     pixel: str = "l2"
     reg: str = "l2"
     reg_center: str = "zero"
+    act: str = "dataset"
     lr: float | None = None
     perceptual_encoder: str = "mini-resnet.sup"
     device: str = "cpu"
 
     def config(self) -> InversionConfig:
         cfg = InversionConfig(mode=self.mode, steps=self.steps, lr=self.lr, alpha=self.alpha, beta=self.beta,
-                              pixel=self.pixel, reg=self.reg, reg_center=self.reg_center, seed=self.seed)
+                              pixel=self.pixel, reg=self.reg, reg_center=self.reg_center, act=self.act,
+                              seed=self.seed)
         cfg.validate()
         return cfg
 
@@ -96,9 +98,11 @@ def check_job(run_dir: str | Path, settings: JobSettings) -> RunInfo:
 
 def job_done(folder: Path, record: dict) -> bool:
     try:
-        return json.loads((folder / "metrics.json").read_text()).get("settings") == record
+        saved = json.loads((folder / "metrics.json").read_text()).get("settings")
     except (OSError, ValueError):
         return False
+    # jobs written before settings had "act" used Eq. 6, today's default
+    return isinstance(saved, dict) and {"act": "dataset"} | saved == record
 
 
 def _write(folder: Path, inputs: torch.Tensor, result: Result, metrics: dict) -> dict:

@@ -16,6 +16,11 @@ generator's maps: :class:`LinearAct` folds each target map back onto the generat
 grid (the transposed resize matrices, as in mining, DESIGN §3.1) and sums the kernels of pairs
 that share a generator unit. Each step is then one product-sum per generator layer, without
 gathers or resizes; :func:`act_loss` is the direct form it is tested against.
+
+``act="image"`` (:class:`ImageCorrAct`) is an alternative to Eq. 6 for out-of-distribution
+targets: each pair's Pearson correlation over the positions of *this* image, both resized maps
+standardised by their own spatial mean and variance, so only the layout of a map counts, not its
+level against the dataset (a flat-coloured cartoon shifts every encoder unit's level).
 """
 
 from __future__ import annotations
@@ -34,10 +39,15 @@ from .matches import Matches, PairGroup
 
 __all__ = [
     "REGS", "PIXELS", "resize_to", "normalised_targets", "act_loss", "reg_loss", "pixel_loss",
-    "lr_factor", "differentiable_maps", "generator_maps", "LinearAct", "MapEnergy",
+    "lr_factor", "differentiable_maps", "generator_maps", "LinearAct", "MapEnergy", "ACTS", "IMAGE_EPS",
+    "image_targets", "ImageCorrAct",
 ]
 
 REGS = ("l2", "l1")
+ACTS = ("dataset", "image")
+# variance floor of a map standardised over its own positions, relative to the pair's dataset
+# variance: a map (almost) constant on one image has no layout, and its term stays ~0
+IMAGE_EPS = 1e-6
 PIXELS = ("l2", "l1", "none")
 
 
@@ -163,6 +173,54 @@ class MapEnergy:
             maps = gen_maps[group.gen_layer]
             picked = maps[:, torch.as_tensor(group.gen_channels, device=maps.device)]
             term = _normalise(resize_to(picked, group.grid), group.gen_mean, group.gen_std).pow(2).mean(dim=(2, 3)).sum(dim=1)
+            total = term if total is None else total + term
+        return total / self.matches.n_pairs
+
+
+def _spatially_standardised(maps: torch.Tensor, std, eps: float) -> torch.Tensor:
+    """``(n, P, H, W)`` minus each map's spatial mean, over ``sqrt(spatial variance + eps * std^2)``
+    (``std``: the pairs' dataset standard deviations ``(P,)``; ``eps > 0``)."""
+    if not eps > 0:
+        raise ValueError(f"eps={eps} must be > 0: a map constant over the image would divide 0 by 0")
+    centred = maps - maps.mean(dim=(2, 3), keepdim=True)
+    floor = eps * _stat(std, maps).pow(2)
+    return centred / torch.sqrt(centred.pow(2).mean(dim=(2, 3), keepdim=True) + floor)
+
+
+def image_targets(matches: Matches, target_maps: Mapping[str, Mapping[str, torch.Tensor]],
+                  eps: float = IMAGE_EPS) -> list[torch.Tensor]:
+    """Per group, the target side ``(n, P, H, W)`` resized to the pair's grid and standardised
+    over its own positions (:class:`ImageCorrAct`); fixed during the optimisation."""
+    out = []
+    for group in matches.groups:
+        maps = target_maps[group.target_model][group.target_layer].float()
+        picked = maps[:, torch.as_tensor(group.target_channels, device=maps.device)]
+        out.append(_spatially_standardised(resize_to(picked, group.grid), group.target_std, eps).detach())
+    return out
+
+
+class ImageCorrAct:
+    """``L_act`` per image ``(n,)`` as the mean over matched pairs of the pair's Pearson
+    correlation over the positions of that image (``act="image"``, module docstring):
+    ``(1 / HW) sum_x g_x t_x`` with ``g``, ``t`` the two maps resized to the pair's grid, each
+    minus its spatial mean over ``sqrt(its spatial variance + eps * dataset variance)``.
+    Bounded in [-1, 1]; a map constant over the image contributes 0. ``targets``:
+    :func:`image_targets` (with the same ``eps``)."""
+
+    def __init__(self, matches: Matches, targets: list[torch.Tensor], eps: float = IMAGE_EPS):
+        if len(targets) != len(matches.groups):
+            raise ValueError(f"{len(targets)} target groups for {len(matches.groups)} pair groups; build them with image_targets")
+        if not eps > 0:
+            raise ValueError(f"eps={eps} must be > 0: a map constant over the image would divide 0 by 0")
+        self.matches, self.targets, self.eps = matches, targets, eps
+
+    def __call__(self, gen_maps: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        total = None
+        for group, target in zip(self.matches.groups, self.targets):
+            maps = gen_maps[group.gen_layer]
+            picked = maps[:, torch.as_tensor(group.gen_channels, device=maps.device)]
+            gen = _spatially_standardised(resize_to(picked, group.grid), group.gen_std, self.eps)
+            term = (gen * target.to(gen)).mean(dim=(2, 3)).sum(dim=1)
             total = term if total is None else total + term
         return total / self.matches.n_pairs
 

@@ -35,12 +35,13 @@ import torch
 
 from ..zoo import get_spec
 from ..zoo.base import EncoderAdapter, GeneratorAdapter
-from .losses import PIXELS, REGS, LinearAct, generator_maps, lr_factor, normalised_targets, pixel_loss, reg_loss
+from .losses import (ACTS, PIXELS, REGS, ImageCorrAct, LinearAct, generator_maps, image_targets, lr_factor,
+                     normalised_targets, pixel_loss, reg_loss)
 from .matches import Matches
 from .perceptual import Perceptual
 
 __all__ = ["MODES", "InversionConfig", "Result", "generator_lr", "optimise", "invert", "visualize", "target_maps",
-           "guidance_objective", "latent_prior", "regulariser", "REG_CENTERS"]
+           "guidance_objective", "latent_prior", "regulariser", "REG_CENTERS", "guidance", "ACTS"]
 
 MODES = ("ood", "rec")
 REG_CENTERS = ("prior", "zero")
@@ -56,6 +57,9 @@ class InversionConfig:
     ``lr=None`` takes the generator's zoo entry. ``beta=0`` in ``rec`` mode is the
     reconstruction-only baseline. ``snapshots``: intermediate images kept for the strip.
     ``reg_center``: what ``L_reg`` measures the latent against (module docstring).
+    ``act``: ``"dataset"`` is Eq. 6 (each map normalised by the pair's dataset statistics);
+    ``"image"`` each pair's correlation over the target image's own positions
+    (:class:`~.losses.ImageCorrAct`), for out-of-distribution targets.
     """
 
     mode: str = "ood"
@@ -65,6 +69,7 @@ class InversionConfig:
     beta: float = 1.0
     reg: str = "l2"
     reg_center: str = "zero"
+    act: str = "dataset"
     pixel: str = "l2"
     perceptual_weight: float = 1.0
     warmup: float = 0.05
@@ -80,6 +85,8 @@ class InversionConfig:
             raise ValueError(f"reg={self.reg!r} is not supported; valid: {', '.join(REGS)}")
         if self.reg_center not in REG_CENTERS:
             raise ValueError(f"reg_center={self.reg_center!r} is not supported; valid: {', '.join(REG_CENTERS)}")
+        if self.act not in ACTS:
+            raise ValueError(f"act={self.act!r} is not supported; valid: {', '.join(ACTS)}")
         if self.pixel not in PIXELS:
             raise ValueError(f"pixel={self.pixel!r} is not supported; valid: {', '.join(PIXELS)}")
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -172,6 +179,18 @@ def target_maps(encoders: dict[str, EncoderAdapter], matches: Matches, images: t
     return out
 
 
+def guidance(matches: Matches, maps: dict, act: str = "dataset", starts: int | None = None) -> Callable[[dict], torch.Tensor]:
+    """``L_act`` (generator maps -> ``(n,)``) against the target maps ``maps`` (:func:`target_maps`):
+    Eq. 6 (:class:`~.losses.LinearAct`) for ``act="dataset"``, :class:`~.losses.ImageCorrAct`
+    for ``"image"``. ``starts``: one target image shared by that many latents."""
+    if act not in ACTS:
+        raise ValueError(f"act={act!r} is not supported; valid: {', '.join(ACTS)}")
+    targets = normalised_targets(matches, maps) if act == "dataset" else image_targets(matches, maps)
+    if starts is not None:
+        targets = [t.expand(starts, *t.shape[1:]) for t in targets]
+    return LinearAct(matches, targets) if act == "dataset" else ImageCorrAct(matches, targets)
+
+
 Objective = Callable[[torch.Tensor, torch.Tensor, dict], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -251,8 +270,7 @@ def invert(gen: GeneratorAdapter, encoders: dict[str, EncoderAdapter], matches: 
         raise ValueError("mode 'ood' needs matches: guidance is its only image term")
     n = len(images)
     guided = matches is not None and (config.mode == "ood" or config.beta > 0)
-    targets = normalised_targets(matches, target_maps(encoders, matches, images)) if guided else []
-    guidance = LinearAct(matches, targets) if guided else None
+    act_of = guidance(matches, target_maps(encoders, matches, images), config.act) if guided else None
     layers = sorted({g.gen_layer for g in matches.groups}) if guided else []
     target_px = _float(images).to(gen.device)
     reg = regulariser(gen, config)
@@ -262,7 +280,7 @@ def invert(gen: GeneratorAdapter, encoders: dict[str, EncoderAdapter], matches: 
             target_feats = [f.detach() for f in perceptual.features(target_px)]
 
     def objective(z, out, maps):
-        act = guidance(maps) if guided else z.new_full((n,), float("nan"))
+        act = act_of(maps) if guided else z.new_full((n,), float("nan"))
         loss = reg(z)
         if config.mode == "ood":
             return loss - act, act
@@ -285,9 +303,9 @@ def visualize(gen: GeneratorAdapter, encoders: dict[str, EncoderAdapter], matche
     that unit's map."""
     if starts < 1:
         raise ValueError(f"starts={starts} must be >= 1")
-    targets = normalised_targets(matches, target_maps(encoders, matches, image))
-    guidance = LinearAct(matches, [t.expand(starts, *t.shape[1:]) for t in targets])
+    config.validate()
+    act = guidance(matches, target_maps(encoders, matches, image), config.act, starts=starts)
     layers = sorted({g.gen_layer for g in matches.groups})
     start = gen.sample_latents(config.seed, np.arange(starts))
-    return optimise(gen, start, layers, guidance_objective(guidance, regulariser(gen, config)), config, progress,
+    return optimise(gen, start, layers, guidance_objective(act, regulariser(gen, config)), config, progress,
                     needs_images=False)

@@ -59,9 +59,10 @@ def test_edit_and_visualize_write_outputs(run_dir, tmp_path):
     assert recorded["fit"] == "corr" and recorded["box"] is False  # corr's default box is on
     concept = json.loads((Path(run_dir) / "dictionary.json").read_text())["concepts"][0]["id"]
     proc = _rosetta("visualize", "--run", str(run_dir), "--out", str(tmp_path), "--concept", str(concept), "--steps", "2",
-                    "--starts", "2", home=home)
+                    "--starts", "2", "--act", "image", home=home)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((tmp_path / f"concept-{concept}" / "metrics.json").read_text())["starts"] == 2
+    shown = json.loads((tmp_path / f"concept-{concept}" / "metrics.json").read_text())
+    assert shown["starts"] == 2 and shown["settings"]["act"] == "image" and recorded["settings"]["act"] == "dataset"
 
 
 @pytest.mark.parametrize("args,message", [
@@ -71,6 +72,7 @@ def test_edit_and_visualize_write_outputs(run_dir, tmp_path):
     (["edit", "--edit", "twist"], "invalid choice: 'twist'"),
     (["edit", "--edit", "shift", "--hold", "-1"], "--hold -1.0 must be >= 0"),
     (["invert", "--reg-center", "median", "x.png"], "invalid choice: 'median'"),
+    (["invert", "--act", "pixels", "x.png"], "invalid choice: 'pixels'"),
     (["edit", "--edit", "shift", "--pad", "edge"], "invalid choice: 'edge'"),
     (["edit", "--edit", "shift", "--fit", "huber"], "invalid choice: 'huber'"),
     (["edit", "--edit", "zoom", "--box", "maybe"], "invalid choice: 'maybe'"),

@@ -15,8 +15,8 @@ from oracles import resized
 
 from rosetta_core.inversion import InversionConfig, encoder_matches, invert, open_run, self_matches
 from rosetta_core.inversion.edits import EDIT_FITS, EDIT_HOLDS, FIT_BOXES, default_box, default_fit, default_hold, edit, edit_targets
-from rosetta_core.inversion.jobs import JobSettings, edit_job, invert_file, visualize_job
-from rosetta_core.inversion.losses import act_loss, normalised_targets
+from rosetta_core.inversion.jobs import JobSettings, edit_job, invert_file, job_done, visualize_job
+from rosetta_core.inversion.losses import ImageCorrAct, act_loss, generator_maps, image_targets, normalised_targets
 from rosetta_core.inversion.optimize import BOX_SAMPLES, BOX_SEED, latent_box, optimise, target_maps
 from rosetta_core.zoo import load
 
@@ -181,6 +181,38 @@ def test_edit_box_keeps_the_latent_inside_the_prior(run_dir):
     assert outside(boxed) == 0 and outside(free) > 0.1
     torch.testing.assert_close(edit(gen, matches, latents, "zoom", cfg)[0].latents, free)  # zoom: mse, no box
     assert outside(edit(gen, matches, latents, "zoom", cfg, fit="corr", hold=0.0)[0].latents) == 0
+
+
+def test_image_act_optimises_each_pairs_correlation_on_the_image(run_dir):
+    """act="image": the optimisation raises the per-image correlation (ImageCorrAct on the
+    final maps, built here from the target maps), bounded by 1, and lands elsewhere than Eq. 6."""
+    run = open_run(run_dir)
+    gen = load("mini-gen", "random")
+    encs = {"mini-resnet.sup": load("mini-resnet.sup", "random")}
+    matches = encoder_matches(run)
+    images = torch.from_numpy(np.asarray(run.store.array("images")[5:7]))
+    cfg = InversionConfig(mode="ood", steps=6, seed=2, act="image", reg_center="prior")
+    got = invert(gen, encs, matches, images, cfg)
+    act = ImageCorrAct(matches, image_targets(matches, target_maps(encs, matches, images)))
+    with torch.no_grad():
+        _, maps = generator_maps(gen.module, got.latents, sorted({g.gen_layer for g in matches.groups}))
+    np.testing.assert_allclose(got.act, act(maps).numpy(), rtol=1e-5, atol=1e-6)
+    assert np.all(np.abs(got.act) <= 1) and got.history[-1]["act"] > got.history[0]["act"]
+    dataset = invert(gen, encs, matches, images, dataclasses.replace(cfg, act="dataset"))
+    assert not torch.allclose(dataset.latents, got.latents)
+    with pytest.raises(ValueError, match="act='image': edits fit the generator's own edited maps"):
+        edit(gen, self_matches(run), gen.sample_latents(0, np.arange(1)), "zoom", cfg)
+    with pytest.raises(ValueError, match="act='pixels' is not supported; valid: dataset, image"):
+        JobSettings(act="pixels").config()
+
+
+def test_jobs_written_before_act_existed_still_count_as_done(tmp_path):
+    record = JobSettings(steps=2).record()
+    assert record["act"] == "dataset"
+    old = {k: v for k, v in record.items() if k != "act"}
+    (tmp_path / "metrics.json").write_text(json.dumps({"settings": old}))
+    assert job_done(tmp_path, record)
+    assert not job_done(tmp_path, JobSettings(steps=2, act="image").record())
 
 
 def test_jobs_write_their_files(run_dir, tmp_path):

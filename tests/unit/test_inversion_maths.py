@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from rosetta_core.inversion.edits import copy_paste_maps, resolve_fit, edit_targets, shift_maps, zoom_maps
-from rosetta_core.inversion.losses import LinearAct, MapEnergy, act_loss, generator_maps, lr_factor, normalised_targets, reg_loss
+from rosetta_core.inversion.losses import (ImageCorrAct, LinearAct, MapEnergy, act_loss, generator_maps, image_targets, lr_factor,
+                                          normalised_targets, reg_loss)
 from rosetta_core.inversion.matches import Matches, PairGroup
 from rosetta_core.inversion.metrics import psnr, ssim
 from rosetta_core.inversion.optimize import BOX_SAMPLES, BOX_SEED, InversionConfig, latent_prior, regulariser
@@ -170,6 +171,69 @@ def test_map_energy_turns_l_act_into_the_squared_difference(position):
     assert resolve_fit("shift", "corr") == "corr" and resolve_fit("shift", None) == "mse"
     with pytest.raises(ValueError, match="fit 'huber' is not supported; valid: mse, corr"):
         resolve_fit("shift", "huber")
+
+
+def _image_corr_loop(groups, gmaps, emaps, eps) -> np.ndarray:
+    """Per image: mean over pairs of the spatial correlation of the two resized maps, each
+    standardised over its own positions with variance floor eps * dataset variance, in loops."""
+    n = next(iter(gmaps.values())).shape[0]
+    out, count = np.zeros(n), 0
+    for g in groups:
+        H, W = g.grid
+        for p in range(len(g)):
+            for i in range(n):
+                sides = []
+                for maps, layer, ch, std in ((gmaps, g.gen_layer, g.gen_channels[p], g.gen_std[p]),
+                                             (emaps, g.target_layer, g.target_channels[p], g.target_std[p])):
+                    v = maps[layer][i, ch].astype(np.float64)
+                    r = bilinear_matrix(v.shape[0], H) @ v @ bilinear_matrix(v.shape[1], W).T
+                    mean = sum(r[y, x] for y in range(H) for x in range(W)) / (H * W)
+                    var = sum((r[y, x] - mean) ** 2 for y in range(H) for x in range(W)) / (H * W)
+                    sides.append((r - mean) / math.sqrt(var + eps * std**2))
+                out[i] += sum(sides[0][y, x] * sides[1][y, x] for y in range(H) for x in range(W)) / (H * W)
+            count += 1
+    return out / count
+
+
+@pytest.mark.parametrize("eps", [1e-12, 0.5])
+def test_image_corr_act_against_loops(eps):
+    """act="image": each pair's correlation over the image's own positions (loops, float64),
+    unchanged by a per-map affine change of the generator's maps (tiny eps), 1 for a map
+    against itself, 0 with a finite gradient for a constant map; eps 0 is refused."""
+    rng = np.random.default_rng(17)
+    groups = (
+        _group(rng, "g4", "e8", [(0, 1), (5, 6), (0, 2)], False),
+        _group(rng, "g8", "e2", [(4, 0), (1, 2)], True),  # position statistics: only the std is used
+        _group(rng, "g3x7", "e5x2", [(1, 3), (0, 0)], False),
+    )
+    gmaps = {k: rng.gamma(2.0, size=(3, *s)) for k, s in GEN_SHAPES.items()}
+    emaps = {k: rng.gamma(2.0, size=(3, *s)) for k, s in ENC_SHAPES.items()}
+    matches = Matches("gen", groups)
+    targets = image_targets(matches, {"enc": {k: torch.from_numpy(v) for k, v in emaps.items()}}, eps)
+    act = ImageCorrAct(matches, targets, eps)
+    maps = {k: torch.from_numpy(v) for k, v in gmaps.items()}
+    oracle = _image_corr_loop(groups, gmaps, emaps, eps)
+    np.testing.assert_allclose(act(maps).numpy(), oracle, rtol=1e-5)  # targets are float32
+    assert np.all(np.abs(oracle) < 1)
+    if eps < 1e-6:
+        scaled = {k: 3.0 * v + 7.0 for k, v in maps.items()}
+        np.testing.assert_allclose(act(scaled).numpy(), oracle, rtol=1e-5)
+    # a map against itself: 1 per pair (eps 0), below 1 with a floor
+    self_groups = (PairGroup("g8", "gen", "g8", (8, 8), np.array([0, 2]), np.array([0, 2]), np.array([0, 2]),
+                             np.zeros(2), np.ones(2), np.zeros(2), np.ones(2)),)
+    self_matches = Matches("gen", self_groups)
+    own = ImageCorrAct(self_matches, image_targets(self_matches, {"gen": maps}, eps), eps)(maps).numpy()
+    np.testing.assert_allclose(own, _image_corr_loop(self_groups, gmaps, gmaps, eps), rtol=1e-5)
+    assert np.allclose(own, 1.0, atol=1e-6) if eps < 1e-6 else np.all(own < 0.999)
+    flat = {k: torch.ones_like(v).requires_grad_(True) for k, v in maps.items()}
+    value = act(flat)
+    value.sum().backward()
+    np.testing.assert_allclose(value.detach().numpy(), 0.0, atol=1e-12)
+    assert all(torch.isfinite(v.grad).all() for v in flat.values())
+    with pytest.raises(ValueError, match="2 target groups for 3"):
+        ImageCorrAct(matches, targets[:2])
+    with pytest.raises(ValueError, match="eps=0 must be > 0"):
+        ImageCorrAct(matches, targets, 0)
 
 
 def test_generator_maps_stops_after_the_deepest_requested_layer():
