@@ -4,7 +4,7 @@ Usage::
 
     python bench/invert.py --run RUN [--n 200] [--steps 500] [--edits 50] [--parts table1,ood,edits,speed] [--table1-sets all]
                            [--edits-first 0] [--edit-fit mse|corr] [--edit-hold H] [--edit-box on|off] [--edit-pad mean|zero] [--edit-kinds shift,zoom,remove]
-                           [--ood-reg sketch=zero:3,cartoon=prior:1] [--reg-center prior|zero]
+                           [--ood-reg sketch=zero:3:dataset,cartoon=prior:1:dataset] [--reg-center prior|zero]
                            [--gen-weights FILE] [--device cpu] [--threads 2] [--json out.json]
 
 - table1: invert ``--n`` held-out scenes (real renders of world seed HELD_OUT_SEED, never seen in
@@ -13,9 +13,10 @@ Usage::
   the baseline measured in the same process.
 - ood: the same scenes rendered as ``sketch`` and ``cartoon``, inverted with guidance only
   (Eq. 5) vs a pixel-L2 baseline; layout IoU between the scene's true object masks and the
-  inverted image's foreground (rosetta_core.inversion.metrics.foreground). The L_reg centring
-  and alpha of each style's guided inversions (``--ood-reg``, default :data:`OOD_REG`) were
-  chosen on validation scenes (``--ood-seed 4242``).
+  inverted image's foreground (rosetta_core.inversion.metrics.foreground). The L_reg centring,
+  alpha and L_act (Eq. 6 or per image, ``InversionConfig.act``) of each style's guided
+  inversions (``--ood-reg``, default :data:`OOD_REG`) were chosen on validation scenes
+  (``--ood-seed 4242``).
 - edits: on the run's own generated images (``--edits`` trials from run image ``--edits-first``):
   shift by 1/4 towards the side with room (object centroid must move 16 px, within 25%; also
   printed: the rate the source's foreground mask itself, shifted, reaches), 2x zoom
@@ -65,11 +66,12 @@ from rosetta_core.zoo import load, registry  # noqa: E402
 from rosetta_core.zoo.embedded.mini_gen import GEN_WORLD  # noqa: E402
 
 MEASURED_EDITS = ("shift", "zoom", "remove")
-# (L_reg centring, alpha) of the guided OOD inversions per style, chosen on 24 validation scenes
-# (world seed VALIDATION_SEED, 300 steps; README "OOD"): layout IoU sketch zero:3 0.212 /
-# prior:1 0.119 / prior:2 0.145 (pixel baseline 0.134); cartoon zero:3 0.553 / prior:1 0.673 /
-# prior:2 0.671 (baseline 0.512).
-OOD_REG = {"sketch": ("zero", 3.0, "dataset"), "cartoon": ("prior", 1.0, "dataset")}
+# (L_reg centring, alpha, L_act) of the guided OOD inversions per style, chosen on 24 validation
+# scenes (world seed VALIDATION_SEED, 300 steps; README "OOD"). Layout IoU with Eq. 6
+# ("dataset"): sketch zero:3 0.212 / prior:1 0.119 / prior:2 0.145 (pixel baseline 0.134);
+# cartoon zero:3 0.553 / prior:1 0.673 / prior:2 0.671 (baseline 0.512). Per image ("image"):
+# sketch zero:0.1 0.328 / prior:0.1 0.449; cartoon prior:0.03 0.738 / prior:0.1 0.754.
+OOD_REG = {"sketch": ("prior", 0.1, "image"), "cartoon": ("prior", 0.1, "image")}
 HELD_OUT_SEED = 90210
 VALIDATION_SEED = 4242  # scenes for choosing settings (alpha), never the ones reported
 PERCEPTUAL = "mini-resnet.sup"
