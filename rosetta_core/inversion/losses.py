@@ -177,11 +177,14 @@ class MapEnergy:
         return total / self.matches.n_pairs
 
 
+def _check_eps(eps: float) -> None:
+    if not eps > 0:
+        raise ValueError(f"eps={eps} must be > 0: a map constant over the image would divide 0 by 0")
+
+
 def _spatially_standardised(maps: torch.Tensor, std, eps: float) -> torch.Tensor:
     """``(n, P, H, W)`` minus each map's spatial mean, over ``sqrt(spatial variance + eps * std^2)``
     (``std``: the pairs' dataset standard deviations ``(P,)``; ``eps > 0``)."""
-    if not eps > 0:
-        raise ValueError(f"eps={eps} must be > 0: a map constant over the image would divide 0 by 0")
     centred = maps - maps.mean(dim=(2, 3), keepdim=True)
     floor = eps * _stat(std, maps).pow(2)
     return centred / torch.sqrt(centred.pow(2).mean(dim=(2, 3), keepdim=True) + floor)
@@ -191,6 +194,7 @@ def image_targets(matches: Matches, target_maps: Mapping[str, Mapping[str, torch
                   eps: float = IMAGE_EPS) -> list[torch.Tensor]:
     """Per group, the target side ``(n, P, H, W)`` resized to the pair's grid and standardised
     over its own positions (:class:`ImageCorrAct`); fixed during the optimisation."""
+    _check_eps(eps)
     out = []
     for group in matches.groups:
         maps = target_maps[group.target_model][group.target_layer].float()
@@ -210,8 +214,7 @@ class ImageCorrAct:
     def __init__(self, matches: Matches, targets: list[torch.Tensor], eps: float = IMAGE_EPS):
         if len(targets) != len(matches.groups):
             raise ValueError(f"{len(targets)} target groups for {len(matches.groups)} pair groups; build them with image_targets")
-        if not eps > 0:
-            raise ValueError(f"eps={eps} must be > 0: a map constant over the image would divide 0 by 0")
+        _check_eps(eps)
         self.matches, self.targets, self.eps = matches, targets, eps
 
     def __call__(self, gen_maps: Mapping[str, torch.Tensor]) -> torch.Tensor:

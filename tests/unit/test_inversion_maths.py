@@ -234,6 +234,8 @@ def test_image_corr_act_against_loops(eps):
         ImageCorrAct(matches, targets[:2])
     with pytest.raises(ValueError, match="eps=0 must be > 0"):
         ImageCorrAct(matches, targets, 0)
+    with pytest.raises(ValueError, match="eps=0.0 must be > 0"):
+        image_targets(matches, {"enc": {k: torch.from_numpy(v) for k, v in emaps.items()}}, 0.0)
 
 
 def test_generator_maps_stops_after_the_deepest_requested_layer():
