@@ -40,7 +40,7 @@ from .matches import Matches, PairGroup
 __all__ = [
     "REGS", "PIXELS", "resize_to", "normalised_targets", "act_loss", "reg_loss", "pixel_loss",
     "lr_factor", "differentiable_maps", "generator_maps", "LinearAct", "MapEnergy", "ACTS", "IMAGE_EPS",
-    "image_targets", "ImageCorrAct",
+    "image_targets", "ImageCorrAct", "units_on_grid",
 ]
 
 REGS = ("l2", "l1")
@@ -56,6 +56,11 @@ def resize_to(maps: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     if tuple(maps.shape[-2:]) == tuple(grid):
         return maps
     return F.interpolate(maps, size=tuple(grid), mode="bilinear", align_corners=False)
+
+
+def units_on_grid(maps: torch.Tensor, channels: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
+    """The ``channels`` of ``maps`` ``(n, units, h, w)``, resized to ``grid``: ``(n, P, H, W)``."""
+    return resize_to(maps[:, torch.as_tensor(channels, device=maps.device)], grid)
 
 
 def _stat(values, like: torch.Tensor) -> torch.Tensor:
@@ -74,16 +79,14 @@ def normalised_targets(matches: Matches, target_maps: Mapping[str, Mapping[str, 
     out = []
     for group in matches.groups:
         maps = target_maps[group.target_model][group.target_layer].float()
-        picked = maps[:, torch.as_tensor(group.target_channels, device=maps.device)]
-        out.append(_normalise(resize_to(picked, group.grid), group.target_mean, group.target_std).detach())
+        out.append(_normalise(units_on_grid(maps, group.target_channels, group.grid), group.target_mean,
+                              group.target_std).detach())
     return out
 
 
 def _pair_terms(group: PairGroup, gen_maps: Mapping[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
     """``(n, P)``: each pair's spatial mean of the product of the two normalised maps."""
-    maps = gen_maps[group.gen_layer]
-    picked = maps[:, torch.as_tensor(group.gen_channels, device=maps.device)]
-    gen = _normalise(resize_to(picked, group.grid), group.gen_mean, group.gen_std)
+    gen = _normalise(units_on_grid(gen_maps[group.gen_layer], group.gen_channels, group.grid), group.gen_mean, group.gen_std)
     return (gen * target).mean(dim=(2, 3))
 
 
@@ -170,9 +173,8 @@ class MapEnergy:
     def __call__(self, gen_maps: Mapping[str, torch.Tensor]) -> torch.Tensor:
         total = None
         for group in self.matches.groups:
-            maps = gen_maps[group.gen_layer]
-            picked = maps[:, torch.as_tensor(group.gen_channels, device=maps.device)]
-            term = _normalise(resize_to(picked, group.grid), group.gen_mean, group.gen_std).pow(2).mean(dim=(2, 3)).sum(dim=1)
+            picked = units_on_grid(gen_maps[group.gen_layer], group.gen_channels, group.grid)
+            term = _normalise(picked, group.gen_mean, group.gen_std).pow(2).mean(dim=(2, 3)).sum(dim=1)
             total = term if total is None else total + term
         return total / self.matches.n_pairs
 
@@ -198,8 +200,8 @@ def image_targets(matches: Matches, target_maps: Mapping[str, Mapping[str, torch
     out = []
     for group in matches.groups:
         maps = target_maps[group.target_model][group.target_layer].float()
-        picked = maps[:, torch.as_tensor(group.target_channels, device=maps.device)]
-        out.append(_spatially_standardised(resize_to(picked, group.grid), group.target_std, eps).detach())
+        out.append(_spatially_standardised(units_on_grid(maps, group.target_channels, group.grid), group.target_std,
+                                           eps).detach())
     return out
 
 
@@ -220,9 +222,8 @@ class ImageCorrAct:
     def __call__(self, gen_maps: Mapping[str, torch.Tensor]) -> torch.Tensor:
         total = None
         for group, target in zip(self.matches.groups, self.targets):
-            maps = gen_maps[group.gen_layer]
-            picked = maps[:, torch.as_tensor(group.gen_channels, device=maps.device)]
-            gen = _spatially_standardised(resize_to(picked, group.grid), group.gen_std, self.eps)
+            picked = units_on_grid(gen_maps[group.gen_layer], group.gen_channels, group.grid)
+            gen = _spatially_standardised(picked, group.gen_std, self.eps)
             term = (gen * target.to(gen)).mean(dim=(2, 3)).sum(dim=1)
             total = term if total is None else total + term
         return total / self.matches.n_pairs
