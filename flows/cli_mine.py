@@ -7,15 +7,15 @@ import os
 import tempfile
 from pathlib import Path
 
-from rosetta_core import runpath
-from rosetta_core.mining import DEFAULT_ENCODERS, MineConfig, check_config, check_existing_run
+from rosetta_core.run import location
+from rosetta_core.run.mining import DEFAULT_ENCODERS, MineConfig, check_config, check_existing_run
 
 from .cli_models import add_model_options, check_layer_patterns, layer_patterns, trust_pickle_env
 
 
 def _writable(out: str) -> None:
-    if runpath.is_url(out):
-        runpath.check_writable(out)  # writes and deletes a probe object
+    if location.is_url(out):
+        location.check_writable(out)  # writes and deletes a probe object
         return
     path = Path(out)
     try:

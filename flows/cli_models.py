@@ -47,7 +47,7 @@ def trust_pickle_env(args: argparse.Namespace) -> None:
 def check_layer_patterns(patterns: dict[str, list[str]], models: list[str], weights: str) -> None:
     """Every --layers entry names a model of the run and matches some of its layers (builds
     those models with random weights to list their layers; nothing is downloaded)."""
-    from rosetta_core.planner import model_layers
+    from rosetta_core.engine.planner import model_layers
 
     for model, chosen in patterns.items():
         if model not in models:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from rosetta_core.mining import DEFAULT_ENCODERS
-from rosetta_core.planner import GPU_FP32_TFLOPS, matmul_flop_rate, model_layers, plan_size
+from rosetta_core.run.mining import DEFAULT_ENCODERS
+from rosetta_core.engine.planner import GPU_FP32_TFLOPS, matmul_flop_rate, model_layers, plan_size
 
 from .cli_models import add_model_options, layer_patterns, trust_pickle_env
 

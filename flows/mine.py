@@ -15,9 +15,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
-from rosetta_core import runpath
-from rosetta_core.mining import DEFAULT_ENCODERS, MineConfig
-from rosetta_core.runlock import run_lock
+from rosetta_core.run import location
+from rosetta_core.run.mining import DEFAULT_ENCODERS, MineConfig
+from rosetta_core.run.lock import run_lock
 from tasks import mining as t
 
 
@@ -112,14 +112,14 @@ def _dask(address: str | None):
 
 def _run_dir(out: str) -> str:
     """The run's location as passed to every task: a URL as given, a local path normalised."""
-    return out.rstrip("/") if runpath.is_url(out) else str(Path(out))
+    return out.rstrip("/") if location.is_url(out) else str(Path(out))
 
 
 def _finished(run_dir: str, params: MineParams) -> dict | None:
     if params.overwrite:
         return None
     try:
-        content = json.loads(runpath.read_text(runpath.join(run_dir, "manifest.json")))
+        content = json.loads(location.read_text(location.join(run_dir, "manifest.json")))
     except (FileNotFoundError, IsADirectoryError):
         return None
     return content if content.get("config") == params.config() else None
@@ -166,9 +166,9 @@ def mine(params: MineParams = MineParams()) -> dict:
 
 def _viewing(report: str) -> str:
     """How to open a report stored at a URL: a pre-signed https address on S3."""
-    if not runpath.is_url(report):
+    if not location.is_url(report):
         return ""
-    url = runpath.view_url(report)
+    url = location.view_url(report)
     return f" (open in a browser, valid 7 days: {url})" if url else " (copy it to a local file to open it)"
 
 
@@ -184,7 +184,7 @@ def _artifact(run_dir: str, report: str, summary: dict, counts: dict) -> None:
         markdown=(
             f"# Mining run `{run_dir}`\n\n{counts['concepts']} concepts from {counts['rosetta_units']} Rosetta units "
             f"(centring: {summary['center']}).\n\n| pair | best buddies | mean r |\n|---|---|---|\n{rows}\n\n{null}\n\n"
-            f"Report: `{report if runpath.is_url(report) else Path(report).resolve()}`{_viewing(report)}\n"
+            f"Report: `{report if location.is_url(report) else Path(report).resolve()}`{_viewing(report)}\n"
         ),
         description="Rosetta Neurons mining summary",
     )

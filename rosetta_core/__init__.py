@@ -3,12 +3,9 @@
 The pure library of the project: no Prefect, no dask.distributed, no global state.
 """
 
-from .comoments import CENTERS, CoMoments, NonFiniteChunk
-from .concepts import Concept, RosettaTuples, cluster_concepts, rosetta_tuples
-from .correlation import comoments, pearson_table, self_table
-from .matching import best_buddies, best_buddies_from_topk, self_best_buddies, topk_indices, topk_lists
-from .planner import RunSize, plan_size
-from .resize import bilinear_matrix
+from .engine import CENTERS, CoMoments, NonFiniteChunk, RunSize, bilinear_matrix, comoments, pearson_table, plan_size, self_table
+from .matching import (Concept, RosettaTuples, best_buddies, best_buddies_from_topk, cluster_concepts, rosetta_tuples,
+                       self_best_buddies, topk_indices, topk_lists)
 
 __version__ = "0.1.0"
 

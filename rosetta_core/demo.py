@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .correlation import pearson_table
-from .matching import best_buddies
+from .engine.correlation import pearson_table
+from .matching.buddies import best_buddies
 
 LAYERS_A = [(64, 8, 8), (32, 16, 16)]
 LAYERS_B = [(48, 14, 14), (96, 7, 7)]

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from prefect import task
 
-from rosetta_core import mining, results, runpath
-from rosetta_core.store import RunStore
+from rosetta_core.run import location, mining, results
+from rosetta_core.run.store import RunStore
 
 RETRY = {"retries": 2, "retry_delay_seconds": 2}
 
 
 def _open(run_dir: str) -> tuple[RunStore, mining.RunPlan]:
-    store = RunStore(runpath.join(run_dir, "store.zarr"))
+    store = RunStore(location.join(run_dir, "store.zarr"))
     return store, mining.load_plan(store)
 
 
@@ -21,7 +21,7 @@ def prepare_run(run_dir: str, config: dict, overwrite: bool = False, device: str
     """Plan the run (layers, shapes) and create the store; returns the number of chunks."""
     cfg = mining.MineConfig(**(config | {"encoders": tuple(config["encoders"])}))
     plan = mining.plan_run(cfg, device)
-    store = RunStore(runpath.join(run_dir, "store.zarr"))
+    store = RunStore(location.join(run_dir, "store.zarr"))
     mining.init_store(store, plan, overwrite=overwrite)
     return len(plan.chunks)
 
@@ -69,5 +69,5 @@ def write_manifest(run_dir: str, seconds: dict) -> dict:
     import json
 
     store, plan = _open(run_dir)
-    dictionary = json.loads(runpath.read_text(runpath.join(run_dir, "dictionary.json")))
+    dictionary = json.loads(location.read_text(location.join(run_dir, "dictionary.json")))
     return results.write_manifest(run_dir, store, plan, dictionary, seconds)

@@ -8,9 +8,9 @@ import dask
 import numpy as np
 from PIL import Image
 
-from rosetta_core import mining, results
+from rosetta_core.run import mining, results
 from rosetta_core.data import render_batch
-from rosetta_core.store import RunStore
+from rosetta_core.run.store import RunStore
 from rosetta_core.zoo.embedded.mini_gen import GEN_WORLD
 
 

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..resize import bilinear_matrix
+from ..engine.resize import bilinear_matrix
 from ._sdf import _SDF
 
 KINDS: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross")

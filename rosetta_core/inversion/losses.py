@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..resize import bilinear_matrix
+from ..engine.resize import bilinear_matrix
 from .matches import Matches, PairGroup
 
 __all__ = [
@@ -264,7 +264,7 @@ class _Recorded(BaseException):
 @contextmanager
 def differentiable_maps(module: nn.Module, layers: list[str], stop: bool = False) -> Iterator[dict[str, torch.Tensor]]:
     """Record the outputs of a generator's activation modules *with* their graph (unlike
-    :func:`rosetta_core.hooks.capture`, which detaches). Yields layer -> latest output; the
+    :func:`rosetta_core.zoo.hooks.capture`, which detaches). Yields layer -> latest output; the
     hooks are removed on exit. The generator module must expose ``activation_modules()``.
     ``stop=True``: the hook that records the last missing layer raises :class:`_Recorded`,
     ending the forward pass there (see :func:`generator_maps`). This assumes each activation

@@ -4,7 +4,7 @@ Guided inversion (paper Eq. 6) compares the generator's map of unit ``j`` with t
 of its best buddy ``k``, each centred and scaled by that unit's *dataset* mean and variance from
 mining. Those statistics depend on the grid the pair was correlated on (both maps are resized
 to the elementwise-larger grid, DESIGN §3.1-3.2), so they are read per layer pair from the
-run's co-moments (:func:`rosetta_core.results.pair_moments`), never shared between pairs.
+run's co-moments (:func:`rosetta_core.run.results.pair_moments`), never shared between pairs.
 
 Pairs are grouped by (generator layer, target layer): one :class:`PairGroup` holds every pair of
 one layer pair, with channel index arrays ``(P,)`` and statistics ``(P,)`` (``center="global"``)
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..mining import RunPlan, load_plan
-from ..results import pair_moments
-from ..store import RunStore
+from ..run.mining import RunPlan, load_plan
+from ..run.results import pair_moments
+from ..run.store import RunStore
 
 __all__ = ["PairGroup", "Matches", "RunInfo", "open_run", "encoder_matches", "self_matches", "concept_units"]
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import runpath
-from ..dictionary import validate_dictionary
-from ..store import RunStore
+from ..run import location
+from ..matching.dictionary import validate_dictionary
+from ..run.store import RunStore
 
 # -- reading the run ----------------------------------------------------------------------------
 
@@ -39,18 +39,18 @@ def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
 
 def run_name(run: Path | str) -> str:
     """The last part of a run's path or URL (``runs/x`` and ``s3://bucket/runs/x`` -> ``x``)."""
-    return str(run).rstrip("/").rsplit("/", 1)[-1] if runpath.is_url(run) else Path(run).resolve().name
+    return str(run).rstrip("/").rsplit("/", 1)[-1] if location.is_url(run) else Path(run).resolve().name
 
 
 def _load(run: Path | str) -> tuple[dict[str, Any], RunStore]:
-    path = runpath.join(run, "dictionary.json")
+    path = location.join(run, "dictionary.json")
     try:
-        content = json.loads(runpath.read_text(path))
+        content = json.loads(location.read_text(path))
     except FileNotFoundError:
         raise ValueError(f"{path} does not exist: run the mining flow up to the dictionary step first") from None
     validate_dictionary(content)
-    store_path = runpath.join(run, "store.zarr")
-    if not runpath.exists(runpath.join(store_path, "zarr.json")):
+    store_path = location.join(run, "store.zarr")
+    if not location.exists(location.join(store_path, "zarr.json")):
         raise ValueError(f"{store_path} does not exist: {run} is not a mining run directory")
     store = RunStore(store_path, mode="r")
     if "images" not in store:

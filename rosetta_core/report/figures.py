@@ -22,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..resize import bilinear_matrix
+from ..engine.resize import bilinear_matrix
 
 __all__ = [
     "Series",

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import runpath
-from ..matching import best_buddies
-from ..store import RunStore, pair_key
+from ..run import location
+from ..matching.buddies import best_buddies
+from ..run.store import RunStore, pair_key
 from . import figures
 
 __all__ = ["EXAMPLES", "MAX_CONCEPTS", "NULL_TAG", "TILE", "depth_matrix", "render_report", "short_layer_names"]
@@ -37,7 +37,7 @@ MAX_CONCEPTS = 40
 EXAMPLES = 6
 #: longest side of a heatmap tile in pixels; larger images are scaled down to it
 TILE = 128
-#: suffix of the shuffled null's table keys (the same as ``rosetta_core.results.NULL_TAG``;
+#: suffix of the shuffled null's table keys (the same as ``rosetta_core.run.results.NULL_TAG``;
 #: repeated here so that rendering a report does not import torch)
 NULL_TAG = "__shuffled"
 
@@ -376,7 +376,7 @@ def render_report(
     tile: int = TILE,
 ) -> Path | str:
     """Write ``<run_dir>/report/index.html`` from the run's dictionary and store; return its path
-    (a URL when ``run_dir`` is one: the page is uploaded there, see :func:`runpath.view_url`).
+    (a URL when ``run_dir`` is one: the page is uploaded there, see :func:`location.view_url`).
 
     ``max_concepts``: concepts shown (by id); ``examples``: example images per concept (the
     dictionary keeps up to 8); ``tile``: longest side of a heatmap in pixels (images larger
@@ -385,9 +385,9 @@ def render_report(
     max_concepts = _check_int("max_concepts", max_concepts, 1)
     examples = _check_int("examples", examples, 1, 8)
     tile = _check_int("tile", tile, 16, 1024)
-    run = str(run_dir) if runpath.is_url(run_dir) else Path(run_dir)
+    run = str(run_dir) if location.is_url(run_dir) else Path(run_dir)
     content, store = _load(run)
     page = _Page(run, content, store, max_concepts, examples, tile).html()
-    out = runpath.join(run, "report", "index.html")
-    runpath.write_text(out, page, content_type="text/html; charset=utf-8")
-    return out if runpath.is_url(out) else Path(out)
+    out = location.join(run, "report", "index.html")
+    location.write_text(out, page, content_type="text/html; charset=utf-8")
+    return out if location.is_url(out) else Path(out)

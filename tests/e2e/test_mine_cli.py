@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 from cli_helpers import prefect_env, rosetta_command
 
-from rosetta_core.dictionary import validate_dictionary
+from rosetta_core.matching.dictionary import validate_dictionary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

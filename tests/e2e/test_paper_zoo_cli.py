@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 from cli_helpers import prefect_env, rosetta_command
 
-from rosetta_core.dictionary import validate_dictionary
+from rosetta_core.matching.dictionary import validate_dictionary
 
 ENCODERS = "resnet50.tv_in1k,vit_base_patch16_224.dino,RN50.openai"
 #: layers that keep the smoke run to about two minutes on two cores

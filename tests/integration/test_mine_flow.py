@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from rosetta_core.dictionary import validate_dictionary
+from rosetta_core.matching.dictionary import validate_dictionary
 
 pytestmark = pytest.mark.integration
 

@@ -20,12 +20,12 @@ import pytest
 import zarr
 from s3_server import moto_s3
 
-from rosetta_core import runpath
-from rosetta_core.dictionary import validate_dictionary
-from rosetta_core.mining import MineConfig, extract_chunk, generate_chunk, init_store, load_plan, plan_run
-from rosetta_core.results import pair_statistics
-from rosetta_core.runlock import RunLocked, run_lock
-from rosetta_core.store import RunStore
+from rosetta_core.run import location
+from rosetta_core.matching.dictionary import validate_dictionary
+from rosetta_core.run.mining import MineConfig, extract_chunk, generate_chunk, init_store, load_plan, plan_run
+from rosetta_core.run.results import pair_statistics
+from rosetta_core.run.lock import RunLocked, run_lock
+from rosetta_core.run.store import RunStore
 
 pytestmark = pytest.mark.integration
 
@@ -145,7 +145,7 @@ def test_exactly_one_of_many_racing_lockers_wins_on_s3(s3):
 
     def contend(i: int) -> None:
         barrier.wait()
-        wins.append(runpath.create_new(f"{url}/.lock", json.dumps({"contender": i})))
+        wins.append(location.create_new(f"{url}/.lock", json.dumps({"contender": i})))
 
     threads = [threading.Thread(target=contend, args=(i,)) for i in range(6)]
     for t in threads:
@@ -153,7 +153,7 @@ def test_exactly_one_of_many_racing_lockers_wins_on_s3(s3):
     for t in threads:
         t.join()
     assert sorted(wins) == [False] * 5 + [True]
-    runpath.remove(f"{url}/.lock")
+    location.remove(f"{url}/.lock")
 
 
 def test_s3_lock_of_a_dead_process_on_this_host_is_taken_over_but_not_another_hosts(s3):

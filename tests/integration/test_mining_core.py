@@ -9,11 +9,11 @@ import pytest
 import xarray as xr
 
 from rosetta_core import pearson_table
-from rosetta_core.dictionary import validate_dictionary
-from rosetta_core.mining import MineConfig, extract_chunk, generate_chunk, init_store, load_plan, plan_run
-from rosetta_core.results import pair_statistics, write_dictionary, write_manifest
-from rosetta_core.runlock import RunLocked, run_lock
-from rosetta_core.store import RunStore, StoreMismatch
+from rosetta_core.matching.dictionary import validate_dictionary
+from rosetta_core.run.mining import MineConfig, extract_chunk, generate_chunk, init_store, load_plan, plan_run
+from rosetta_core.run.results import pair_statistics, write_dictionary, write_manifest
+from rosetta_core.run.lock import RunLocked, run_lock
+from rosetta_core.run.store import RunStore, StoreMismatch
 
 pytestmark = pytest.mark.integration
 

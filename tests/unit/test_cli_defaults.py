@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from flows.cli_mine import _default_encoders
-from rosetta_core.mining import DEFAULT_ENCODERS
+from rosetta_core.run.mining import DEFAULT_ENCODERS
 from rosetta_core.zoo import get_spec
 
 pytestmark = pytest.mark.unit

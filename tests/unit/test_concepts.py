@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from rosetta_core.concepts import Concept, RosettaTuples, cluster_concepts, rosetta_tuples
-from rosetta_core.matching import best_buddies
+from rosetta_core.matching.concepts import Concept, RosettaTuples, cluster_concepts, rosetta_tuples
+from rosetta_core.matching.buddies import best_buddies
 
 pytestmark = pytest.mark.unit
 

@@ -155,8 +155,8 @@ def test_non_finite_values_name_layer_and_images():
 def test_squared_sums_of_resized_maps_match_torch(grid, larges):
     """Sums of squares on larger grids (from neighbour products, tridiagonal Gram matrices)
     against float64 maps resized by torch, including 1-pixel axes and one axis unchanged."""
-    from rosetta_core._grids import layer_sums
-    from rosetta_core.resize import gram, gram_bands
+    from rosetta_core.engine.grid_sums import layer_sums
+    from rosetta_core.engine.resize import gram, gram_bands
 
     rng = np.random.default_rng(7)
     x = activations(rng, 5, 3, *grid)

@@ -10,7 +10,7 @@ import torch
 from rosetta_core.inversion.edits import copy_paste_maps, edit_targets, shift_maps, zoom_maps
 from rosetta_core.inversion.losses import normalised_targets
 from rosetta_core.inversion.matches import Matches, PairGroup
-from rosetta_core.resize import bilinear_matrix
+from rosetta_core.engine.resize import bilinear_matrix
 
 pytestmark = pytest.mark.unit
 

@@ -15,7 +15,7 @@ from rosetta_core.inversion.losses import (ImageCorrAct, LinearAct, MapEnergy, a
 from rosetta_core.inversion.matches import Matches, PairGroup
 from rosetta_core.inversion.metrics import psnr, ssim
 from rosetta_core.inversion.optimize import BOX_SAMPLES, BOX_SEED, InversionConfig, latent_prior, regulariser
-from rosetta_core.resize import bilinear_matrix
+from rosetta_core.engine.resize import bilinear_matrix
 from rosetta_core.zoo import load
 
 pytestmark = pytest.mark.unit

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from rosetta_core import matching
-from rosetta_core.matching import (
+from rosetta_core.matching import buddies as matching
+from rosetta_core.matching.buddies import (
     best_buddies,
     best_buddies_from_topk,
     self_best_buddies,

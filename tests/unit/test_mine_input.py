@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from flows.cli import main
-from rosetta_core.mining import MineConfig, check_config, check_existing_run
-from rosetta_core.store import RunStore, StoreMismatch
+from rosetta_core.run.mining import MineConfig, check_config, check_existing_run
+from rosetta_core.run.store import RunStore, StoreMismatch
 from rosetta_core.zoo import GeneratorAdapter, LayerInfo
 from rosetta_core.zoo.registry import _REGISTRY, ModelSpec, register
 
@@ -87,7 +87,7 @@ def test_class_index_of_a_conditional_generator_must_be_in_range(conditional):
 
 
 def test_the_run_passes_its_class_to_a_conditional_generator(conditional):
-    from rosetta_core.mining import model, using_model
+    from rosetta_core.run.mining import model, using_model
 
     config = MineConfig(generator=conditional, weights="random", class_index=1)
     assert model(config, conditional).class_index == 1

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rosetta_core import mining, pearson_table
-from rosetta_core.mining import MineConfig, RunPlan, pair_comoments
-from rosetta_core.store import RunStore
+from rosetta_core import pearson_table
+from rosetta_core.run import mining
+from rosetta_core.run.mining import MineConfig, RunPlan, pair_comoments
+from rosetta_core.run.store import RunStore
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rosetta_core.hooks import capture
+from rosetta_core.zoo.hooks import capture
 from rosetta_core.inversion.optimize import InversionConfig, latent_prior, regulariser
 from rosetta_core.zoo import load
 from rosetta_core.zoo.paper import pickled

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from rosetta_core.mining import MineConfig, check_config
+from rosetta_core.run.mining import MineConfig, check_config
 from rosetta_core.zoo import load, weights_for
 
 pytestmark = pytest.mark.unit

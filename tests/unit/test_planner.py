@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from rosetta_core.comoments import CoMoments
-from rosetta_core.planner import matmul_flop_rate, plan_size
+from rosetta_core.engine.comoments import CoMoments
+from rosetta_core.engine.planner import matmul_flop_rate, plan_size
 
 pytestmark = pytest.mark.unit
 
@@ -68,7 +68,7 @@ def test_moment_bytes_match_the_real_accumulator(size):
 def test_chunk_task_bytes_match_the_engine_buffers(size, self_pair):
     """The chunk task's estimate against the buffers the engine takes for one chunk: inputs,
     mean maps, the projection workspace, per-thread scratch tables and the moments."""
-    from rosetta_core._grids import PairSums, Workspace
+    from rosetta_core.engine.grid_sums import PairSums, Workspace
 
     rng = np.random.default_rng(0)
     a = [rng.standard_normal((4, u, h, w), dtype=np.float32) for _, u, h, w in G]

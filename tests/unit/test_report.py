@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 
 from rosetta_core import best_buddies, comoments
-from rosetta_core.dictionary import build_dictionary, pair_summary, validate_dictionary
+from rosetta_core.matching.dictionary import build_dictionary, pair_summary, validate_dictionary
 from rosetta_core.report import depth_matrix, figures, render_report
 from rosetta_core.report.html import NULL_TAG
-from rosetta_core.store import RunStore, pair_key
+from rosetta_core.run.store import RunStore, pair_key
 
 pytestmark = pytest.mark.unit
 
@@ -336,7 +336,7 @@ def test_bad_arguments_and_missing_run(tmp_path, tiny):
 
 def test_null_tag_matches_the_runs():
     # read rosetta_core/results.py as text: importing it would load torch (seconds)
-    source = Path(importlib.util.find_spec("rosetta_core.results").origin).read_text(encoding="utf-8")
+    source = Path(importlib.util.find_spec("rosetta_core.run.results").origin).read_text(encoding="utf-8")
     assert re.search(r'^NULL_TAG = "([^"]+)"', source, re.M).group(1) == NULL_TAG
 
 

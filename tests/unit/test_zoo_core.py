@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from rosetta_core.hooks import capture
+from rosetta_core.zoo.hooks import capture
 from rosetta_core.zoo import LayerInfo, ModelSpec, get_spec, load, load_state, register, tokens_to_maps
 from rosetta_core.zoo.base import EncoderAdapter
 from rosetta_core.zoo.registry import _REGISTRY

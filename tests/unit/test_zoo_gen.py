@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from rosetta_core.data import KINDS, render_batch
-from rosetta_core.hooks import capture
+from rosetta_core.zoo.hooks import capture
 from rosetta_core.zoo import GeneratorAdapter, load
 from rosetta_core.zoo.embedded.gen_recipes import (
     GenRecipe, evaluate_gen, gate_numbers, intended_kinds, pixel_metrics,

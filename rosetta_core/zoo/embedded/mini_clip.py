@@ -19,7 +19,7 @@ import open_clip
 import torch
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
-from ...hooks import capture
+from ..hooks import capture
 from .. import registry
 from ..base import EncoderAdapter, LayerInfo
 from . import WEIGHTS_DIR

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...data import WorldConfig, code_dim, code_layout, render_batch
-from ...hooks import capture
+from ..hooks import capture
 from ..base import GeneratorAdapter, LayerInfo
 from ..registry import ModelSpec, register
 from . import WEIGHTS_DIR

@@ -41,7 +41,7 @@ import torch
 from timm.models.resnet import BasicBlock, ResNet
 
 from ...data import COLOURS, KINDS, Scenes, WorldConfig, render_batch
-from ...hooks import capture
+from ..hooks import capture
 from .. import registry
 from ..base import EncoderAdapter, LayerInfo
 from . import WEIGHTS_DIR

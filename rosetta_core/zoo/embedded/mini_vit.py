@@ -16,7 +16,7 @@ import timm.data
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from ...hooks import capture
+from ..hooks import capture
 from .. import registry
 from ..base import EncoderAdapter, LayerInfo, tokens_to_maps
 from . import WEIGHTS_DIR

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...hooks import capture
+from ..hooks import capture
 from ..base import EncoderAdapter, LayerInfo, tokens_to_maps
 
 __all__ = ["ImageNorm", "ResNetStagesAdapter", "ViTBlocksAdapter", "timm_norm", "open_clip_norm"]

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...hooks import capture
+from ..hooks import capture
 from ..base import GeneratorAdapter, LayerInfo
 from ..registry import ModelSpec, register
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...hooks import capture
+from ..hooks import capture
 from ..base import GeneratorAdapter, LayerInfo
 from ..registry import ModelSpec, load_state, register
 from .stylegan2 import StyleGAN2Generator

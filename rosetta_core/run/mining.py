@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
-from ._grids import Workspace
-from .comoments import CENTERS, CoMoments, NonFiniteChunk
+from .. import __version__
+from ..engine.grid_sums import Workspace
+from ..engine.comoments import CENTERS, CoMoments, NonFiniteChunk
 from .store import RunStore, pair_key
-from .zoo import get_spec, load, weights_for
+from ..zoo import get_spec, load, weights_for
 
 __all__ = [
     "DEFAULT_ENCODERS", "MineConfig", "RunPlan", "check_config", "chunk_bounds", "init_store", "load_plan", "plan_run",
@@ -341,7 +341,7 @@ def _chunk_comoments(side_a, side_b, start: int, stop: int, rows_b: np.ndarray |
 
 def save_pair(store: RunStore, plan: RunPlan, a: str, b: str | None, acc: CoMoments, tag: str = "") -> np.ndarray:
     """Write a pair's moments, correlation table and top-K lists; returns the table."""
-    from .matching import topk_lists
+    from ..matching.buddies import topk_lists
 
     key = pair_key(a, b or a) + tag
     store.write_state(f"moments/{key}", acc.state_dict())
@@ -356,11 +356,11 @@ def save_pair(store: RunStore, plan: RunPlan, a: str, b: str | None, acc: CoMome
 
 def check_existing_run(run_dir: str, config: MineConfig, overwrite: bool = False) -> None:
     """Refuse, before any work, a run directory whose store has another configuration."""
-    from . import runpath
+    from . import location
     from .store import STORE_VERSION, StoreMismatch, config_mismatch
 
-    path = runpath.join(run_dir, "store.zarr")
-    if overwrite or not runpath.exists(runpath.join(path, "zarr.json")):
+    path = location.join(run_dir, "store.zarr")
+    if overwrite or not location.exists(location.join(path, "zarr.json")):
         return
     attrs = RunStore(path, mode="r").attrs
     version = attrs.get("store_version")

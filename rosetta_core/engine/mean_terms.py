@@ -1,12 +1,12 @@
 """Mean terms of the co-moment updates (Chan, Golub and LeVeque), applied in place to a
-:class:`rosetta_core.comoments.CoMoments`, and the error for a chunk with NaN or inf."""
+:class:`rosetta_core.engine.comoments.CoMoments`, and the error for a chunk with NaN or inf."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.linalg.blas import dgemm
 
-from ._grids import PairSums, parallel
+from .grid_sums import PairSums, parallel
 
 
 class NonFiniteChunk(ValueError):

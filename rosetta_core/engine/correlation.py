@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._grids import Workspace
+from .grid_sums import Workspace
 from .comoments import CENTERS, CoMoments, NonFiniteChunk
 
 __all__ = ["comoments", "pearson_table", "self_table", "LayerInput"]

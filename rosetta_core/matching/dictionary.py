@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from .concepts import cluster_concepts, rosetta_tuples
-from .matching import best_buddies, self_best_buddies
+from .buddies import best_buddies, self_best_buddies
 
 __all__ = ["SCHEMA", "Dictionary", "build_dictionary", "pair_summary", "validate_dictionary"]
 

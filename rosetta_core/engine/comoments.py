@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._fold import fold_chunk
-from ._grids import Grid, Workspace, grid_means, parallel, pair_grids, resized_mean, resized_sumsq
-from ._mean_terms import NonFiniteChunk, add_global_terms, add_position_term
+from .chunk_fold import fold_chunk
+from .grid_sums import Grid, Workspace, grid_means, parallel, pair_grids, resized_mean, resized_sumsq
+from .mean_terms import NonFiniteChunk, add_global_terms, add_position_term
 from .resize import bilinear_matrix
 
 __all__ = ["CENTERS", "CoMoments", "NonFiniteChunk"]
@@ -130,7 +130,7 @@ class CoMoments:
     ) -> "CoMoments":
         """Accumulator of one chunk of images; ``a``, ``b``: per layer ``(n, units, h, w)``.
 
-        Inputs are validated by the callers in :mod:`rosetta_core.correlation`; here they
+        Inputs are validated by the callers in :mod:`rosetta_core.engine.correlation`; here they
         are taken as float arrays with one ``n``. NaN or inf values raise
         :class:`NonFiniteChunk` (found by the means, taken piece by piece right before the products).
         """
@@ -149,11 +149,11 @@ class CoMoments:
         own tables (a running fold over chunks touches each table once per chunk).
 
         ``a``, ``b``: per layer ``(n, units, h, w)``, ``b=None`` for a self accumulator.
-        Inputs are validated by the callers in :mod:`rosetta_core.correlation`; here they are
+        Inputs are validated by the callers in :mod:`rosetta_core.engine.correlation`; here they are
         taken as float arrays of this accumulator's shapes with one ``n``. NaN or inf values
         raise :class:`NonFiniteChunk` (found by the means, taken piece by piece right before the products)
         and leave the accumulator unchanged. ``workspace``: scratch memory for the chunk's
-        projections, reused across the chunks of a fold (:class:`rosetta_core._grids.Workspace`).
+        projections, reused across the chunks of a fold (:class:`rosetta_core.engine.grid_sums.Workspace`).
         """
         return fold_chunk(self, a, b, workspace)
 

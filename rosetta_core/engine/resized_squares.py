@@ -1,6 +1,6 @@
 """Sums of squares of maps resized to larger grids, from products of neighbouring values.
 
-Used by :mod:`rosetta_core._grids` for every layer whose pairs compare it on a larger grid.
+Used by :mod:`rosetta_core.engine.grid_sums` for every layer whose pairs compare it on a larger grid.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from ._squares import NeighbourProducts
+from .resized_squares import NeighbourProducts
 from .resize import bilinear_matrix, column_sums
 
 Grid = tuple[int, int]
@@ -88,7 +88,7 @@ def layer_sums(
       two layers of a pair, ``proj_a @ proj_b.T`` sums ``resize(A) * resize(B)`` over images
       and the pair's common grid, for every unit pair;
     - the sum of squares of the maps resized to each large grid, from products of neighbouring
-      values (see :class:`rosetta_core._squares.NeighbourProducts`), accumulated in float64.
+      values (see :class:`rosetta_core.engine.resized_squares.NeighbourProducts`), accumulated in float64.
 
     Images go through in blocks of about ``BLOCK_BYTES``, so each block is read from memory
     once for all grids.

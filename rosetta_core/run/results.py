@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, runpath
-from .dictionary import build_dictionary, pair_summary, validate_dictionary
-from .matching import best_buddies
+from .. import __version__
+from . import location
+from ..matching.dictionary import build_dictionary, pair_summary, validate_dictionary
+from ..matching.buddies import best_buddies
 from .mining import RunPlan, pair_comoments, save_pair
 from .store import RunStore, pair_key
 
@@ -80,7 +81,7 @@ def write_dictionary(run_dir: str | os.PathLike, store: RunStore, plan: RunPlan,
             if summary is not None:
                 target[pair_key(a, b or a)] = summary
     validate_dictionary(content)
-    _write_json(runpath.join(run_dir, "dictionary.json"), content)
+    _write_json(location.join(run_dir, "dictionary.json"), content)
     return content
 
 
@@ -106,12 +107,12 @@ def write_manifest(run_dir: str | os.PathLike, store: RunStore, plan: RunPlan, d
         "seconds": seconds,
     }
     store.consolidate()
-    _write_json(runpath.join(run_dir, "manifest.json"), manifest)
+    _write_json(location.join(run_dir, "manifest.json"), manifest)
     return manifest
 
 
-def _write_json(location: str, content: dict) -> None:
-    runpath.write_text(location, json.dumps(content, indent=1, sort_keys=False), content_type="application/json")
+def _write_json(where: str, content: dict) -> None:
+    location.write_text(where, json.dumps(content, indent=1, sort_keys=False), content_type="application/json")
 
 
 def pair_moments(store: RunStore, a: str, b: str | None):
@@ -119,7 +120,7 @@ def pair_moments(store: RunStore, a: str, b: str | None):
     ``moments/<A>__<B>`` (``b=None``: ``a`` against itself). Its ``unit_stats(l, m)`` gives the
     dataset mean and variance of every unit on each layer pair's common grid (paper Eq. 1),
     which guided inversion normalises with (Eq. 6)."""
-    from .comoments import CoMoments
+    from ..engine.comoments import CoMoments
 
     prefix = f"moments/{pair_key(a, b or a)}"
     if prefix not in store:

@@ -2,7 +2,7 @@
 
 Pure arithmetic over the layers of each model (names, units, grids) and the run's size; no
 model is run here. The counts follow the exact formulation of DESIGN §3.1 as implemented in
-:mod:`rosetta_core.comoments`:
+:mod:`rosetta_core.engine.comoments`:
 
 - model pairs: (G, E) for every encoder, (G, G) with layer pairs ``l <= m``, and the shuffled
   null (G, first encoder) that the mining flow adds;
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._grids import engine_threads
+from .grid_sums import engine_threads
 
 __all__ = ["LayerShape", "PairCost", "RunSize", "plan_size", "model_layers", "matmul_flop_rate", "GPU_FP32_TFLOPS"]
 
@@ -182,7 +182,7 @@ def model_layers(name: str, patterns: list[str] | None = None, weights: str = "r
     """Hooked layers ``(name, units, h, w)`` of registry model ``name`` (random weights unless
     its architecture comes with its weights, as for network pickles) and its finest grid side
     (a generator's image side)."""
-    from .zoo import get_spec, load, weights_for
+    from ..zoo import get_spec, load, weights_for
 
     choice = weights_for(name, weights)
     needs_file = get_spec(name).check_weights is not None and choice not in ("trained", "pretrained", "random")

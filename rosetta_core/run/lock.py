@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import runpath
+from . import location
 
 __all__ = ["RunLocked", "run_lock"]
 
@@ -40,7 +40,7 @@ def _alive(pid: int) -> bool:
 
 def _holder(path: str) -> dict:
     try:
-        holder = json.loads(runpath.read_text(path) or "{}")
+        holder = json.loads(location.read_text(path) or "{}")
     except (OSError, json.JSONDecodeError):
         return {}
     return holder if isinstance(holder, dict) else {}
@@ -52,16 +52,16 @@ def run_lock(run_dir: str | Path) -> Iterator[str | Path]:
 
     A second holder fails fast with :class:`RunLocked`, naming the pid and host of the first.
     """
-    path = runpath.join(run_dir, ".lock")
+    path = location.join(run_dir, ".lock")
     me = {"pid": os.getpid(), "host": socket.gethostname(), "token": uuid.uuid4().hex,
           "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for _ in range(2):
-        if runpath.create_new(path, json.dumps(me)):
+        if location.create_new(path, json.dumps(me)):
             break
         holder = _holder(path)
         same_host = holder.get("host") == me["host"]
         if same_host and isinstance(holder.get("pid"), int) and not _alive(holder["pid"]):
-            runpath.remove(path)  # stale: its holder is gone
+            location.remove(path)  # stale: its holder is gone
             continue
         raise RunLocked(
             f"{run_dir} is in use by another mining run (pid {holder.get('pid', '?')} on host "
@@ -71,7 +71,7 @@ def run_lock(run_dir: str | Path) -> Iterator[str | Path]:
     else:
         raise RunLocked(f"could not take {path}: another process took it over at the same time; try again")
     try:
-        yield path if runpath.is_url(path) else Path(path)
+        yield path if location.is_url(path) else Path(path)
     finally:
         if _holder(path).get("token") == me["token"]:
-            runpath.remove(path)
+            location.remove(path)

@@ -1,4 +1,4 @@
-"""Adding one chunk of images to a :class:`rosetta_core.comoments.CoMoments` in place
+"""Adding one chunk of images to a :class:`rosetta_core.engine.comoments.CoMoments` in place
 (:meth:`CoMoments.update`): the chunk's sums around its own means, then the mean terms
 (Chan, Golub and LeVeque) that merge them with the images seen so far."""
 
@@ -8,8 +8,8 @@ import threading
 
 import numpy as np
 
-from ._grids import PairSums, fold_means, parallel
-from ._mean_terms import NonFiniteChunk, add_position_term, global_terms, shift_of
+from .grid_sums import PairSums, fold_means, parallel
+from .mean_terms import NonFiniteChunk, add_position_term, global_terms, shift_of
 
 
 def fold_chunk(acc, a, b, workspace):
