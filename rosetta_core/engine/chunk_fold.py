@@ -8,7 +8,8 @@ import threading
 
 import numpy as np
 
-from .grid_sums import PairSums, fold_means, parallel
+from .grid_sums import PairSums, fold_means
+from .threads import parallel
 from .mean_terms import NonFiniteChunk, add_position_term, global_terms, shift_of
 
 

@@ -16,9 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from .chunk_fold import fold_chunk
-from .grid_sums import Grid, Workspace, grid_means, parallel, pair_grids, resized_mean, resized_sumsq
+from .grid_sums import Grid, Workspace, grid_means, pair_grids, resized_mean, resized_sumsq
 from .mean_terms import NonFiniteChunk, add_global_terms, add_position_term
 from .resize import bilinear_matrix
+from .threads import parallel
 
 __all__ = ["CENTERS", "CoMoments", "NonFiniteChunk"]
 

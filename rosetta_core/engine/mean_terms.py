@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg.blas import dgemm
 
-from .grid_sums import PairSums, parallel
+from .grid_sums import PairSums
+from .threads import parallel
 
 
 class NonFiniteChunk(ValueError):

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .grid_sums import engine_threads
+from .threads import engine_threads
 
 __all__ = ["LayerShape", "PairCost", "RunSize", "plan_size", "model_layers", "matmul_flop_rate", "GPU_FP32_TFLOPS"]
 
