@@ -8,9 +8,9 @@ import threading
 
 import numpy as np
 
-from .grid_sums import PairSums, fold_means
+from .grid_sums import PairSums
+from .mean_terms import NonFiniteChunk
 from .threads import parallel
-from .mean_terms import NonFiniteChunk, add_position_term, global_terms, shift_of
 
 
 def fold_chunk(acc, a, b, workspace):
@@ -23,14 +23,12 @@ def fold_chunk(acc, a, b, workspace):
     n2 = a[0].shape[0]
     if n2 == 0:  # an empty chunk (e.g. a zero-length dask chunk) adds nothing
         return acc
-    # Sums over the chunk are taken around its means: per position, or one value per unit
-    # for global centring (then one mean term, weight -n2, moves them to each pair grid's
-    # own grand mean). A second mean term merges them with the images seen so far (Chan,
-    # Golub and LeVeque, weight n1 * n2 / n). The means (float32 sums over the chunk's
-    # images) are taken piece by piece right before each piece's products (same task), and
-    # also find NaN or inf: any makes its mean map non-finite.
-    global_ = acc.center == "global"
-    within = PairSums(a, b, acc._pair_grids(), centering=acc.center)
+    # Sums over the chunk are taken around its means (what exactly: the centring's), then
+    # the centring's mean terms (Chan, Golub and LeVeque) merge them with the images seen so
+    # far. The means (float32 sums over the chunk's images) are taken piece by piece right
+    # before each piece's products (same task), and also find NaN or inf: any makes its mean
+    # map non-finite.
+    within = PairSums(a, b, acc._pair_grids(), centring=acc.centring)
     within.prepare(workspace=workspace)
     means_a = within.means("a")
     means_b = means_a if b is None else within.means("b")
@@ -40,21 +38,8 @@ def fold_chunk(acc, a, b, workspace):
                 bad = np.flatnonzero(~np.isfinite(maps[i]).reshape(n2, -1).all(axis=1))
                 if bad.size:  # else huge finite values overflowed the sum: let them through
                     raise NonFiniteChunk(side, i, [int(k) for k in bad[:5]])
-    shift_a = within.shifts("a")
-    shift_b = shift_a if b is None else within.shifts("b")
-    n1 = acc.n_
-    n = n1 + n2
-    w_merge = n1 * n2 / n
-    add_terms = None
-    if global_:
-        # Only per-unit means over each pair grid enter (resizing keeps a constant map
-        # constant, so the grid mean of ``mean - shift`` is the grid mean minus the shift).
-        chunk = within.grid_means()
-        terms = [(-float(n2), {k: g - shift_of(k, shift_a, shift_b) for k, g in chunk.items()})]
-        if n1:
-            old = acc._grid_means_of_running()
-            terms.append((w_merge, {k: chunk[k] - old[k] for k in chunk}))
-        add_terms = global_terms(acc, terms)
+    merge = acc.centring.chunk_merge(acc, within, n2)
+    add_terms = merge.pair_terms
 
     # Each thread's float32 products go into one buffer of its own, then into the float64
     # tables (fresh arrays per pair would fault in new pages every chunk); the mean terms
@@ -76,17 +61,7 @@ def fold_chunk(acc, a, b, workspace):
             add_terms(pair)
 
     parallel(add_sums, acc._largest_first())
-    del within
-    if not global_ and n1:
-        da = parallel(lambda pair: pair[1] - pair[0], list(zip(acc.mean_a_, means_a)))
-        db = da if acc.symmetric else parallel(lambda pair: pair[1] - pair[0], list(zip(acc.mean_b_, means_b)))
-    fold_means(acc.mean_a_, means_a, n2 / n)  # running means move to the chunk's, in place
-    if not acc.symmetric:
-        fold_means(acc.mean_b_, means_b, n2 / n)
-    if not global_ and n1:
-        add_position_term(acc, w_merge, da, db)
-    if global_:  # the grid means are linear in the maps: they follow the same fold
-        share = n2 / n
-        acc._running_grid_means = chunk if not n1 else {k: old[k] + share * (chunk[k] - old[k]) for k in chunk}
-    acc.n_ = n
+    within = None  # the chunk's sums are done with
+    merge.finish(means_a, means_b)  # running means move to the chunk's, in place
+    acc.n_ += n2
     return acc

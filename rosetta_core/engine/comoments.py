@@ -15,23 +15,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .centring import CENTERS, Centring, get_centring
 from .chunk_fold import fold_chunk
-from .grid_sums import Grid, Workspace, grid_means, pair_grids, resized_mean, resized_sumsq
-from .mean_terms import NonFiniteChunk, add_global_terms, add_position_term
-from .resize import bilinear_matrix
+from .grid_sums import Grid, Workspace, grid_means, pair_grids
+from .mean_terms import NonFiniteChunk
 from .threads import parallel
 
 __all__ = ["CENTERS", "CoMoments", "NonFiniteChunk"]
 
-CENTERS = ("global", "position")
 Shape = tuple[int, int, int]
 #: a unit counts as constant when its centred sum of squares is below this fraction of its raw one
 CONSTANT_RTOL = 1e-9
-
-
-def _check_center(center: str) -> None:
-    if center not in CENTERS:
-        raise ValueError(f"center={center!r} is not supported; valid: {', '.join(CENTERS)}")
 
 
 class CoMoments:
@@ -45,6 +39,8 @@ class CoMoments:
     center:
         ``"global"``: one mean per unit over images and positions (paper Eq. 1).
         ``"position"``: each position's mean over images is subtracted first.
+        (One of :data:`CENTERS`; the operations that differ live in its
+        :class:`~rosetta_core.engine.centring.Centring`, attribute ``centring``.)
 
     Attributes
     ----------
@@ -61,8 +57,7 @@ class CoMoments:
         shapes_b: Sequence[Shape] | None = None,
         center: str = "global",
     ) -> None:
-        _check_center(center)
-        self.center = center
+        self.centring: Centring = get_centring(center)
         self.shapes_a = [tuple(int(v) for v in s) for s in shapes_a]
         self.symmetric = shapes_b is None
         self.shapes_b = self.shapes_a if shapes_b is None else [tuple(int(v) for v in s) for s in shapes_b]
@@ -82,6 +77,11 @@ class CoMoments:
             self.m2_b_[l, m] = np.zeros(self.shapes_b[m][0])
             self.cross_[l, m] = flat[offset : offset + size].reshape(self.shapes_a[l][0], self.shapes_b[m][0])
             offset += size
+
+    @property
+    def center(self) -> str:
+        """The centring's name (``"global"`` or ``"position"``)."""
+        return self.centring.name
 
     # -- structure -------------------------------------------------------------------------
     def pairs(self) -> list[tuple[int, int]]:
@@ -114,7 +114,7 @@ class CoMoments:
     def _blank(cls, center: str, shapes_a: list, shapes_b: list | None) -> "CoMoments":
         """A layout with no arrays allocated (filled by the caller); ``shapes_b=None``: self."""
         out = cls.__new__(cls)
-        out.center, out.symmetric = center, shapes_b is None
+        out.centring, out.symmetric = get_centring(center), shapes_b is None
         out.shapes_a = [tuple(int(v) for v in s) for s in shapes_a]
         out.shapes_b = out.shapes_a if shapes_b is None else [tuple(int(v) for v in s) for s in shapes_b]
         out.n_, out.mean_a_, out.mean_b_ = 0, [], []
@@ -135,7 +135,6 @@ class CoMoments:
         are taken as float arrays with one ``n``. NaN or inf values raise
         :class:`NonFiniteChunk` (found by the means, taken piece by piece right before the products).
         """
-        _check_center(center)
         shapes_a = [np.shape(x)[1:] for x in a]
         return cls(shapes_a, None if b is None else [np.shape(x)[1:] for x in b], center).update(a, b)
 
@@ -216,10 +215,7 @@ class CoMoments:
 
         parallel(add, list(self.cross_))
         # Chan, Golub and LeVeque: correct for the shift between the two sets' means.
-        if self.center == "global":
-            add_global_terms(out, [(n1 * n2 / n, self._grid_means(da, db))])
-        else:
-            add_position_term(out, n1 * n2 / n, da, db)
+        self.centring.merge_terms(out, n1 * n2 / n, da, db)
         return out
 
     def copy(self) -> "CoMoments":
@@ -233,13 +229,7 @@ class CoMoments:
     def _raw_sumsq(self) -> dict[tuple[str, int, Grid], np.ndarray]:
         """``{(side, layer, large grid): (units,)}`` uncentred sums of squares of the maps
         on each grid their pairs use (to judge constancy), each computed once."""
-        if self.center == "global":
-            means = self._grid_means_of_running()
-            return {key: self.n_ * key[2][0] * key[2][1] * mean**2 for key, mean in means.items()}
-        keys = sorted(self._grid_means_needed())
-        maps = {"a": self.mean_a_, "b": self.mean_b_}
-        sums = parallel(lambda key: self.n_ * resized_sumsq(maps[key[0]][key[1]][None], key[2]), keys)
-        return dict(zip(keys, sums))
+        return self.centring.raw_sumsq(self)
 
     def _live(self, l: int, m: int, raw: dict) -> tuple[np.ndarray, np.ndarray]:
         large, _ = self.grids(l, m)
@@ -298,13 +288,9 @@ class CoMoments:
         large, _ = self.grids(l, m)
         size = large[0] * large[1]
         count = self.n_ * size
-        if self.center == "global":
-            mean_a, mean_b = resized_mean(self.mean_a_[l], large), resized_mean(self.mean_b_[m], large)
-        else:
-            mean_a, mean_b = _resize(self.mean_a_[l], large), _resize(self.mean_b_[m], large)
         return {
-            "mean_a": mean_a,
-            "mean_b": mean_b,
+            "mean_a": self.centring.mean_on_grid(self.mean_a_[l], large),
+            "mean_b": self.centring.mean_on_grid(self.mean_b_[m], large),
             "var_a": self.m2_a_[l, m] / max(count - 1, 1),
             "var_b": self.m2_b_[l, m] / max(count - 1, 1),
         }
@@ -350,8 +336,3 @@ class CoMoments:
 
 def _offsets(shapes: Sequence[Shape]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum([s[0] for s in shapes])]).astype(np.int64)
-
-
-def _resize(maps: np.ndarray, large: Grid) -> np.ndarray:
-    _, h, w = maps.shape
-    return bilinear_matrix(h, large[0]) @ maps @ bilinear_matrix(w, large[1]).T

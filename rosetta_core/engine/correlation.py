@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from .centring import get_centring
+from .comoments import CoMoments, NonFiniteChunk
 from .grid_sums import Workspace
-from .comoments import CENTERS, CoMoments, NonFiniteChunk
 
 __all__ = ["comoments", "pearson_table", "self_table", "LayerInput"]
 
@@ -122,8 +123,7 @@ def comoments(
     ``chunk_size``) and are reduced as a tree with the active dask scheduler, e.g. a
     ``dask.distributed`` client.
     """
-    if center not in CENTERS:
-        raise ValueError(f"center={center!r} is not supported; valid: {', '.join(CENTERS)}")
+    get_centring(center)  # a bad name fails here, before any input is read
     named_a = _named_layers(a, "a")
     named_b = None if b is None else _named_layers(b, "b")
     n = _check_n(named_a + (named_b or []))

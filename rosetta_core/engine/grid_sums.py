@@ -7,11 +7,16 @@ images and target positions of the bilinearly resized maps (DESIGN §3.1) withou
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from .resized_squares import NeighbourProducts
 from .resize import bilinear_matrix, column_sums
+from .resized_squares import NeighbourProducts
 from .threads import parallel
+
+if TYPE_CHECKING:
+    from .centring import Centring
 
 Grid = tuple[int, int]
 
@@ -213,17 +218,19 @@ class PairSums:
 
     ``a``, ``b``: per layer ``(n, units, h, w)`` maps; ``b=None`` reuses ``a`` (self pairs).
     ``pairs``: the ``(l, m, large, small)`` layer pairs that will be asked for.
-    ``centering``: None (the maps as they are), or ``"global"`` / ``"position"``: each layer
-    is centred on its own mean over images first (one value per unit, or per unit and
-    position), found by :meth:`prepare` piece by piece (see :meth:`means`). Each layer is
+    ``centring``: None (the maps as they are), or a
+    :class:`~rosetta_core.engine.centring.Centring`: each layer is centred on its own mean over
+    images first (one value per unit, or per unit and position: see
+    :meth:`~rosetta_core.engine.centring.Centring.piece_shift`), found by :meth:`prepare` piece
+    by piece (see :meth:`means`). Each layer is
     read once for all the grids its pairs need; layers of the other model on the same grid
     share them.
     """
 
-    def __init__(self, a, b, pairs, centering: str | None = None) -> None:
+    def __init__(self, a, b, pairs, centring: "Centring | None" = None) -> None:
         self._same = b is None
         self._maps = {"a": a, "b": a if b is None else b}
-        self._centering = centering
+        self._centring = centring
         self._needs: dict[tuple[str, int], tuple[set, set]] = {}
         for l, m, large, small in pairs:
             for side, idx in (("a", l), ("b", m)):
@@ -247,7 +254,7 @@ class PairSums:
     def prepare(self, workers: int | None = None, workspace: "Workspace | None" = None, keys=None) -> None:
         """Compute every needed layer now (or those of ``keys``), in pieces of units run
         several at a time (see :func:`parallel`); a large layer is split so that no one piece
-        holds up the rest. With ``centering``, a piece's mean over images is taken right
+        holds up the rest. With ``centring``, a piece's mean over images is taken right
         before its products, which then read its maps from cache (and threads at different
         stages overlap memory-bound means with compute-bound products). The projections of all layers
         go into one buffer, taken from ``workspace`` when given (a caller reducing chunk after
@@ -263,7 +270,7 @@ class PairSums:
             smalls, larges = (sorted(v) for v in self._needs[key])
             outputs[key] = _layer_outputs(x, smalls, larges, None if flat is None else flat[offset : offset + size])
             offset += size
-            if self._centering is not None:
+            if self._centring is not None:
                 self._start_means(key, x, larges)
             pieces += [(key, units) for _, units in _unit_pieces([x], TASK_BYTES)]
         pieces.sort(key=lambda piece: -self._maps[piece[0][0]][piece[0][1]][:, piece[1]].nbytes)
@@ -272,10 +279,10 @@ class PairSums:
             key, units = piece
             x = self._maps[key[0]][key[1]][:, units]
             smalls, larges = (sorted(v) for v in self._needs[key])
-            center = None if self._centering is None else self._piece_means(key, units, x, larges)
+            center = None if self._centring is None else self._piece_means(key, units, x)
             projections, sumsq = outputs[key]
             outs = {g: p[units] for g, p in projections.items()}, {g: q[units] for g, q in sumsq.items()}
-            if self._centering is None:
+            if self._centring is None:
                 _fill_layer(x, smalls, larges, center, *outs)
                 return
             with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf: the caller checks the means
@@ -286,30 +293,20 @@ class PairSums:
             self._done[key] = (_finished(projections), sumsq)
 
     def _start_means(self, key, x: np.ndarray, larges: list[Grid]) -> None:
-        u, h, w = x.shape[1:]
-        self._means[key] = np.empty((u, h, w), dtype=np.float32)
-        if self._centering == "global":
-            self._shifts[key] = np.empty((u, 1, 1), dtype=np.float32)
-            self._grid_means[key] = {g: np.empty(u) for g in larges}
-        else:
-            self._shifts[key] = self._means[key]
+        self._means[key] = np.empty(x.shape[1:], dtype=np.float32)
+        self._shifts[key], self._grid_means[key] = self._centring.shift_buffers(self._means[key], larges)
 
-    def _piece_means(self, key, units: slice, x: np.ndarray, larges: list[Grid]) -> np.ndarray:
-        """Mean map of a piece (float32 sums over images); under global centring also its
-        per-unit mean (the shift) and its means resized to each large grid (float64)."""
+    def _piece_means(self, key, units: slice, x: np.ndarray) -> np.ndarray:
+        """Mean map of a piece (float32 sums over images) and what the centring centres the
+        piece on (under global centring also its means resized to each large grid, float64)."""
         mean = self._means[key][units]
         with np.errstate(invalid="ignore", over="ignore"):
             np.mean(x, axis=0, out=mean)
-            if self._centering == "position":
-                return mean
-            shift = self._shifts[key][units]
-            np.mean(mean, axis=(1, 2), keepdims=True, out=shift)
-            for g in larges:
-                self._grid_means[key][g][units] = resized_mean(mean, g)
-        return shift
+            grid_means = {g: v[units] for g, v in self._grid_means[key].items()}
+            return self._centring.piece_shift(mean, self._shifts[key][units], grid_means)
 
     def means(self, side: str) -> list[np.ndarray]:
-        """After :meth:`prepare` with ``centering``: per layer of ``side``, the mean map over
+        """After :meth:`prepare` with a ``centring``: per layer of ``side``, the mean map over
         images ``(units, h, w)`` (float32 sums; NaN or inf where the maps hold any)."""
         return [self._means[self._key(side, i)] for i in range(len(self._maps[side]))]
 
@@ -320,7 +317,8 @@ class PairSums:
 
     def grid_means(self) -> dict[tuple[str, int, Grid], np.ndarray]:
         """Under global centring: ``{(side, layer, large): (units,)}`` float64 means of the mean
-        maps resized to each large grid the layer's pairs use (side ``"a"`` only for self pairs)."""
+        maps resized to each large grid the layer's pairs use (side ``"a"`` only for self pairs);
+        ``{}`` under position centring."""
         return {(key[0], key[1], g): v for key, grids in self._grid_means.items() for g, v in grids.items()}
 
     def cross(self, l: int, m: int, small: Grid, out: np.ndarray | None = None) -> np.ndarray:

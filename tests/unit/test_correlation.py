@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import dask.array as da
 import numpy as np
 import pytest
@@ -136,6 +138,24 @@ def test_position_centring_removes_shared_layout_prior():
 def test_bad_input_names_the_argument(a, b, kwargs, match):
     with pytest.raises(ValueError, match=match):
         pearson_table(a, b, **kwargs)
+
+
+def test_centrings_are_looked_up_once_by_name():
+    """The names stay the API (``center=``, the stored ``"center"``); the engine holds objects."""
+    from rosetta_core.engine import CENTERS, GlobalCentring, PositionCentring, get_centring
+
+    assert CENTERS == ("global", "position")
+    assert isinstance(get_centring("global"), GlobalCentring)
+    assert isinstance(get_centring("position"), PositionCentring)
+    for bad in ("pixel", None, ["global"]):
+        with pytest.raises(ValueError, match=re.escape(f"center={bad!r} is not supported; valid: global, position")):
+            get_centring(bad)
+    with pytest.raises(ValueError, match=r"center='pixel' is not supported"):
+        CoMoments([(2, 3, 3)], center="pixel")
+    acc = CoMoments([(2, 3, 3)], center="position")
+    assert acc.center == "position" and acc.centring is get_centring("position")
+    assert str(acc.state_dict()["center"]) == "position"
+    assert CoMoments.from_state_dict(acc.state_dict()).centring is get_centring("position")
 
 
 def test_non_finite_values_name_layer_and_images():

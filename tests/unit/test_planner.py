@@ -68,13 +68,14 @@ def test_moment_bytes_match_the_real_accumulator(size):
 def test_chunk_task_bytes_match_the_engine_buffers(size, self_pair):
     """The chunk task's estimate against the buffers the engine takes for one chunk: inputs,
     mean maps, the projection workspace, per-thread scratch tables and the moments."""
+    from rosetta_core.engine import get_centring
     from rosetta_core.engine.grid_sums import PairSums, Workspace
 
     rng = np.random.default_rng(0)
     a = [rng.standard_normal((4, u, h, w), dtype=np.float32) for _, u, h, w in G]
     b = None if self_pair else [rng.standard_normal((4, u, h, w), dtype=np.float32) for _, u, h, w in E]
     acc = CoMoments([x.shape[1:] for x in a], None if b is None else [x.shape[1:] for x in b])
-    sums, workspace = PairSums(a, b, acc._pair_grids(), centering="global"), Workspace()
+    sums, workspace = PairSums(a, b, acc._pair_grids(), centring=get_centring("global")), Workspace()
     sums.prepare(workspace=workspace)
     layers = a + ([] if b is None else b)
     means = sum(m.nbytes for m in sums.means("a") + ([] if b is None else sums.means("b")))
