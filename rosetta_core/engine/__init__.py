@@ -1,11 +1,27 @@
 """The exact correlation engine: resize matrices, streaming co-moments, Pearson tables and the
-planner's arithmetic. Pure numpy/scipy; it knows nothing of runs, models or reports."""
+planner's arithmetic. Pure numpy/scipy; it knows nothing of runs, models or reports.
+
+Modules, from the bottom up:
+
+- :mod:`.resize`: bilinear resizing as small matrices (``bilinear_matrix``, Gram bands);
+- :mod:`.resized_squares`: sums of squares of resized maps from products of neighbours;
+- :mod:`.grid_sums`: sums over resized maps taken on the small grids (``PairSums``), and the
+  reusable scratch memory of a fold (``Workspace``);
+- :mod:`.threads`: how many threads, and a map that runs items side by side;
+- :mod:`.centring`: one object per centring (``"global"``, ``"position"``), holding what differs;
+- :mod:`.mean_terms`: the mean terms of merging co-moments (Chan, Golub and LeVeque);
+- :mod:`.chunk_fold`: adding one chunk to co-moments in place (``NonFiniteChunk``);
+- :mod:`.comoments`: ``CoMoments``, the streaming, mergeable accumulator;
+- :mod:`.correlation`: ``comoments``, ``pearson_table``, ``self_table`` over any sliceable input;
+- :mod:`.planner`: how big and how long a mining run will be (pure arithmetic over shapes).
+"""
 
 from .centring import CENTERS, Centring, GlobalCentring, PositionCentring, get_centring
 from .comoments import CoMoments, NonFiniteChunk
 from .correlation import comoments, pearson_table, self_table
+from .grid_sums import Workspace
 from .planner import RunSize, plan_size
 from .resize import bilinear_matrix
 
 __all__ = ["CENTERS", "Centring", "CoMoments", "GlobalCentring", "NonFiniteChunk", "PositionCentring", "RunSize",
-           "bilinear_matrix", "comoments", "get_centring", "pearson_table", "plan_size", "self_table"]
+           "Workspace", "bilinear_matrix", "comoments", "get_centring", "pearson_table", "plan_size", "self_table"]

@@ -1,6 +1,7 @@
 """Adding one chunk of images to a :class:`rosetta_core.engine.comoments.CoMoments` in place
 (:meth:`CoMoments.update`): the chunk's sums around its own means, then the mean terms
-(Chan, Golub and LeVeque) that merge them with the images seen so far."""
+(Chan, Golub and LeVeque) that merge them with the images seen so far; and the error for a
+chunk with NaN or inf (:class:`NonFiniteChunk`)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,25 @@ import threading
 import numpy as np
 
 from .grid_sums import PairSums
-from .mean_terms import NonFiniteChunk
 from .threads import parallel
 
 
+class NonFiniteChunk(ValueError):
+    """A chunk given to :meth:`CoMoments.update` (or ``from_chunk``) holds NaN or inf values.
+
+    ``side`` (``"a"`` or ``"b"``), ``layer`` (index) and ``images`` (indices within the chunk,
+    at most five) say where; callers re-raise it with their own names for the layer."""
+
+    def __init__(self, side: str, layer: int, images: list[int]) -> None:
+        self.side, self.layer, self.images = side, layer, images
+        super().__init__(f"layer {layer} of {side} has non-finite values (NaN or inf) in images {images} of the chunk")
+
+
 def fold_chunk(acc, a, b, workspace):
-    """The work of ``acc.update(a, b, workspace)`` (see there); returns ``acc``."""
+    """The work of ``acc.update(a, b, workspace)`` (see there); returns ``acc``.
+
+    ``a``, ``b``: per layer ``(n, units, h, w)`` (``b=None`` for a self accumulator);
+    ``workspace``: a :class:`rosetta_core.engine.grid_sums.Workspace` or None."""
     a = [np.asarray(x, dtype=np.float32) for x in a]
     b = None if b is None else [np.asarray(x, dtype=np.float32) for x in b]
     got_a, got_b = [x.shape[1:] for x in a], None if b is None else [x.shape[1:] for x in b]

@@ -16,9 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from .centring import CENTERS, Centring, get_centring
-from .chunk_fold import fold_chunk
+from .chunk_fold import NonFiniteChunk, fold_chunk
 from .grid_sums import Grid, Workspace, grid_means, pair_grids
-from .mean_terms import NonFiniteChunk
 from .threads import parallel
 
 __all__ = ["CENTERS", "CoMoments", "NonFiniteChunk"]
@@ -153,7 +152,8 @@ class CoMoments:
         taken as float arrays of this accumulator's shapes with one ``n``. NaN or inf values
         raise :class:`NonFiniteChunk` (found by the means, taken piece by piece right before the products)
         and leave the accumulator unchanged. ``workspace``: scratch memory for the chunk's
-        projections, reused across the chunks of a fold (:class:`rosetta_core.engine.grid_sums.Workspace`).
+        projections, reused across the chunks of a fold (:class:`rosetta_core.engine.Workspace`);
+        optional.
         """
         return fold_chunk(self, a, b, workspace)
 

@@ -198,8 +198,16 @@ def fold_means(running: list[np.ndarray], chunk: list[np.ndarray], share: float)
 
 
 class Workspace:
-    """A buffer handed out again and again (the projections of successive chunks): fresh
-    arrays would fault in new pages for every chunk."""
+    """Scratch memory reused by the chunks of one fold: one flat buffer, handed out again and
+    again, that holds a chunk's projections onto the small grids (``(units, n, hs, ws)`` per
+    layer and grid, in the maps' dtype, float32 from :class:`CoMoments`). Fresh arrays would
+    fault in new pages for every chunk.
+
+    Give one to :meth:`CoMoments.update <rosetta_core.engine.comoments.CoMoments.update>` for
+    every chunk of a running fold (it grows to the largest chunk and stays); it is optional
+    (without one, each chunk takes fresh memory), and one workspace serves one fold at a time
+    (not thread-safe).
+    """
 
     def __init__(self) -> None:
         self._buf: np.ndarray | None = None
@@ -253,7 +261,7 @@ class PairSums:
 
     def prepare(self, workers: int | None = None, workspace: "Workspace | None" = None, keys=None) -> None:
         """Compute every needed layer now (or those of ``keys``), in pieces of units run
-        several at a time (see :func:`parallel`); a large layer is split so that no one piece
+        several at a time (see :func:`~rosetta_core.engine.threads.parallel`); a large layer is split so that no one piece
         holds up the rest. With ``centring``, a piece's mean over images is taken right
         before its products, which then read its maps from cache (and threads at different
         stages overlap memory-bound means with compute-bound products). The projections of all layers

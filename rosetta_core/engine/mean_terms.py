@@ -1,5 +1,6 @@
 """Mean terms of the co-moment updates (Chan, Golub and LeVeque), applied in place to a
-:class:`rosetta_core.engine.comoments.CoMoments`, and the error for a chunk with NaN or inf."""
+:class:`rosetta_core.engine.comoments.CoMoments`: global centring's low-rank terms and position
+centring's sums of products of mean-map differences (chosen by :mod:`rosetta_core.engine.centring`)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,9 @@ from .grid_sums import PairSums
 from .threads import parallel
 
 
-class NonFiniteChunk(ValueError):
-    """A chunk given to :meth:`CoMoments.update` (or ``from_chunk``) holds NaN or inf values.
-
-    ``side`` (``"a"`` or ``"b"``), ``layer`` (index) and ``images`` (indices within the chunk,
-    at most five) say where; callers re-raise it with their own names for the layer."""
-
-    def __init__(self, side: str, layer: int, images: list[int]) -> None:
-        self.side, self.layer, self.images = side, layer, images
-        super().__init__(f"layer {layer} of {side} has non-finite values (NaN or inf) in images {images} of the chunk")
-
-
 def shift_of(key: tuple[str, int, tuple[int, int]], shift_a: list, shift_b: list) -> np.ndarray:
+    """``(units,)`` float64: what the layer of ``key`` ``(side, layer, large grid)`` was centred
+    on, from the per-layer ``(units, 1, 1)`` shifts of side a or b."""
     side, idx, _ = key
     return (shift_a if side == "a" else shift_b)[idx].ravel().astype(np.float64)
 

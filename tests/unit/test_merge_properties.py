@@ -72,7 +72,7 @@ def test_merging_different_layouts_is_refused():
 )
 def test_updating_in_place_equals_merging_chunks(n, cuts, center, symmetric):
     """``update`` (the running fold, with a reused workspace) gives the moments of ``merge``."""
-    from rosetta_core.engine.grid_sums import Workspace
+    from rosetta_core.engine import Workspace
 
     rng = np.random.default_rng(100 + n)
     a = [activations(rng, n, 3, 4, 4), activations(rng, n, 2, 9, 7)]
