@@ -12,6 +12,8 @@ Modules, from the bottom up:
 - :mod:`.mean_terms`: the mean terms of merging co-moments (Chan, Golub and LeVeque);
 - :mod:`.chunk_fold`: adding one chunk to co-moments in place (``NonFiniteChunk``);
 - :mod:`.comoments`: ``CoMoments``, the streaming, mergeable accumulator;
+- :mod:`.reduction`: chunks to one accumulator: a running fold (``fold_chunks``) or a binary
+  tree of merges (``tree_reduce``; with dask tasks, ``merge_delayed``);
 - :mod:`.correlation`: ``comoments``, ``pearson_table``, ``self_table`` over any sliceable input;
 - :mod:`.planner`: how big and how long a mining run will be (pure arithmetic over shapes).
 """
@@ -21,7 +23,9 @@ from .comoments import CoMoments, NonFiniteChunk
 from .correlation import comoments, pearson_table, self_table
 from .grid_sums import Workspace
 from .planner import RunSize, plan_size
+from .reduction import fold_chunks, merge_delayed, tree_reduce
 from .resize import bilinear_matrix
 
 __all__ = ["CENTERS", "Centring", "CoMoments", "GlobalCentring", "NonFiniteChunk", "PositionCentring", "RunSize",
-           "Workspace", "bilinear_matrix", "comoments", "get_centring", "pearson_table", "plan_size", "self_table"]
+           "Workspace", "bilinear_matrix", "comoments", "fold_chunks", "get_centring", "merge_delayed", "pearson_table",
+           "plan_size", "self_table", "tree_reduce"]

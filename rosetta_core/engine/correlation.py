@@ -14,7 +14,7 @@ import numpy as np
 
 from .centring import get_centring
 from .comoments import CoMoments, NonFiniteChunk
-from .grid_sums import Workspace
+from .reduction import fold_chunks, merge_delayed
 
 __all__ = ["comoments", "pearson_table", "self_table", "LayerInput"]
 
@@ -76,23 +76,21 @@ def _chunk(named: list[tuple[str, Any]], start: int, stop: int) -> list[np.ndarr
     return [_to_numpy(x[start:stop]) for _, x in named]
 
 
-def _chunk_moments(named_a, named_b, start: int, stop: int, center: str, into: CoMoments | None = None,
-                   workspace: Workspace | None = None, first_image: int = 0) -> CoMoments:
-    """Co-moments of images ``start:stop``: a new accumulator, or ``into`` updated in place.
-    ``first_image``: the index of the arrays' first image in the caller's numbering (a dask
-    chunk is passed already cut out), for error messages."""
-    a = _chunk(named_a, start, stop)
-    b = None if named_b is None else _chunk(named_b, start, stop)
-    try:
-        if into is None:
-            into = CoMoments([x.shape[1:] for x in a], None if b is None else [x.shape[1:] for x in b], center)
-        return into.update(a, b, workspace)
-    except NonFiniteChunk as err:
+def _chunk_moments(named_a, named_b, bounds: list[int], center: str, first_image: int = 0) -> CoMoments:
+    """Co-moments of the images from ``bounds[0]`` to ``bounds[-1]``, folded chunk by chunk
+    between consecutive ``bounds``. ``first_image``: the index of the arrays' first image in the
+    caller's numbering (a dask chunk is passed already cut out), for error messages."""
+
+    def where(err: NonFiniteChunk, i: int) -> str:
         named = named_a if err.side == "a" else named_b
-        raise ValueError(
-            f"{named[err.layer][0]} has non-finite values (NaN or inf) in images "
-            f"{[first_image + start + i for i in err.images]}; activations must be finite"
-        ) from None
+        images = [first_image + bounds[i] + k for k in err.images]
+        return f"{named[err.layer][0]} has non-finite values (NaN or inf) in images {images}; activations must be finite"
+
+    chunks = (
+        (_chunk(named_a, s, e), None if named_b is None else _chunk(named_b, s, e))
+        for s, e in zip(bounds[:-1], bounds[1:])
+    )
+    return fold_chunks(chunks, center, where)
 
 
 def _default_chunk(named: list[tuple[str, Any]], n: int) -> int:
@@ -101,12 +99,6 @@ def _default_chunk(named: list[tuple[str, Any]], n: int) -> int:
     most = max(2, DEFAULT_CHUNK_BYTES // max(per_image, 1))
     chunks = -(-n // most)
     return -(-n // chunks)
-
-
-def _tree_reduce(parts: list[Any], merge) -> Any:
-    while len(parts) > 1:
-        parts = [merge(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
-    return parts[0]
 
 
 def comoments(
@@ -133,10 +125,8 @@ def comoments(
     if any(_is_dask(x) for _, x in everything):
         return _dask_comoments(named_a, named_b, n, center, chunk_size)
     step = int(chunk_size or _default_chunk(everything, n))
-    acc, workspace = None, Workspace()
-    for start in range(0, n, step):  # a running fold keeps memory independent of n
-        acc = _chunk_moments(named_a, named_b, start, min(start + step, n), center, acc, workspace)
-    return acc
+    # a running fold keeps memory independent of n
+    return _chunk_moments(named_a, named_b, [*range(0, n, step), n], center)
 
 
 def _dask_comoments(named_a, named_b, n: int, center: str, chunk_size: int | None) -> CoMoments:
@@ -161,20 +151,16 @@ def _dask_comoments(named_a, named_b, n: int, center: str, chunk_size: int | Non
     dask_a = as_dask(named_a)
     dask_b = None if named_b is None else as_dask(named_b)
     chunk_task = dask.delayed(_chunk_moments, pure=True)
-    parts = [
+    return merge_delayed([
         chunk_task(
             [(name, x[s:e]) for name, x in dask_a],
             None if dask_b is None else [(name, x[s:e]) for name, x in dask_b],
-            0,
-            e - s,
+            [0, e - s],
             center,
             first_image=s,
         )
         for s, e in zip(bounds[:-1], bounds[1:])
-    ]
-    merge_task = dask.delayed(CoMoments.merge, pure=True)
-    (result,) = dask.compute(_tree_reduce(parts, merge_task))
-    return result
+    ])
 
 
 def pearson_table(

@@ -106,3 +106,55 @@ def test_a_non_finite_chunk_is_refused_and_leaves_the_accumulator_unchanged():
         np.testing.assert_array_equal(_state(acc)[key], value)
     with pytest.raises(ValueError, match="does not fit"):
         acc.update([activations(rng, 3, 2, 4, 4)], [activations(rng, 3, 2, 5, 5)])
+
+
+def test_tree_reduce_merges_neighbours_level_by_level():
+    from rosetta_core.engine import tree_reduce
+
+    assert tree_reduce(list("abcde"), lambda x, y: f"({x}{y})") == "(((ab)(cd))e)"
+    assert tree_reduce(["a"], lambda x, y: x + y) == "a"
+    with pytest.raises(ValueError, match="no parts"):
+        tree_reduce([], lambda x, y: x + y)
+
+
+@pytest.mark.parametrize("center", ["global", "position"])
+def test_merge_delayed_and_fold_chunks_repeat_the_plain_reductions_bit_for_bit(center):
+    """The shared reductions are the fold and the tree that callers wrote out before."""
+    import dask
+
+    from rosetta_core.engine import Workspace, fold_chunks, merge_delayed, tree_reduce
+
+    rng = np.random.default_rng(3)
+    a = [rng.standard_normal((9, 3, 5, 7)).astype(np.float32), rng.standard_normal((9, 2, 3, 3)).astype(np.float32)]
+    b = [rng.standard_normal((9, 4, 6, 4)).astype(np.float32)]
+    bounds = [0, 2, 5, 6, 9]
+    chunks = [([x[s:e] for x in a], [x[s:e] for x in b]) for s, e in zip(bounds[:-1], bounds[1:])]
+    by_hand = CoMoments([x.shape[1:] for x in a], [x.shape[1:] for x in b], center)
+    workspace = Workspace()
+    for part in chunks:
+        by_hand.update(*part, workspace)
+    folded = fold_chunks(iter(chunks), center)
+    task = dask.delayed(CoMoments.from_chunk, pure=True)
+    with dask.config.set(scheduler="synchronous"):
+        delayed = merge_delayed([task(*part, center) for part in chunks])
+    tree = tree_reduce([CoMoments.from_chunk(*part, center) for part in chunks], CoMoments.merge)
+    for got, want in ((folded, by_hand), (delayed, tree)):
+        state, expected = got.state_dict(), want.state_dict()
+        assert state.keys() == expected.keys()
+        assert all(np.array_equal(state[k], expected[k]) for k in state)
+
+
+def test_fold_chunks_names_non_finite_chunks_the_callers_way():
+    from rosetta_core import NonFiniteChunk
+    from rosetta_core.engine import fold_chunks
+
+    x = np.ones((4, 2, 3, 3), dtype=np.float32)
+    y = x.copy()
+    y[3, 1, 0, 0] = np.inf
+    chunks = [([x[:2]], [y[:2]]), ([x[2:]], [y[2:]])]
+    with pytest.raises(ValueError, match=r"^side b layer 0 chunk 1 images \[1\]$"):
+        fold_chunks(chunks, where=lambda err, i: f"side {err.side} layer {err.layer} chunk {i} images {err.images}")
+    with pytest.raises(NonFiniteChunk):
+        fold_chunks(chunks)
+    with pytest.raises(ValueError, match="no chunks"):
+        fold_chunks([])
