@@ -6,7 +6,8 @@ import argparse
 import json
 
 from rosetta_core.run.mining import DEFAULT_ENCODERS
-from rosetta_core.engine.planner import GPU_FP32_TFLOPS, matmul_flop_rate, model_layers, plan_size
+from rosetta_core.engine.planner import GPU_FP32_TFLOPS, matmul_flop_rate, plan_size
+from rosetta_core.zoo.probe import model_layers
 
 from .cli_models import add_model_options, layer_patterns, trust_pickle_env
 

@@ -1,7 +1,7 @@
 """How big and how long a mining run will be, before it runs (``rosetta plan``).
 
 Pure arithmetic over the layers of each model (names, units, grids) and the run's size; no
-model is run here. The counts follow the exact formulation of DESIGN §3.1 as implemented in
+model is run here (the layers of a registry model come from :func:`rosetta_core.zoo.probe.model_layers`). The counts follow the exact formulation of DESIGN §3.1 as implemented in
 :mod:`rosetta_core.engine.comoments`:
 
 - model pairs: (G, E) for every encoder, (G, G) with layer pairs ``l <= m``, and the shuffled
@@ -30,7 +30,7 @@ import numpy as np
 
 from .threads import engine_threads
 
-__all__ = ["LayerShape", "PairCost", "RunSize", "plan_size", "model_layers", "matmul_flop_rate", "GPU_FP32_TFLOPS"]
+__all__ = ["GPU_FP32_TFLOPS", "LayerShape", "PairCost", "RunSize", "matmul_flop_rate", "plan_size"]
 
 #: peak dense float32 TFLOP/s of common GPU classes (vendor data sheets, no tensor cores)
 GPU_FP32_TFLOPS = {"T4": 8.1, "V100": 15.7, "A10": 31.2, "A100": 19.5, "L4": 30.3, "L40S": 91.6,
@@ -177,17 +177,3 @@ def matmul_flop_rate(size: int = 1024, seconds: float = 0.5) -> float:
         best, spent = min(best, took), spent + took
     return 2.0 * size**3 / best
 
-
-def model_layers(name: str, patterns: list[str] | None = None, weights: str = "random") -> tuple[list[LayerShape], int]:
-    """Hooked layers ``(name, units, h, w)`` of registry model ``name`` (random weights unless
-    its architecture comes with its weights, as for network pickles) and its finest grid side
-    (a generator's image side)."""
-    from ..zoo import get_spec, load, weights_for
-
-    choice = weights_for(name, weights)
-    needs_file = get_spec(name).check_weights is not None and choice not in ("trained", "pretrained", "random")
-    adapter = load(name, choice if needs_file else "random")
-    infos = {info.name: info for info in adapter.layers()}
-    chosen = adapter.select_layers(patterns)
-    finest = max(max(info.grid) for info in infos.values())
-    return [(l, infos[l].units, *infos[l].grid) for l in chosen], finest

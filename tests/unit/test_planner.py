@@ -119,3 +119,13 @@ def test_plan_cli_json_matches_the_core(capsys):
     assert out["threads"] == 3 and out["peak_task_bytes"] == plan_size(
         "mini-gen", layers, ["mini-resnet.sup"], n=50, image_size=64, dtype="float32", chunk_size=25, threads=3).peak_task_bytes
     assert out["seconds_gpu"] == pytest.approx(expected.total_flops / 19.5e12)
+
+
+def test_model_layers_of_registry_models_come_from_the_zoo():
+    """The zoo, not the engine, builds models to list their layers (the engine imports no zoo)."""
+    from rosetta_core.zoo.probe import model_layers
+
+    layers, finest = model_layers("mini-gen")
+    assert finest == 64 and layers and all(isinstance(name, str) and min(dims) >= 1 for name, *dims in layers)
+    chosen, _ = model_layers("mini-resnet.sup", ["layer4"])
+    assert [l[0] for l in chosen] == ["layer4"]
