@@ -82,10 +82,11 @@ import torch.nn.functional as F
 from ..zoo.base import GeneratorAdapter
 from .losses import LinearAct, MapEnergy, normalised_targets, reg_loss
 from .matches import Matches
-from .optimize import InversionConfig, Result, guidance_objective, optimise, regulariser
+from .optimize import InversionConfig, Objective, Result, guidance_objective, optimise, regulariser
 
 __all__ = ["EDITS", "PADS", "FITS", "EDIT_FITS", "EDIT_HOLDS", "FIT_BOXES", "default_fit", "default_hold",
-           "default_box", "resolve_fit", "resolve_hold", "check_pad", "shift_maps", "zoom_maps", "copy_paste_maps", "edit_targets", "edit"]
+           "default_box", "resolve_fit", "resolve_hold", "check_pad", "shift_maps", "zoom_maps", "copy_paste_maps",
+           "edit_targets", "EditProblem", "edit_problem", "edit"]
 
 EDITS = ("shift", "zoom", "copy-paste", "remove", "add")
 PADS = ("mean", "zero")  # what a shift uncovers; the first is the default
@@ -222,20 +223,25 @@ def edit_targets(matches: Matches, source: dict[str, torch.Tensor], kind: str, u
     return {matches.generator: out}
 
 
-def edit(gen: GeneratorAdapter, matches: Matches, latents: torch.Tensor, kind: str, config: InversionConfig,
-         units: set[int] | None = None, dx: float = 0.25, dy: float = 0.0, progress=None,
-         hold: float | None = None, pad: str = PADS[0], fit: str | None = None,
-         box: bool | None = None) -> tuple[Result, torch.Tensor]:
-    """Apply edit ``kind`` to the matched maps of ``G(latents)`` and re-optimise the fit to them
-    plus ``hold * L_reg(z - latents)``. ``fit="corr"``: Eq. 5; ``"mse"``: Eq. 5 plus half the
-    maps' energy (:class:`~.losses.MapEnergy`), i.e. half the mean squared difference of the
-    normalised maps up to a constant. ``None`` takes the edit's default fit
-    (:func:`default_fit`), hold (:func:`default_hold`) and box (:func:`default_box`);
-    ``hold=0``: no pull; ``box``: project each step onto the prior's box (replaces
-    ``config.project``). ``pad``: what the cells a shift uncovers hold (module docstring).
+@dataclasses.dataclass(frozen=True)
+class EditProblem:
+    """What :func:`edit` optimises, without running the optimiser: ``objective`` (an
+    :data:`~.optimize.Objective` that reads only maps: run it with ``needs_images=False``),
+    ``start`` latents ``(n, d)``, the generator ``layers`` it reads, ``config`` with the box
+    resolved (``project``), and the uint8 ``source_images`` ``(n, 3, H, W)``."""
 
-    Starts from ``latents`` ``(n, d)`` (copy-paste: from ``sample_latents(seed, 0..n-1)``).
-    Returns (the result, the uint8 source images ``(n, 3, H, W)``)."""
+    objective: Objective
+    start: torch.Tensor
+    layers: list[str]
+    config: InversionConfig
+    source_images: torch.Tensor
+
+
+def edit_problem(gen: GeneratorAdapter, matches: Matches, latents: torch.Tensor, kind: str, config: InversionConfig,
+                 units: set[int] | None = None, dx: float = 0.25, dy: float = 0.0, hold: float | None = None,
+                 pad: str = PADS[0], fit: str | None = None, box: bool | None = None) -> EditProblem:
+    """The objective, start, layers and config of :func:`edit` (same arguments, without
+    ``progress``): the fit to the edited maps of ``G(latents)`` plus ``hold * L_reg(z - latents)``."""
     if config.act != "dataset":
         raise ValueError(f"act={config.act!r}: edits fit the generator's own edited maps with Eq. 6 "
                          "(act='dataset'); act='image' is for inverting out-of-distribution images")
@@ -256,4 +262,24 @@ def edit(gen: GeneratorAdapter, matches: Matches, latents: torch.Tensor, kind: s
             loss = loss + 0.5 * energy(maps)
         return (loss + hold * reg_loss(z - anchor, config.reg) if hold else loss), act
 
-    return optimise(gen, start, layers, objective, config, progress, needs_images=False), source_images
+    return EditProblem(objective, start, layers, config, source_images)
+
+
+def edit(gen: GeneratorAdapter, matches: Matches, latents: torch.Tensor, kind: str, config: InversionConfig,
+         units: set[int] | None = None, dx: float = 0.25, dy: float = 0.0, progress=None,
+         hold: float | None = None, pad: str = PADS[0], fit: str | None = None,
+         box: bool | None = None) -> tuple[Result, torch.Tensor]:
+    """Apply edit ``kind`` to the matched maps of ``G(latents)`` and re-optimise the fit to them
+    plus ``hold * L_reg(z - latents)``. ``fit="corr"``: Eq. 5; ``"mse"``: Eq. 5 plus half the
+    maps' energy (:class:`~.losses.MapEnergy`), i.e. half the mean squared difference of the
+    normalised maps up to a constant. ``None`` takes the edit's default fit
+    (:func:`default_fit`), hold (:func:`default_hold`) and box (:func:`default_box`);
+    ``hold=0``: no pull; ``box``: project each step onto the prior's box (replaces
+    ``config.project``). ``pad``: what the cells a shift uncovers hold (module docstring).
+    The objective is :func:`edit_problem`'s.
+
+    Starts from ``latents`` ``(n, d)`` (copy-paste: from ``sample_latents(seed, 0..n-1)``).
+    Returns (the result, the uint8 source images ``(n, 3, H, W)``)."""
+    problem = edit_problem(gen, matches, latents, kind, config, units, dx, dy, hold, pad, fit, box)
+    return (optimise(gen, problem.start, problem.layers, problem.objective, problem.config, progress, needs_images=False),
+            problem.source_images)
