@@ -21,6 +21,7 @@ for the few operations that differ between the two:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import numpy as np
@@ -35,7 +36,7 @@ __all__ = ["CENTERS", "Centring", "ChunkMerge", "GlobalCentring", "PositionCentr
 PairTerms = Callable[[tuple[int, int]], None]
 
 
-class ChunkMerge:
+class ChunkMerge(ABC):
     """The mean terms that add one chunk, whose sums were taken around the chunk's own means,
     to an accumulator in place (made by :meth:`Centring.chunk_merge` for one chunk).
 
@@ -58,50 +59,54 @@ class ChunkMerge:
         if not self.acc.symmetric:
             fold_means(self.acc.mean_b_, means_b, self.share)
 
+    @abstractmethod
     def finish(self, means_a: list[np.ndarray], means_b: list[np.ndarray]) -> None:
         """``means_a``/``means_b``: the chunk's float32 mean maps ``(units, h, w)`` per layer."""
-        raise NotImplementedError
 
 
-class Centring:
-    """The operations that differ between centrings; one stateless instance per centring."""
+class Centring(ABC):
+    """The operations that differ between centrings; one stateless instance per centring
+    (:func:`get_centring`; a pickled one comes back as that same instance)."""
 
     #: the public name (``center=...``)
     name = ""
 
+    @abstractmethod
     def shift_buffers(self, means: np.ndarray, larges: list[Grid]) -> tuple[np.ndarray, dict[Grid, np.ndarray]]:
         """Buffers for one layer of a chunk, given its mean-map buffer ``means`` ``(units, h, w)``
         float32: what the maps are centred on (``(units, 1, 1)`` or ``means`` itself), and
         ``{large: (units,) float64}`` for the means resized to the large grids (or ``{}``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def piece_shift(self, mean: np.ndarray, shift: np.ndarray, grid_means: dict[Grid, np.ndarray]) -> np.ndarray:
         """Given a piece's mean map ``mean`` ``(units, h, w)`` (float32), fill its views of the
         buffers of :meth:`shift_buffers` and return what its maps are centred on."""
-        raise NotImplementedError
 
+    @abstractmethod
     def chunk_merge(self, acc, within: PairSums, n2: int) -> ChunkMerge:
         """The mean terms of adding a chunk of ``n2`` images to ``acc``; ``within``: the
         chunk's :class:`PairSums`, prepared with this centring."""
-        raise NotImplementedError
 
+    @abstractmethod
     def merge_terms(self, out, weight: float, da: list[np.ndarray], db: list[np.ndarray]) -> None:
         """Add to ``out`` (holding the summed moments of two accumulators) the mean term of
         their merge: ``weight * sum resize(da) * resize(db)`` centred as this centring does.
         ``da``/``db``: per layer ``(units, h, w)`` float64 differences of the two mean maps."""
-        raise NotImplementedError
 
+    @abstractmethod
     def raw_sumsq(self, acc) -> dict[tuple[str, int, Grid], np.ndarray]:
         """``{(side, layer, large): (units,)}``: what the centred sums of squares of ``acc`` are
         judged against (the part that centring removed), on each grid its pairs use."""
-        raise NotImplementedError
 
+    @abstractmethod
     def mean_on_grid(self, maps: np.ndarray, large: Grid) -> np.ndarray:
         """The mean that a unit's maps ``(units, h, w)`` are centred on, on grid ``large``."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+    def __reduce__(self):
+        return get_centring, (self.name,)
 
 
 class _GlobalChunk(ChunkMerge):

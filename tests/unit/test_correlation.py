@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import re
 
 import dask.array as da
@@ -156,6 +157,7 @@ def test_centrings_are_looked_up_once_by_name():
     assert acc.center == "position" and acc.centring is get_centring("position")
     assert str(acc.state_dict()["center"]) == "position"
     assert CoMoments.from_state_dict(acc.state_dict()).centring is get_centring("position")
+    assert pickle.loads(pickle.dumps(acc)).centring is get_centring("position")  # as dask ships it
 
 
 def test_non_finite_values_name_layer_and_images():
