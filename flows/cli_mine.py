@@ -1,65 +1,48 @@
-"""`rosetta mine`: run the mining flow from the command line."""
+"""`rosetta mine`: parse the arguments into a MineConfig and run the mining flow.
+
+The flow checks everything itself (the CLI only parses), so the command line, the Python API
+and the deployments give the same one-line errors. The terminal shows one progress line per
+stage and the summary; Prefect's and Dask's logs stay in the Prefect UI unless ``--verbose``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import tempfile
-from pathlib import Path
+import sys
 
-from rosetta_core.run import location
-from rosetta_core.run.mining import DEFAULT_ENCODERS, MineConfig, check_config, check_existing_run
-
-from .cli_models import add_model_options, check_layer_patterns, layer_patterns, trust_pickle_env
+from .cli_models import add_config_options, config_from_args, trust_pickle_env
 
 
-def _writable(out: str) -> None:
-    if location.is_url(out):
-        location.check_writable(out)  # writes and deletes a probe object
-        return
-    path = Path(out)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path):
-            pass
-    except OSError as err:
-        raise ValueError(f"--out {out!r} is not a writable directory ({err.strerror}); choose another path") from None
+def quiet_logs() -> None:
+    """Keep Prefect's and Dask's INFO logs off the terminal, in this process and in the Dask
+    workers it starts (they inherit the environment); logs still reach the Prefect API."""
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    if "prefect" in sys.modules:  # logging was configured at import: quiet its console handlers too
+        from prefect.logging.handlers import PrefectConsoleHandler
 
-
-def _default_encoders(args: argparse.Namespace) -> None:
-    """With the default encoder list and trained weights, leave out embedded encoders whose
-    weights have not shipped yet (saying so) instead of refusing the whole run."""
-    if args.encoders != ",".join(DEFAULT_ENCODERS) or args.weights != "trained":
-        return
-    from rosetta_core.zoo import get_spec
-
-    missing = [n for n in DEFAULT_ENCODERS if not get_spec(n).has_weights]
-    if missing and len(missing) < len(DEFAULT_ENCODERS):
-        print(f"note: {', '.join(missing)} ships no trained weights yet (see `rosetta zoo train`); "
-              "mining the other default encoders. Pass --encoders to choose.")
-        args.encoders = ",".join(n for n in DEFAULT_ENCODERS if n not in missing)
+        level = logging.getLevelName(os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"])
+        for logger in [logging.getLogger(), *map(logging.getLogger, list(logging.root.manager.loggerDict))]:
+            for handler in getattr(logger, "handlers", []):
+                if isinstance(handler, PrefectConsoleHandler):
+                    handler.setLevel(level)
 
 
 def run_mine(args: argparse.Namespace) -> int:
-    _default_encoders(args)
-    fields = dict(
-        generator=args.generator, encoders=[e for e in args.encoders.split(",") if e], n=args.n, k=args.k,
-        seed=args.seed, class_index=args.class_index, weights=args.weights, chunk_size=args.chunk_size,
-        dtype=args.dtype, center=args.center, layers=layer_patterns(args.layers),
-    )
+    config = config_from_args(args)
     trust_pickle_env(args)
-    config = MineConfig(**(fields | {"encoders": tuple(fields["encoders"]),
-                                     "layers": {m: tuple(p) for m, p in fields["layers"].items()}}))
-    check_config(config)  # before any model loads
-    check_layer_patterns(fields["layers"], [config.generator, *config.encoders], config.weights)
-    out = args.out or f"runs/{args.generator}"
-    _writable(out)
-    check_existing_run(out, config, args.overwrite)
-    from flows.mine import MineParams, mine  # imports Prefect: only once the input is known good
+    if not args.verbose:
+        quiet_logs()
+    from flows import progress
+    from flows.mine import mine, summary_lines  # imports Prefect
 
-    params = MineParams(**fields, out=out, dask_address=args.dask_address, device=args.device, overwrite=args.overwrite)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    mine(params)
+    progress.show(sys.stderr.isatty() or args.progress)
+    result = mine(config, args.out, device=args.device, dask_address=args.dask_address, overwrite=args.overwrite)
+    if result["status"] == "complete":
+        print(f"{result['location']} is already complete (manifest.json matches this configuration); nothing to do")
+    print("\n".join(summary_lines(result["location"], result["report"], result["summary"])))
     return 0
 
 
@@ -71,19 +54,18 @@ def add_mine_command(sub: argparse._SubParsersAction) -> None:
         "unit pair exactly, keep best buddies, cluster concepts, write dictionary.json and report/index.html. "
         "Rerunning resumes: finished chunks and pairs are skipped.",
     )
-    p.add_argument("--generator", default="mini-gen")
-    p.add_argument("--encoders", default=",".join(DEFAULT_ENCODERS), help="comma-separated encoder names")
-    p.add_argument("--n", type=int, default=1600, help="images (default 1600)")
+    add_config_options(p)
     p.add_argument("--k", type=int, default=5, help="best-buddy K (default 5)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="image i uses seed + i (default 0)")
     p.add_argument("--class-index", type=int, default=None, help="class of a class-conditional generator")
+    p.add_argument("--center", choices=["global", "position"], default="global",
+                   help="centre each unit on one mean (global, the paper's Eq. 2) or a mean per position")
     p.add_argument("--out", default=None, help="run directory, or an fsspec URL shared by all workers such as "
                    "s3://bucket/runs/x (default runs/<generator>)")
-    p.add_argument("--dask-address", default=None, help="use this Dask scheduler (default: a LocalCluster)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--chunk-size", type=int, default=100, help="images per chunk (default 100)")
-    p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
-    p.add_argument("--center", choices=["global", "position"], default="global")
+    p.add_argument("--dask-address", default=None, help="run the tasks on this Dask scheduler (default: a local "
+                   "cluster of 2 worker processes)")
+    p.add_argument("--device", default="cpu", help="where the models run: cpu, cuda, cuda:1, ...")
     p.add_argument("--overwrite", action="store_true", help="discard a run of another configuration in --out")
-    add_model_options(p)
+    p.add_argument("--verbose", action="store_true", help="show Prefect's and Dask's logs in the terminal")
+    p.add_argument("--progress", action="store_true", help="draw progress bars even when stderr is not a terminal")
     p.set_defaults(run=run_mine)

@@ -1,4 +1,4 @@
-"""Command-line options that choose models' weights and layers, shared by `mine` and `plan`."""
+"""Command-line options that choose a run's models, size, weights and layers, shared by `mine` and `plan`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,32 @@ WEIGHTS_HELP = (
     "(seeded init: the null control), or a weights file; per model with NAME=CHOICE, comma-separated, e.g. "
     "'pretrained,stylegan2.lsun-cat=ckpt/cat.pt'"
 )
+
+
+def add_config_options(p: argparse.ArgumentParser) -> None:
+    """The options of a run's models and size (the MineConfig fields `mine` and `plan` share)."""
+    from rosetta_core.run.config import DEFAULT_ENCODERS, DTYPES
+
+    p.add_argument("--generator", default="mini-gen")
+    p.add_argument("--encoders", default=",".join(DEFAULT_ENCODERS), help="comma-separated encoder names "
+                   f"(default {','.join(DEFAULT_ENCODERS)}: the embedded encoders with trained weights)")
+    p.add_argument("--n", type=int, default=1600, help="images (default 1600)")
+    p.add_argument("--chunk-size", type=int, default=100, help="images per chunk and task (default 100)")
+    p.add_argument("--dtype", choices=DTYPES, default="float16", help="activations in the store (default float16)")
+    add_model_options(p)
+
+
+def config_from_args(args: argparse.Namespace):
+    """The MineConfig the options describe (its fields are checked by the flow, not here)."""
+    from rosetta_core.run.config import MineConfig
+
+    fields = {"generator": args.generator, "encoders": tuple(e for e in args.encoders.split(",") if e), "n": args.n,
+              "chunk_size": args.chunk_size, "dtype": args.dtype, "weights": args.weights,
+              "layers": layer_patterns(args.layers)}
+    for name in ("k", "seed", "class_index", "center"):
+        if hasattr(args, name):
+            fields[name] = getattr(args, name)
+    return MineConfig(**fields)
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -42,14 +68,3 @@ def trust_pickle_env(args: argparse.Namespace) -> None:
         os.environ[TRUST_ENV] = "1"
     if args.source_tree:
         os.environ[SOURCE_ENV] = os.path.abspath(args.source_tree)
-
-
-def check_layer_patterns(patterns: dict[str, list[str]], models: list[str], weights: str) -> None:
-    """Every --layers entry names a model of the run and matches some of its layers (builds
-    those models with random weights to list their layers; nothing is downloaded)."""
-    from rosetta_core.engine.planner import model_layers
-
-    for model, chosen in patterns.items():
-        if model not in models:
-            raise ValueError(f"--layers names {model!r}, which is not in this run; models: {', '.join(models)}")
-        model_layers(model, chosen, weights)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from rosetta_core.run.mining import DEFAULT_ENCODERS
 from rosetta_core.engine.planner import GPU_FP32_TFLOPS, matmul_flop_rate, plan_size
 from rosetta_core.zoo.probe import model_layers
 
-from .cli_models import add_model_options, layer_patterns, trust_pickle_env
+from .cli_models import add_config_options, layer_patterns, trust_pickle_env
 
 
 def _bytes(value: float) -> str:
@@ -79,15 +78,10 @@ def add_plan_command(sub: argparse._SubParsersAction) -> None:
         "of the exact formulation per pair and in total, the peak memory per Dask task, and estimated times on this "
         "machine (a short matmul measurement) and on a GPU class. Builds the models with random weights (no download).",
     )
-    p.add_argument("--generator", default="mini-gen")
-    p.add_argument("--encoders", default=",".join(DEFAULT_ENCODERS), help="comma-separated encoder names")
-    p.add_argument("--n", type=int, default=1600, help="images (default 1600)")
-    p.add_argument("--chunk-size", type=int, default=100, help="images per chunk (default 100)")
-    p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    add_config_options(p)
     p.add_argument("--threads", type=int, default=None,
                    help="threads of one statistics task on the workers (default: ROSETTA_THREADS or this machine's CPUs)")
     p.add_argument("--gpu", default=None, help=f"GPU class for a time estimate: {', '.join(GPU_FP32_TFLOPS)}")
     p.add_argument("--gpu-tflops", type=float, default=None, help="or its float32 TFLOP/s")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    add_model_options(p)
     p.set_defaults(run=run_plan)

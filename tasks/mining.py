@@ -1,73 +1,97 @@
-"""Thin Prefect tasks of a mining run; each wraps one rosetta_core function and passes only
-references (run directory or URL, model names, chunk numbers), never arrays."""
+"""Thin Prefect tasks of a mining run; each wraps one ``rosetta_core.run`` step and passes only
+references (the run's location, model names, chunk numbers), never arrays.
+
+Run names say what each task does (``extract mini-vit.mae chunk 3/16``), so the Prefect UI's
+timeline shows which model or pair is slow.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from prefect import task
 
-from rosetta_core.run import location, mining, results
-from rosetta_core.run.store import RunStore
+from rosetta_core.run import MineConfig, Run, plan_run
+from rosetta_core.run import extraction, outputs, statistics
 
 RETRY = {"retries": 2, "retry_delay_seconds": 2}
 
 
-def _open(run_dir: str) -> tuple[RunStore, mining.RunPlan]:
-    store = RunStore(location.join(run_dir, "store.zarr"))
-    return store, mining.load_plan(store)
+def _chunk_name(verb: str):
+    def name(parameters: dict) -> str:
+        who = parameters.get("model")
+        return f"{verb}{' ' + who if who else ''} chunk {parameters['chunk'] + 1}/{parameters['chunks']}"
+
+    return name
 
 
-@task(name="prepare-run", **RETRY)
-def prepare_run(run_dir: str, config: dict, overwrite: bool = False, device: str = "cpu") -> int:
-    """Plan the run (layers, shapes) and create the store; returns the number of chunks."""
-    cfg = mining.MineConfig(**(config | {"encoders": tuple(config["encoders"])}))
-    plan = mining.plan_run(cfg, device)
-    store = RunStore(location.join(run_dir, "store.zarr"))
-    mining.init_store(store, plan, overwrite=overwrite)
+def _pair_name(parameters: dict) -> str:
+    a, b = parameters["a"], parameters["b"] or parameters["a"]
+    return f"statistics {a} x {b}" + (" (shuffled null)" if parameters.get("null") else "")
+
+
+@task(task_run_name="prepare {config.generator} run", **RETRY)
+def prepare_run(where: str, config: MineConfig, overwrite: bool = False, device: str = "cpu") -> int:
+    """Plan the run (load the models, probe their layers) and create the store; returns the
+    number of image chunks."""
+    plan = plan_run(config, device)
+    extraction.prepare_store(Run(where, config), plan, overwrite=overwrite)
     return len(plan.chunks)
 
 
-@task(name="generate-chunk", tags=["generate"], **RETRY)
-def generate_chunk(run_dir: str, chunk: int, device: str = "cpu") -> str:
-    store, plan = _open(run_dir)
-    return mining.generate_chunk(store, plan, chunk, device)
+@task(task_run_name=_chunk_name("generate"), tags=["generate"], **RETRY)
+def generate_chunk(where: str, chunk: int, chunks: int, device: str = "cpu") -> str:
+    return extraction.generate_chunk(Run.open(where, mode="a"), chunk, device)
 
 
-@task(name="extract-chunk", tags=["extract"], **RETRY)
-def extract_chunk(run_dir: str, model: str, chunk: int, device: str = "cpu") -> str:
-    store, plan = _open(run_dir)
-    return mining.extract_chunk(store, plan, model, chunk, device)
+@task(task_run_name=_chunk_name("extract"), tags=["extract"], **RETRY)
+def extract_chunk(where: str, model: str, chunk: int, chunks: int, device: str = "cpu") -> str:
+    return extraction.extract_chunk(Run.open(where, mode="a"), model, chunk, device)
 
 
-@task(name="pair-statistics", tags=["statistics"], **RETRY)
-def pair_statistics(run_dir: str, a: str, b: str | None, null: bool = False, dask_address: str | None = None) -> dict:
-    """Co-moments of a model pair reduced on the Dask cluster at ``dask_address``."""
-    store, plan = _open(run_dir)
-    if dask_address is None:
-        return results.pair_statistics(store, plan, a, b, null)
-    from distributed import Client
-
-    with Client(dask_address, set_as_default=True):
-        return results.pair_statistics(store, plan, a, b, null)
+@task(task_run_name=_pair_name, tags=["statistics"], **RETRY)
+def pair_statistics(where: str, a: str, b: str | None, null: bool = False) -> dict:
+    """Co-moments of a model pair, reduced on the Dask cluster this task runs on."""
+    with _on_this_cluster():
+        return statistics.pair_statistics(Run.open(where, mode="a"), a, b, null)
 
 
-@task(name="write-dictionary", **RETRY)
-def write_dictionary(run_dir: str) -> dict:
-    store, plan = _open(run_dir)
-    content = results.write_dictionary(run_dir, store, plan)
+@contextmanager
+def _on_this_cluster() -> Iterator[None]:
+    """Send dask graphs to the cluster of the Dask worker running this task (the flow's
+    ``DaskTaskRunner``), leaving the worker's thread to the graph's own tasks while it waits;
+    off a Dask worker, dask's local scheduler runs them."""
+    from distributed import get_worker, rejoin, secede
+    from prefect_dask import get_dask_client
+
+    try:
+        get_worker()
+    except ValueError:
+        yield
+        return
+    with get_dask_client():
+        secede()
+        try:
+            yield
+        finally:
+            rejoin()
+
+
+@task(task_run_name="dictionary", **RETRY)
+def write_dictionary(where: str) -> dict:
+    content = outputs.write_dictionary(Run.open(where, mode="a"))
     return {"concepts": len(content["concepts"]), "rosetta_units": content["rosetta_units"]}
 
 
-@task(name="render-report", **RETRY)
-def render(run_dir: str) -> str:
+@task(task_run_name="report", **RETRY)
+def render_report(where: str) -> str:
     from rosetta_core.report import render_report
 
-    return str(render_report(run_dir))
+    return str(render_report(where))
 
 
-@task(name="write-manifest")
-def write_manifest(run_dir: str, seconds: dict) -> dict:
-    import json
-
-    store, plan = _open(run_dir)
-    dictionary = json.loads(location.read_text(location.join(run_dir, "dictionary.json")))
-    return results.write_manifest(run_dir, store, plan, dictionary, seconds)
+@task(task_run_name="manifest")
+def write_manifest(where: str, seconds: dict) -> dict:
+    run = Run.open(where, mode="a")
+    return outputs.write_manifest(run, run.dictionary, seconds)

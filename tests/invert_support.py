@@ -8,27 +8,34 @@ import dask
 import numpy as np
 from PIL import Image
 
-from rosetta_core.run import mining, results
 from rosetta_core.data import render_batch
-from rosetta_core.run.store import RunStore
+from rosetta_core.run import MineConfig, Run, plan_run
+from rosetta_core.run.extraction import extract_chunk, generate_chunk, prepare_store
+from rosetta_core.run.outputs import write_dictionary, write_manifest
+from rosetta_core.run.statistics import pair_statistics
 from rosetta_core.zoo.embedded.mini_gen import GEN_WORLD
+
+
+def mine_in_process(run_dir: Path, config: MineConfig, null: bool = True) -> tuple[Run, list[str], list[dict]]:
+    """Every step of a mining run in this process, in order (what the flow runs as tasks);
+    returns the run, the chunk steps' states and the pair summaries."""
+    run = Run(run_dir, config)
+    prepare_store(run, plan_run(config))
+    states = []
+    for c in range(len(run.plan.chunks)):
+        states.append(generate_chunk(run, c))
+        states += [extract_chunk(run, e, c) for e in config.encoders]
+    pairs = [(a, b, False) for a, b in run.plan.pairs()] + ([(config.generator, config.encoders[0], True)] if null else [])
+    with dask.config.set(scheduler="synchronous"):
+        summaries = [pair_statistics(run, a, b, n) for a, b, n in pairs]
+    write_manifest(run, write_dictionary(run), {})
+    return run, states, summaries
 
 
 def tiny_run(run_dir: Path, n: int = 24, encoders=("mini-resnet.sup",)) -> Path:
     """Mine ``n`` images of random-init mini-gen against ``encoders`` (random init) into ``run_dir``."""
-    cfg = mining.MineConfig(encoders=tuple(encoders), n=n, k=3, chunk_size=12, weights="random", dtype="float32")
-    plan = mining.plan_run(cfg)
-    store = RunStore(str(run_dir / "store.zarr"))
-    mining.init_store(store, plan)
-    for c in range(len(plan.chunks)):
-        mining.generate_chunk(store, plan, c)
-        for e in cfg.encoders:
-            mining.extract_chunk(store, plan, e, c)
-    with dask.config.set(scheduler="synchronous"):
-        for a, b in plan.pairs():
-            results.pair_statistics(store, plan, a, b)
-    content = results.write_dictionary(run_dir, store, plan)
-    results.write_manifest(run_dir, store, plan, content, {})
+    config = MineConfig(encoders=tuple(encoders), n=n, k=3, chunk_size=12, weights="random", dtype="float32")
+    mine_in_process(run_dir, config, null=False)
     return run_dir
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from html import escape
@@ -11,9 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..run import location
 from ..matching.dictionary import validate_dictionary
-from ..run.store import RunStore
+from ..run.run import Run
 
 # -- reading the run ----------------------------------------------------------------------------
 
@@ -37,34 +35,13 @@ def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
     return int(value)
 
 
-def run_name(run: Path | str) -> str:
-    """The last part of a run's path or URL (``runs/x`` and ``s3://bucket/runs/x`` -> ``x``)."""
-    return str(run).rstrip("/").rsplit("/", 1)[-1] if location.is_url(run) else Path(run).resolve().name
-
-
-def _load(run: Path | str) -> tuple[dict[str, Any], RunStore]:
-    path = location.join(run, "dictionary.json")
-    try:
-        content = json.loads(location.read_text(path))
-    except FileNotFoundError:
-        raise ValueError(f"{path} does not exist: run the mining flow up to the dictionary step first") from None
+def _load(where: Path | str) -> tuple[Run, dict[str, Any]]:
+    run = Run.open(where)
+    content = run.dictionary
     validate_dictionary(content)
-    store_path = location.join(run, "store.zarr")
-    if not location.exists(location.join(store_path, "zarr.json")):
-        raise ValueError(f"{store_path} does not exist: {run} is not a mining run directory")
-    store = RunStore(store_path, mode="r")
-    if "images" not in store:
-        raise ValueError(f"{store_path} has no 'images' array: the run's generate step has not run")
-    return content, store
-
-
-def _activation_key(model: str, layer: str) -> str:
-    return f"activations/{model}/{layer}"  # the layout of rosetta_core.store (RunPlan.activation_key)
-
-
-def _table(store: RunStore, key: str) -> np.ndarray | None:
-    full = f"correlation/{key}"
-    return np.asarray(store.array(full)[...], dtype=np.float32) if full in store else None
+    if "images" not in run.store:
+        raise ValueError(f"{run.store_path} has no 'images' array: the run's generate step has not run")
+    return run, content
 
 
 def _offsets(layers: list[dict[str, Any]]) -> np.ndarray:
@@ -138,7 +115,7 @@ def _rows(concept: dict[str, Any], generator: str, encoders: list[str], tables: 
 class _Maps:
     """Example images and the needed units' maps, read with one orthogonal read per layer."""
 
-    def __init__(self, store: RunStore, images: Iterable[int], needs: dict[tuple[str, str], set[int]]):
+    def __init__(self, run: Run, images: Iterable[int], needs: dict[tuple[str, str], set[int]]):
         self.images = sorted({int(i) for i in images})
         self.pos = {img: i for i, img in enumerate(self.images)}
         self.maps: dict[tuple[str, str], tuple[np.ndarray, dict[int, int]]] = {}
@@ -146,10 +123,10 @@ class _Maps:
             self.pixels = np.zeros((0, 3, 1, 1), dtype=np.uint8)
             return
         idx = np.asarray(self.images, dtype=np.int64)
-        self.pixels = np.asarray(store.array("images").oindex[idx])
+        self.pixels = np.asarray(run.store.array("images").oindex[idx])
         for (model, layer), channels in sorted(needs.items()):
             chans = sorted(channels)
-            data = store.array(_activation_key(model, layer)).oindex[idx, np.asarray(chans, dtype=np.int64)]
+            data = run.store.array(run.maps_key(model, layer)).oindex[idx, np.asarray(chans, dtype=np.int64)]
             self.maps[(model, layer)] = (np.asarray(data, dtype=np.float32), {c: i for i, c in enumerate(chans)})
 
     def unit(self, model: str, layer: str, channel: int, images: list[int]) -> np.ndarray:

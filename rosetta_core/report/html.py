@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from ..run import location
 from ..matching.buddies import best_buddies
-from ..run.store import RunStore, pair_key
+from ..run import location
+from ..run.run import Run
 from . import figures
 
-__all__ = ["EXAMPLES", "MAX_CONCEPTS", "NULL_TAG", "TILE", "depth_matrix", "render_report", "short_layer_names"]
+__all__ = ["EXAMPLES", "MAX_CONCEPTS", "TILE", "depth_matrix", "render_report", "short_layer_names"]
 
 #: concepts shown on the page (ordered by id); the rest are only in dictionary.json
 MAX_CONCEPTS = 40
@@ -37,9 +37,6 @@ MAX_CONCEPTS = 40
 EXAMPLES = 6
 #: longest side of a heatmap tile in pixels; larger images are scaled down to it
 TILE = 128
-#: suffix of the shuffled null's table keys (the same as ``rosetta_core.run.results.NULL_TAG``;
-#: repeated here so that rendering a report does not import torch)
-NULL_TAG = "__shuffled"
 
 _TRUE_COLOR = (58, 110, 190)
 _NULL_COLOR = (220, 90, 40)
@@ -50,8 +47,6 @@ from ._parts import (
     _Row,
     _check_int,
     _load,
-    run_name,
-    _table,
     depth_matrix,
     short_layer_names,
     _encoders,
@@ -65,14 +60,14 @@ from ._parts import (
 
 
 class _Page:
-    def __init__(self, run: Path | str, content: dict[str, Any], store: RunStore, max_concepts: int, examples: int, tile: int):
-        self.run, self.content, self.store = run, content, store
+    def __init__(self, run: Run, content: dict[str, Any], max_concepts: int, examples: int, tile: int):
+        self.run, self.content = run, content
         self.max_concepts, self.examples, self.tile = max_concepts, examples, tile
         cfg = content["run"]
         self.generator: str = cfg.get("generator") or next(iter(content["models"]))
         self.encoders = _encoders(content)
         self.k = int(cfg.get("k", 5))
-        self.tables = {e: t for e in self.encoders if (t := _table(store, pair_key(self.generator, e))) is not None}
+        self.tables = {e: t for e in self.encoders if (t := run.table(self.generator, e)) is not None}
         self._image_uris: dict[int, str] = {}
 
     # -- summary --------------------------------------------------------------------------
@@ -173,11 +168,11 @@ class _Page:
             table = self.tables.get(enc)
             if table is None:
                 continue
-            key = pair_key(self.generator, enc)
+            key = self.run.pair_name(self.generator, enc)
             bb = np.asarray(self.content["best_buddies"].get(enc, []), dtype=np.int64).reshape(-1, 2)
             true = table[bb[:, 0], bb[:, 1]] if len(bb) else np.zeros(0, dtype=np.float32)
             series = [figures.Series("best buddies", true, _TRUE_COLOR, filled=True)]
-            null_table = _table(self.store, key + NULL_TAG)
+            null_table = self.run.table(self.generator, enc, null=True)
             note = "no shuffled null was computed for this pair"
             if null_table is not None:
                 k_a, k_b = min(self.k, null_table.shape[1]), min(self.k, null_table.shape[0])
@@ -185,7 +180,7 @@ class _Page:
                 null = null_table[nb[:, 0], nb[:, 1]] if len(nb) else np.zeros(0, dtype=np.float32)
                 series.append(figures.Series("shuffled null", null, _NULL_COLOR, filled=False))
                 note = (
-                    f"null: best buddies of <code>correlation/{escape(key + NULL_TAG)}</code> (K={self.k}), "
+                    f"null: best buddies of <code>{escape(self.run.correlation_key(self.generator, enc, null=True))}</code> (K={self.k}), "
                     f"<span data-stat=\"hist/{escape(key)}/null_count\">{len(null)}</span> pairs"
                 )
                 if null_stats[0] is None:
@@ -299,7 +294,7 @@ class _Page:
             images.update(int(i) for i in c["examples"][: self.examples])
             for row in rows:
                 needs[(row.model, row.unit["layer"])].add(int(row.unit["channel"]))
-        maps = _Maps(self.store, images, needs)
+        maps = _Maps(self.run, images, needs)
         tiles = figures.tile_images(maps.pixels, self.tile) if len(maps.images) else maps.pixels
         note = ""
         if len(concepts) > len(shown):
@@ -335,7 +330,7 @@ class _Page:
         cfg = self.content["run"]
         hist, true_mean, null_mean, null_pair = self._histograms()
         concepts = self._concepts()
-        title = f"Rosetta Neurons: {run_name(self.run)}"
+        title = f"Rosetta Neurons: {self.run.name}"
         meta = (
             f"generator <code>{escape(self.generator)}</code> · encoders "
             + ", ".join(f"<code>{escape(e)}</code>" for e in self.encoders)
@@ -385,9 +380,8 @@ def render_report(
     max_concepts = _check_int("max_concepts", max_concepts, 1)
     examples = _check_int("examples", examples, 1, 8)
     tile = _check_int("tile", tile, 16, 1024)
-    run = str(run_dir) if location.is_url(run_dir) else Path(run_dir)
-    content, store = _load(run)
-    page = _Page(run, content, store, max_concepts, examples, tile).html()
-    out = location.join(run, "report", "index.html")
+    run, content = _load(run_dir)
+    page = _Page(run, content, max_concepts, examples, tile).html()
+    out = run.report_path
     location.write_text(out, page, content_type="text/html; charset=utf-8")
     return out if location.is_url(out) else Path(out)

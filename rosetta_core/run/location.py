@@ -17,7 +17,8 @@ import os
 import uuid
 from pathlib import Path
 
-__all__ = ["exists", "is_url", "join", "read_text", "remove", "check_writable", "view_url", "write_text", "create_new"]
+__all__ = ["exists", "is_url", "join", "read_bytes", "read_text", "remove", "check_writable", "view_url", "write_bytes",
+           "write_text", "create_new"]
 
 
 def is_url(location: str | os.PathLike) -> bool:
@@ -51,31 +52,43 @@ def exists(location: str | os.PathLike) -> bool:
     return fs.exists(path)
 
 
+def read_bytes(location: str | os.PathLike) -> bytes:
+    """The content of a file; ``FileNotFoundError`` when it is missing."""
+    if not is_url(location):
+        return Path(location).read_bytes()
+    fs, path = _fs(str(location))
+    return fs.cat_file(path)
+
+
 def read_text(location: str | os.PathLike) -> str:
     """The text of a file; ``FileNotFoundError`` when it is missing."""
     if not is_url(location):
         return Path(location).read_text(encoding="utf-8")
-    fs, path = _fs(str(location))
-    return fs.cat_file(path).decode("utf-8")
+    return read_bytes(location).decode("utf-8")
 
 
-def write_text(location: str | os.PathLike, text: str, content_type: str | None = None) -> None:
+def write_bytes(location: str | os.PathLike, data: bytes, content_type: str | None = None) -> None:
     """Replace a file's content in one step: readers see the old file or the new one.
 
     ``content_type`` is stored as the object's ``Content-Type`` on S3, so a browser shows
-    ``report/index.html`` as a page rather than downloading it.
+    ``report/index.html`` as a page (or a PNG as an image) rather than downloading it.
     """
     if not is_url(location):
         path = Path(location)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
         os.replace(tmp, path)
         return
     fs, path = _fs(str(location))
     extra = {"ContentType": content_type} if content_type and _is_s3(fs) else {}
     _parents(fs, path)
-    fs.pipe_file(path, text.encode("utf-8"), **extra)
+    fs.pipe_file(path, data, **extra)
+
+
+def write_text(location: str | os.PathLike, text: str, content_type: str | None = None) -> None:
+    """:func:`write_bytes` of ``text`` encoded as UTF-8."""
+    write_bytes(location, text.encode("utf-8"), content_type)
 
 
 def create_new(location: str | os.PathLike, text: str) -> bool:

@@ -1,17 +1,11 @@
-"""The Zarr/xarray layout of a mining run: the one place that knows paths inside the store.
+"""Zarr v3 access for a run's store: idempotent array creation, per-chunk completion flags,
+labelled variables (each with its ``dimension_names`` and coordinate arrays, so xarray opens
+them), and checks of the store version and configuration.
 
-``<run>/store.zarr`` is a Zarr v3 group (DESIGN §4):
-
-- ``latents`` ``(image, latent)`` float32, ``images`` ``(image, channel, y, x)`` uint8;
-- ``activations/<model>/<layer>`` ``(image, unit, y, x)`` float16 or float32;
-- ``done/<array key>`` ``(chunk,)`` uint8: 1 once a chunk of images is fully written;
-- ``moments/<A>__<B>/<state key>``: the :class:`~rosetta_core.CoMoments` state;
-- ``correlation/<A>__<B>`` ``(unit_a, unit_b)`` float32; ``topk/<A>__<B>/{rows,cols}`` int32.
-
-Every chunk is compressed with zstd and carries a CRC32C checksum, so a torn or corrupted
-chunk fails to decode instead of reading as wrong numbers. Arrays are chunked along
-``image``; each task writes whole chunks (its own region), so workers never share a chunk.
-``path`` may be a local directory or an fsspec URL (``s3://bucket/runs/x``).
+Which key holds what is :class:`~rosetta_core.run.run.Run`'s business; this module only reads
+and writes keys it is given. Every chunk is compressed with zstd and carries a CRC32C checksum,
+so a torn or corrupted chunk fails to decode instead of reading as wrong numbers. ``path`` may
+be a local directory or an fsspec URL (``s3://bucket/runs/x``).
 """
 
 from __future__ import annotations
@@ -25,9 +19,10 @@ import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 from zarr.errors import ContainsArrayError
 
-__all__ = ["RunStore", "StoreMismatch", "pair_key"]
+__all__ = ["STORE_VERSION", "RunStore", "StoreMismatch"]
 
-STORE_VERSION = 1
+#: 2: one group per layer and per pair with unit coordinates (``xarray.open_datatree`` opens it)
+STORE_VERSION = 2
 
 
 class StoreMismatch(ValueError):
@@ -42,10 +37,6 @@ def config_mismatch(where: str, stored: dict[str, Any], asked: dict[str, Any]) -
         f"the run at {where} was made with a different configuration ({details}); "
         "use another --out directory, or --overwrite to discard it"
     )
-
-
-def pair_key(a: str, b: str) -> str:
-    return f"{a}__{b}"
 
 
 def _codecs() -> list:
@@ -148,52 +139,50 @@ class RunStore:
             return f"{type(err).__name__}: {err}"
         return None
 
-    # -- moments, tables -------------------------------------------------------------------
-    def write_state(self, prefix: str, state: dict[str, np.ndarray]) -> None:
-        """Write a flat dict of arrays (e.g. ``CoMoments.state_dict()``) under ``prefix``."""
-        group = self.group.require_group(prefix)
-        for name, value in state.items():
-            value = np.asarray(value)
-            if value.dtype.kind == "U":
-                group.attrs[name] = str(value)
-                continue
-            key = f"{prefix}/{name}"
-            if key in self.group:
-                del self.group[key]
-            self.group.create_array(key, data=value, compressors=_codecs(), chunks=value.shape or "auto")
-
-    def read_state(self, prefix: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
-        group, out = self.group[prefix], {}
-        for name in keys:
-            attr = group.attrs.get(name)
-            out[name] = np.asarray(attr) if attr is not None else np.asarray(group[name][...])
-        return out
-
-    def write_table(self, key: str, table: np.ndarray, dims: Sequence[str], attrs: dict | None = None) -> None:
+    # -- labelled variables ----------------------------------------------------------------
+    def replace_group(self, key: str, attrs: dict[str, Any]) -> zarr.Group:
+        """An empty group ``key`` with ``attrs`` (an existing one is deleted first)."""
         if key in self.group:
             del self.group[key]
-        arr = self.group.create_array(
-            key, shape=table.shape, chunks=table.shape, dtype=table.dtype,
-            dimension_names=list(dims), compressors=_codecs(), attributes=attrs or {},
-        )
-        arr[...] = table
+        return self.group.create_group(key, attributes=attrs)
+
+    def write_variables(
+        self,
+        group: str,
+        variables: dict[str, tuple[Sequence[str], np.ndarray]],
+        coords: dict[str, np.ndarray | tuple[Sequence[str], np.ndarray]] | None = None,
+        attrs: dict[str, Any] | None = None,
+    ) -> None:
+        """Write ``variables`` name -> ``(dims, values)`` into ``group`` (replacing what is there)
+        with coordinate arrays: ``coords`` name -> values along the dimension of that name, or
+        ``(dims, values)`` for a coordinate along another dimension (e.g. ``layer_a`` along
+        ``unit_a``); xarray labels the variables with them."""
+        coords = dict(coords or {})
+        node = self.group.require_group(group)
+        if attrs:
+            node.attrs.update(attrs)
+        extra = " ".join(name for name, value in coords.items() if isinstance(value, tuple))
+        for name, (dims, values) in variables.items():
+            self._write(node, name, np.asarray(values), dims, {"coordinates": extra} if extra else {})
+        for name, value in coords.items():
+            dims, values = value if isinstance(value, tuple) else ((name,), value)
+            self._write(node, name, np.asarray(values), dims, {})
+
+    def _write(self, node: zarr.Group, name: str, values: np.ndarray, dims: Sequence[str], attrs: dict) -> None:
+        if name in node:
+            del node[name]
+        if values.dtype.kind == "U":
+            arr = node.create_array(name, shape=values.shape, dtype=str, dimension_names=list(dims), attributes=attrs)
+        else:
+            arr = node.create_array(name, shape=values.shape, chunks=values.shape or "auto", dtype=values.dtype,
+                                    dimension_names=list(dims), compressors=_codecs(), attributes=attrs)
+        arr[...] = values
+
+    def read(self, key: str) -> np.ndarray:
+        """The whole array ``key``."""
+        return np.asarray(self.group[key][...])
 
     def consolidate(self) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # consolidated metadata is not in the v3 spec yet
             zarr.consolidate_metadata(self.group.store)
-
-    # -- labelled views --------------------------------------------------------------------
-    def open_layer(self, model: str, layer: str):
-        """``xarray.DataArray`` ``(image, unit, y, x)`` of one layer, with model/layer coords."""
-        import dask.array as da
-        import xarray as xr
-
-        arr = self.group[f"activations/{model}/{layer}"]
-        return xr.DataArray(
-            da.from_zarr(arr),
-            dims=("image", "unit", "y", "x"),
-            coords={"unit": np.arange(arr.shape[1]), "model": model, "layer": layer},
-            name=f"{model}/{layer}",
-            attrs=dict(arr.attrs),
-        )

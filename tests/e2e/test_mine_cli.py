@@ -33,6 +33,10 @@ def test_rosetta_mine_n128(tmp_path):
     html = (out / "report" / "index.html").read_text()
     assert html.count('class="concept"') >= min(len(dictionary.concepts), 1) or not dictionary.concepts
     assert "Rosetta units" in proc.stdout + proc.stderr
+    # a quiet terminal: the summary and one line per stage, no Prefect or Dask INFO logs
+    printed = (proc.stdout + proc.stderr).splitlines()
+    assert len(printed) <= 40, "\n".join(printed)
+    assert not [line for line in printed if "INFO" in line or "Finished in state" in line], "\n".join(printed)
 
     again = _rosetta("mine", "--n", "128", "--weights", "random", "--chunk-size", "64", "--out", str(out), home=home)
     assert again.returncode == 0 and "already complete" in again.stdout + again.stderr

@@ -47,7 +47,7 @@ def _kill_when(out: Path, ready, home: str, timeout: float = 600) -> None:
 
 def _tables(out: Path) -> dict[str, np.ndarray]:
     group = zarr.open_group(str(out / "store.zarr"), mode="r")
-    return {name: np.asarray(arr[...]) for name, arr in group["correlation"].arrays()}
+    return {name: np.asarray(pair["correlation"][...]) for name, pair in group["pairs"].groups()}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def _resume(out: Path, home: str) -> None:
 
 def test_killed_mid_extraction_resumes_to_identical_tables(tmp_path, reference):
     out, home = tmp_path / "run", tempfile.mkdtemp()
-    key = "activations/mini-resnet.sup/layer1"
+    key = "activations/mini-resnet.sup/layer1/maps"
     _kill_when(out, lambda: 1 <= _flags(out, key) < 6, home)
     assert not (out / "manifest.json").exists()
     _resume(out, home)
@@ -78,7 +78,7 @@ def test_killed_mid_extraction_resumes_to_identical_tables(tmp_path, reference):
 
 def test_killed_mid_reduction_resumes_to_identical_tables(tmp_path, reference):
     out, home = tmp_path / "run", tempfile.mkdtemp()
-    first = out / "store.zarr" / "correlation" / "mini-gen__mini-resnet.sup"
+    first = out / "store.zarr" / "moments" / "mini-gen__mini-resnet.sup"
     _kill_when(out, lambda: first.is_dir(), home)
     assert not (out / "manifest.json").exists()
     _resume(out, home)

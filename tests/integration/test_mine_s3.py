@@ -20,12 +20,11 @@ import pytest
 import zarr
 from s3_server import moto_s3
 
-from rosetta_core.run import location
+from invert_support import mine_in_process
 from rosetta_core.matching.dictionary import validate_dictionary
-from rosetta_core.run.mining import MineConfig, extract_chunk, generate_chunk, init_store, load_plan, plan_run
-from rosetta_core.run.results import pair_statistics
+from rosetta_core.run import MineConfig, Run, location, plan_run
+from rosetta_core.run.extraction import prepare_store
 from rosetta_core.run.lock import RunLocked, run_lock
-from rosetta_core.run.store import RunStore
 
 pytestmark = pytest.mark.integration
 
@@ -42,20 +41,9 @@ def s3():
         yield s3fs.S3FileSystem()
 
 
-def _local_run(run_dir) -> RunStore:
+def _local_run(run_dir) -> Run:
     """The same run computed on a local disk by the core steps (no Prefect, no S3)."""
-    config = MineConfig(**(SMALL | {"encoders": tuple(ENCODERS)}))
-    store = RunStore(str(run_dir / "store.zarr"))
-    init_store(store, plan_run(config))
-    plan = load_plan(store)
-    for chunk in range(len(plan.chunks)):
-        generate_chunk(store, plan, chunk)
-        for name in ENCODERS:
-            extract_chunk(store, plan, name, chunk)
-    for a, b in plan.pairs():
-        pair_statistics(store, plan, a, b)
-    pair_statistics(store, plan, config.generator, ENCODERS[0], null=True)
-    return store
+    return mine_in_process(run_dir, MineConfig(**SMALL))[0]
 
 
 def _logs(flow_run_id, wanted: str, timeout: float = 30) -> str:
@@ -81,11 +69,11 @@ def _logs(flow_run_id, wanted: str, timeout: float = 30) -> str:
 
 @pytest.mark.slow
 def test_mine_flow_on_s3_matches_local_and_reruns_as_noop(prefect_api, s3, tmp_path, monkeypatch):
-    from flows.mine import MineParams, mine
+    from flows.mine import mine
 
     monkeypatch.chdir(tmp_path)  # a URL mistaken for a local path would show up here as ./s3:
     url = f"s3://{BUCKET}/runs/flow"
-    state = mine(MineParams(**SMALL, out=url), return_state=True)
+    state = mine(MineConfig(**SMALL), url, return_state=True)
     assert state.is_completed(), state
     assert list(tmp_path.iterdir()) == []
 
@@ -107,17 +95,16 @@ def test_mine_flow_on_s3_matches_local_and_reruns_as_noop(prefect_api, s3, tmp_p
     assert ds.sizes["image"] == 24 and ds["images"].dtype == np.uint8
     group = zarr.open_group(f"{url}/store.zarr", mode="r")
     local = _local_run(tmp_path / "local")
-    plan = load_plan(local)
-    for key in ["latents", "images", *(k for name in plan.layers for k in plan.keys(name))]:
-        np.testing.assert_array_equal(group[key][...], local.array(key)[...], err_msg=key)  # bit for bit
-    remote = {name: np.asarray(arr[...]) for name, arr in group["correlation"].arrays()}
-    tables = {name: np.asarray(arr[...]) for name, arr in local.group["correlation"].arrays()}
+    for key in ["latents", "images", *(k for name in local.plan.layers for k in local.model_keys(name))]:
+        np.testing.assert_array_equal(group[key][...], local.store.array(key)[...], err_msg=key)  # bit for bit
+    remote = {name: np.asarray(pair["correlation"][...]) for name, pair in group["pairs"].groups()}
+    tables = {name: np.asarray(pair["correlation"][...]) for name, pair in local.store.group["pairs"].groups()}
     assert set(remote) == set(tables) and len(tables) == 4  # 2 pairs, G-G and the shuffled null
     for name, table in tables.items():  # reduced in Dask workers vs here: BLAS threading differs
         np.testing.assert_allclose(remote[name], table, rtol=0, atol=1e-6, err_msg=name)
 
     written = s3.info(f"{BUCKET}/runs/flow/manifest.json")["LastModified"]
-    again = mine(MineParams(**SMALL, out=url + "/"), return_state=True)  # a trailing slash is the same run
+    again = mine(MineConfig(**SMALL), url + "/", return_state=True)  # a trailing slash is the same run
     assert again.is_completed()
     assert "already complete" in _logs(again.state_details.flow_run_id, "already complete")
     s3.invalidate_cache()
@@ -125,12 +112,12 @@ def test_mine_flow_on_s3_matches_local_and_reruns_as_noop(prefect_api, s3, tmp_p
 
 
 def test_a_second_run_on_a_locked_url_fails_fast_and_leaves_the_lock(prefect_api, s3):
-    from flows.mine import MineParams, mine
+    from flows.mine import mine
 
     url = f"s3://{BUCKET}/runs/locked"
     with run_lock(url) as lock:
         held = s3.cat_file(lock)
-        state = mine(MineParams(**SMALL, out=url), return_state=True)
+        state = mine(MineConfig(**SMALL), url, return_state=True)
         assert state.is_failed()
         with pytest.raises(RunLocked, match=rf"in use by another mining run \(pid {os.getpid()} on host"):
             state.result()
@@ -183,9 +170,8 @@ def test_cli_refuses_a_different_configuration_on_s3(s3, capsys):
     from flows.cli import main
 
     url = f"s3://{BUCKET}/runs/config"
-    store = RunStore(f"{url}/store.zarr")
-    config = MineConfig(**(SMALL | {"encoders": tuple(ENCODERS)}))
-    init_store(store, plan_run(config))
+    config = MineConfig(**SMALL)
+    prepare_store(Run(url, config), plan_run(config))
     args = ["mine", "--weights", "random", "--encoders", ",".join(ENCODERS), "--k", "3", "--chunk-size", "8",
             "--center", "position", "--out", url]
     rc = main([*args, "--n", "32"])

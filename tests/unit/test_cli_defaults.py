@@ -1,36 +1,36 @@
-"""`rosetta mine` with the default encoders leaves out those without shipped weights."""
+"""One configuration with one set of defaults: the CLI's, the flow's and the core's agree, and
+the default run needs only weights that ship."""
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 
 import pytest
 
-from flows.cli_mine import _default_encoders
-from rosetta_core.run.mining import DEFAULT_ENCODERS
+from flows.cli import build_parser
+from flows.cli_models import config_from_args
+from rosetta_core.run import DEFAULT_ENCODERS, MineConfig
+from rosetta_core.run.models import check_models
 from rosetta_core.zoo import get_spec
 
 pytestmark = pytest.mark.unit
 
 
-def _shipped(name: str) -> bool:
-    path = get_spec(name).weights_file
-    return path is not None and path.is_file()
+def test_the_default_encoders_all_ship_weights():
+    assert DEFAULT_ENCODERS and all(get_spec(name).has_weights for name in DEFAULT_ENCODERS)
+    check_models(MineConfig())  # the default configuration passes the flow's model checks
 
 
-def test_default_encoders_without_weights_are_left_out_with_a_note(capsys):
-    args = argparse.Namespace(encoders=",".join(DEFAULT_ENCODERS), weights="trained")
-    _default_encoders(args)
-    kept = args.encoders.split(",")
-    assert kept == [n for n in DEFAULT_ENCODERS if _shipped(n)]
-    missing = [n for n in DEFAULT_ENCODERS if not _shipped(n)]
-    if missing:
-        assert f"note: {', '.join(missing)} ships no trained weights yet" in capsys.readouterr().out
+def test_the_command_line_defaults_are_the_configurations():
+    args = build_parser().parse_args(["mine"])
+    assert config_from_args(args) == MineConfig()
+    plan = config_from_args(build_parser().parse_args(["plan"]))
+    shared = ("generator", "encoders", "n", "chunk_size", "dtype", "weights", "layers")
+    assert {f: getattr(plan, f) for f in shared} == {f: getattr(MineConfig(), f) for f in shared}
 
 
-@pytest.mark.parametrize("encoders, weights", [("mini-resnet.ssl,mini-vit.mae", "trained"),
-                                               (",".join(DEFAULT_ENCODERS), "random")])
-def test_an_explicit_list_or_random_weights_are_left_alone(encoders, weights, capsys):
-    args = argparse.Namespace(encoders=encoders, weights=weights)
-    _default_encoders(args)
-    assert args.encoders == encoders and capsys.readouterr().out == ""
+def test_lists_from_json_compare_equal_to_tuples():
+    asked = MineConfig(encoders=["mini-vit.mae"], layers={"mini-gen": ["block1"]})
+    assert asked == MineConfig(encoders=("mini-vit.mae",), layers={"mini-gen": ("block1",)})
+    assert MineConfig.from_identity(asked.identity()) == asked
+    assert dataclasses.replace(asked, n=8).n == 8

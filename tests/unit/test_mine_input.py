@@ -1,7 +1,8 @@
 """Bad input to `rosetta mine` (issue 4 §8): one clear error each, no traceback, nothing lost.
 
-These run the real command-line entry point in-process; every refusal happens before Prefect
-is imported or any model is loaded, so they are fast.
+These run the real command-line entry point in-process. The checks live in the flow
+(:meth:`Run.validate` at its start), so every refusal happens before any model is loaded or
+anything is written, with the same message from the CLI, the Python API and a deployment.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import pytest
 import torch
 
 from flows.cli import main
-from rosetta_core.run.mining import MineConfig, check_config, check_existing_run
-from rosetta_core.run.store import RunStore, StoreMismatch
+from rosetta_core.run import MineConfig, Run, StoreMismatch
+from rosetta_core.run.models import check_models, model, using_model
+from rosetta_core.run.store import STORE_VERSION, RunStore
 from rosetta_core.zoo import GeneratorAdapter, LayerInfo
 from rosetta_core.zoo.registry import _REGISTRY, ModelSpec, register
 
@@ -80,15 +82,13 @@ def test_bad_values_are_one_error_line(capsys, tmp_path, args, message):
 
 
 def test_class_index_of_a_conditional_generator_must_be_in_range(conditional):
-    check_config(MineConfig(generator=conditional, weights="random", class_index=2))
+    check_models(MineConfig(generator=conditional, weights="random", class_index=2))
     for bad in (3, -1):
         with pytest.raises(ValueError, match=rf"class_index={bad} is out of range for test-cond-gen; valid: 0\.\.2"):
-            check_config(MineConfig(generator=conditional, weights="random", class_index=bad))
+            check_models(MineConfig(generator=conditional, weights="random", class_index=bad))
 
 
 def test_the_run_passes_its_class_to_a_conditional_generator(conditional):
-    from rosetta_core.run.mining import model, using_model
-
     config = MineConfig(generator=conditional, weights="random", class_index=1)
     assert model(config, conditional).class_index == 1
     with using_model(MineConfig(generator=conditional, weights="random"), conditional) as gen:
@@ -99,7 +99,7 @@ def test_unwritable_out_is_refused(capsys, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     rc, err = _run(capsys, *RANDOM, "--out", str(blocker / "run"))
-    assert rc == 2 and f"--out '{blocker / 'run'}' is not a writable directory" in err
+    assert rc == 2 and f"--out '{blocker / 'run'}' is not writable" in err
 
 
 def _store(path, **attrs):
@@ -112,17 +112,17 @@ def test_a_store_of_another_version_is_refused_naming_both_versions(capsys, tmp_
     config = MineConfig(weights="random").identity()
     before = _store(tmp_path, store_version=0, config=config)
     rc, err = _run(capsys, *RANDOM, "--out", str(tmp_path))
-    assert rc == 2 and "written by store version 0" in err and "reads store version 1" in err
+    assert rc == 2 and "written by store version 0" in err and f"reads store version {STORE_VERSION}" in err
     assert (tmp_path / "store.zarr" / "zarr.json").read_bytes() == before  # nothing lost
 
 
 def test_a_run_of_another_configuration_is_refused_unless_overwrite(tmp_path):
     stored = MineConfig(weights="random", n=400).identity() | {"weights_hashes": {"mini-gen": "x"}}
-    before = _store(tmp_path, store_version=1, config=stored)
+    before = _store(tmp_path, store_version=STORE_VERSION, config=stored)
     with pytest.raises(StoreMismatch, match=r"different configuration \(n: stored 400, asked 800\).*--overwrite"):
-        check_existing_run(str(tmp_path), MineConfig(weights="random", n=800))
-    check_existing_run(str(tmp_path), MineConfig(weights="random", n=400))  # the same run resumes
-    check_existing_run(str(tmp_path), MineConfig(weights="random", n=800), overwrite=True)
+        Run(tmp_path, MineConfig(weights="random", n=800)).validate()
+    Run(tmp_path, MineConfig(weights="random", n=400)).validate()  # the same run resumes
+    Run(tmp_path, MineConfig(weights="random", n=800)).validate(overwrite=True)
     assert (tmp_path / "store.zarr" / "zarr.json").read_bytes() == before
 
 

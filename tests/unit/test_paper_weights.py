@@ -8,7 +8,8 @@ import json
 import pytest
 import torch
 
-from rosetta_core.run.mining import MineConfig, check_config
+from rosetta_core.run import MineConfig
+from rosetta_core.run.models import check_models
 from rosetta_core.zoo import load, weights_for
 
 pytestmark = pytest.mark.unit
@@ -50,7 +51,7 @@ def test_weights_for_parses_a_default_and_overrides(tmp_path):
 def test_offline_pretrained_is_one_error_naming_the_file(offline, encoder, expected):
     config = MineConfig(generator="mini-gen", encoders=(encoder,), weights=f"random,{encoder}=pretrained")
     with pytest.raises(ValueError) as err:
-        check_config(config)
+        check_models(config)
     message = str(err.value)
     assert expected in message and f"--weights {encoder}=PATH" in message and "offline" in message
 
@@ -59,15 +60,15 @@ def test_offline_biggan_and_stylegan2_errors(offline, monkeypatch):
     from rosetta_core.zoo.paper import stylegan2_zoo
 
     with pytest.raises(ValueError, match=r"no pretrained weights for 'biggan-deep-256'.*package cache"):
-        check_config(MineConfig(generator="biggan-deep-256", encoders=("mini-resnet.sup",), weights="random,biggan-deep-256=pretrained"))
+        check_models(MineConfig(generator="biggan-deep-256", encoders=("mini-resnet.sup",), weights="random,biggan-deep-256=pretrained"))
     monkeypatch.setattr(stylegan2_zoo, "WEIGHTS_HOME", offline / "weights")
     with pytest.raises(ValueError, match=r"weights/stylegan2.lsun-horse.pt does not exist.*--weights stylegan2.lsun-horse=PATH"):
-        check_config(MineConfig(generator="stylegan2.lsun-horse", encoders=("mini-resnet.sup",), weights="random,stylegan2.lsun-horse=pretrained"))
-    check_config(MineConfig(generator="biggan-deep-256", encoders=("resnet50.tv_in1k",), weights="random", class_index=999))
+        check_models(MineConfig(generator="stylegan2.lsun-horse", encoders=("mini-resnet.sup",), weights="random,stylegan2.lsun-horse=pretrained"))
+    check_models(MineConfig(generator="biggan-deep-256", encoders=("resnet50.tv_in1k",), weights="random", class_index=999))
     with pytest.raises(ValueError, match=r"valid: 0..999"):
-        check_config(MineConfig(generator="biggan-deep-256", encoders=("resnet50.tv_in1k",), weights="random", class_index=1000))
+        check_models(MineConfig(generator="biggan-deep-256", encoders=("resnet50.tv_in1k",), weights="random", class_index=1000))
     with pytest.raises(ValueError, match="does not exist"):
-        check_config(MineConfig(generator="biggan-deep-256", encoders=("resnet50.tv_in1k",), weights=str(offline / "none.pt")))
+        check_models(MineConfig(generator="biggan-deep-256", encoders=("resnet50.tv_in1k",), weights=str(offline / "none.pt")))
 
 
 def test_dino_pretrained_from_the_torch_hub_cache_offline(offline):
@@ -79,7 +80,7 @@ def test_dino_pretrained_from_the_torch_hub_cache_offline(offline):
     cached = offline / "torch_hub" / "checkpoints" / DINO_RN50_URL.rsplit("/", 1)[1]
     cached.parent.mkdir(parents=True)
     torch.save({k: v for k, v in reference.state_dict().items() if not k.startswith("fc.")}, cached)
-    check_config(MineConfig(generator="mini-gen", encoders=("dino-resnet50",), weights="random,dino-resnet50=pretrained"))
+    check_models(MineConfig(generator="mini-gen", encoders=("dino-resnet50",), weights="random,dino-resnet50=pretrained"))
     adapter = load("dino-resnet50", "pretrained")
     assert adapter.weights == f"torch.hub: {DINO_RN50_URL}"
     torch.testing.assert_close(adapter.module.state_dict()["layer4.2.conv3.weight"], reference.state_dict()["layer4.2.conv3.weight"])

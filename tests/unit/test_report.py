@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import json
 import re
+import shutil
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,8 +18,8 @@ from PIL import Image
 from rosetta_core import best_buddies, comoments
 from rosetta_core.matching.dictionary import build_dictionary, pair_summary, validate_dictionary
 from rosetta_core.report import depth_matrix, figures, render_report
-from rosetta_core.report.html import NULL_TAG
-from rosetta_core.run.store import RunStore, pair_key
+from rosetta_core.run.run import Run
+from rosetta_core.run.store import RunStore
 
 pytestmark = pytest.mark.unit
 
@@ -31,6 +31,10 @@ LAYERS = {
 }
 SIDE = 32
 
+
+
+def _write_table(store: RunStore, a: str, b: str | None, table: np.ndarray, null: bool = False) -> None:
+    store.write_variables(Run.pair_group(a, b, null), {"correlation": (("unit_a", "unit_b"), table)})
 
 def _blob(grid: tuple[int, int], centre: np.ndarray, width: float) -> np.ndarray:
     """A Gaussian bump ``(h, w)`` at ``centre`` (x, y in [0, 1]) on a grid of cell centres."""
@@ -70,31 +74,31 @@ def build_tiny_run(run: Path, n: int = 24, k: int = 2, images: str = "shapes", s
         pix = np.clip(base * 255, 0, 255).astype(np.uint8)
 
     store = RunStore(str(run / "store.zarr"), mode="w")
-    store.require("images", pix.shape, (8, *pix.shape[1:]), "uint8", ["image", "channel", "y", "x"])[...] = pix
+    store.require("images", pix.shape, (8, *pix.shape[1:]), "uint8", ["image", "rgb", "height", "width"])[...] = pix
     for model, layers in LAYERS.items():
         for (layer, shape), x in zip(layers, acts[model]):
-            arr = store.require(f"activations/{model}/{layer}", x.shape, (8, *shape), "float16", ["image", "unit", "y", "x"])
+            arr = store.require(Run.maps_key(model, layer), x.shape, (8, *shape), "float16", ["image", "unit", "y", "x"])
             arr[...] = x.astype(np.float16)
-    stored = {m: [np.asarray(store.array(f"activations/{m}/{l}")[...], dtype=np.float32) for l, _ in ls] for m, ls in LAYERS.items()}
+    stored = {m: [np.asarray(store.array(Run.maps_key(m, l))[...], dtype=np.float32) for l, _ in ls] for m, ls in LAYERS.items()}
 
     encoders = [m for m in LAYERS if m != GEN]
     tables, pairs, null = {}, {}, {}
     for enc in encoders:
         acc = comoments(stored[GEN], stored[enc])
         tables[enc] = acc.pearson()
-        store.write_table(f"correlation/{pair_key(GEN, enc)}", tables[enc], ["unit_a", "unit_b"])
+        _write_table(store, GEN, enc, tables[enc])
         bb = best_buddies(tables[enc], k, k)
-        pairs[pair_key(GEN, enc)] = pair_summary(tables[enc], bb, *acc.constant_units())
+        pairs[Run.pair_name(GEN, enc)] = pair_summary(tables[enc], bb, *acc.constant_units())
     gg = comoments(stored[GEN], None)
     self_t = gg.pearson()
-    store.write_table(f"correlation/{pair_key(GEN, GEN)}", self_t, ["unit_a", "unit_b"])
+    _write_table(store, GEN, None, self_t)
     dead, _ = gg.constant_units()
-    pairs[pair_key(GEN, GEN)] = pair_summary(self_t, best_buddies(self_t, k, k, exclude_diagonal=True), dead, dead)
+    pairs[Run.pair_name(GEN)] = pair_summary(self_t, best_buddies(self_t, k, k, exclude_diagonal=True), dead, dead)
     perm = rng.permutation(n)
     shuffled = comoments(stored[GEN], [x[perm] for x in stored[encoders[0]]])
     null_t = shuffled.pearson()
-    store.write_table(f"correlation/{pair_key(GEN, encoders[0])}{NULL_TAG}", null_t, ["unit_a", "unit_b"])
-    null[pair_key(GEN, encoders[0])] = pair_summary(null_t, best_buddies(null_t, k, k), *shuffled.constant_units())
+    _write_table(store, GEN, encoders[0], null_t, null=True)
+    null[Run.pair_name(GEN, encoders[0])] = pair_summary(null_t, best_buddies(null_t, k, k), *shuffled.constant_units())
 
     peaks = np.concatenate([x.max(axis=(2, 3)) for x in stored[GEN]], axis=1)
     top = np.argsort(-peaks, axis=0, kind="stable")[:6]
@@ -278,7 +282,7 @@ def test_heatmap_peaks_where_the_unit_map_peaks(tmp_path):
         by_row.setdefault((img["data-model"], img["data-layer"], img["data-channel"]), []).append(img)
     checked = 0
     for (model, layer, channel), imgs in by_row.items():
-        arr = store.array(f"activations/{model}/{layer}")
+        arr = store.array(Run.maps_key(model, layer))
         maps = {int(i["data-image"]): np.asarray(arr[int(i["data-image"]), int(channel)], dtype=np.float32) for i in imgs}
         # the image where this unit fires most is drawn with the top of the colour scale
         best = max(maps, key=lambda i: maps[i].max())
@@ -326,18 +330,16 @@ def test_figures_upsample_normalize_overlay():
 
 def test_bad_arguments_and_missing_run(tmp_path, tiny):
     run, _, _ = tiny
+    with pytest.raises(ValueError, match="is not a mining run: it has no store.zarr"):
+        render_report(tmp_path)
+    (tmp_path / "dictionary.json").unlink(missing_ok=True)
+    shutil.copytree(run / "store.zarr", tmp_path / "store.zarr")
     with pytest.raises(ValueError, match="dictionary.json does not exist"):
         render_report(tmp_path)
     with pytest.raises(ValueError, match="max_concepts=0"):
         render_report(run, max_concepts=0)
     with pytest.raises(TypeError, match="examples"):
         render_report(run, examples=2.5)
-
-
-def test_null_tag_matches_the_runs():
-    # read rosetta_core/results.py as text: importing it would load torch (seconds)
-    source = Path(importlib.util.find_spec("rosetta_core.run.results").origin).read_text(encoding="utf-8")
-    assert re.search(r'^NULL_TAG = "([^"]+)"', source, re.M).group(1) == NULL_TAG
 
 
 def test_short_layer_names_drop_the_shared_dotted_parts():

@@ -1,0 +1,99 @@
+"""What a mining run computes: :class:`MineConfig`, the one configuration of a mining job.
+
+The same object travels from the command line to the flow, the deployment (its fields are the
+``config`` parameter in ``deployments/prefect.yaml``), the tasks (through the :class:`~.run.Run`)
+and the core. Every field is part of the run's identity; where and how a run executes (its
+location, device, Dask scheduler) are not fields: they do not change what is computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from .. import __version__
+from ..engine import CENTERS
+
+__all__ = ["DEFAULT_ENCODERS", "DTYPES", "MineConfig", "chunk_bounds"]
+
+#: the embedded encoders a run mines by default: those that ship trained weights which pass
+#: their gates (``mini-resnet.ssl`` joins when its weights do; ``rosetta zoo list`` shows them)
+DEFAULT_ENCODERS = ("mini-resnet.sup", "mini-vit.mae", "mini-clip.rn")
+DTYPES = ("float16", "float32")
+
+
+@dataclass(frozen=True)
+class MineConfig:
+    """What a mining run computes; every field is part of the run's identity.
+
+    ``generator`` and ``encoders``: model names (``rosetta zoo list``); ``n`` images, best-buddy
+    ``k`` (paper Eq. 3), image ``seed`` (image ``i`` uses ``seed + i``), ``chunk_size`` images
+    per store chunk and task, activation ``dtype`` in the store, ``center``: what the Pearson
+    correlation centres on (``global``: Eq. 2's one mean per unit; ``position``: a mean per
+    unit and position), ``weights``: ``trained``, ``random`` (the null control), a weights file,
+    or per-model specs (``random,NAME=pretrained``), ``class_index`` of a class-conditional
+    generator, ``layers``: model -> glob patterns of the layers to hook (default every layer).
+    """
+
+    generator: str = "mini-gen"
+    encoders: tuple[str, ...] = DEFAULT_ENCODERS
+    n: int = 1600
+    k: int = 5
+    seed: int = 0
+    chunk_size: int = 100
+    dtype: Literal["float16", "float32"] = "float16"
+    center: Literal["global", "position"] = "global"
+    weights: str = "trained"
+    class_index: int | None = None
+    layers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # lists from JSON, YAML or the command line become tuples, so equal configurations compare equal
+        object.__setattr__(self, "encoders", tuple(self.encoders))
+        object.__setattr__(self, "layers", {str(m): tuple(p) for m, p in sorted(dict(self.layers).items())})
+
+    def validate(self) -> None:
+        """One clear ValueError per bad value; the models are checked by :meth:`Run.validate`."""
+        if not self.encoders:
+            raise ValueError("encoders is empty; give at least one encoder model name")
+        if len(set(self.encoders)) != len(self.encoders):
+            raise ValueError(f"encoders={list(self.encoders)} lists a model twice")
+        if self.k < 1:
+            raise ValueError(f"k={self.k} must be >= 1")
+        if self.n < 2 * self.k:
+            raise ValueError(f"n={self.n} is too small for k={self.k}; need n >= 2k = {2 * self.k}")
+        if self.chunk_size < 2:
+            raise ValueError(f"chunk_size={self.chunk_size} must be >= 2 images")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype={self.dtype!r}; valid: {', '.join(DTYPES)}")
+        if self.center not in CENTERS:
+            raise ValueError(f"center={self.center!r}; valid: {', '.join(CENTERS)}")
+        if self.seed < 0:
+            raise ValueError(f"seed={self.seed} must be >= 0")
+
+    def identity(self) -> dict[str, Any]:
+        """The JSON form recorded in the store and the manifest (with the code version)."""
+        out = asdict(self)
+        out["encoders"] = list(self.encoders)
+        out["layers"] = {k: list(v) for k, v in self.layers.items()}
+        out["code_version"] = __version__
+        return out
+
+    @classmethod
+    def from_identity(cls, data: dict[str, Any]) -> "MineConfig":
+        """Inverse of :meth:`identity`."""
+        fields = {k: v for k, v in data.items() if k not in ("code_version", "weights_hashes")}
+        return cls(**fields)
+
+    @property
+    def chunks(self) -> list[tuple[int, int]]:
+        """``(start, stop)`` image ranges of the store's chunks, one task each."""
+        return chunk_bounds(self.n, self.chunk_size)
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return (self.generator, *self.encoders)
+
+
+def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
+    return [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]

@@ -1,0 +1,96 @@
+"""The first steps of a mining run: prepare the store, generate images, extract activations.
+
+Each function takes the :class:`~.run.Run` and a chunk number and writes its own region of the
+store (whole chunks along ``image``), so tasks can run them independently, retry them and skip
+what is done. Nothing here imports Prefect.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .models import using_model
+from .plan import RunPlan
+from .run import Run
+
+__all__ = ["extract_chunk", "generate_chunk", "prepare_store"]
+
+
+def prepare_store(run: Run, plan: RunPlan, overwrite: bool = False) -> None:
+    """Create every array of the run with its labels (idempotent); refuse a store of another
+    configuration (``overwrite`` empties it instead)."""
+    cfg, store = plan.config, run.store
+    store.check_or_set_config(cfg.identity() | {"weights_hashes": plan.weights_hashes}, overwrite=overwrite)
+    n, c = cfg.n, cfg.chunk_size
+    store.require("latents", (n, plan.latent_dim), (c, plan.latent_dim), "float32", ["image", "latent"])
+    store.require("images", (n, *plan.image_shape), (c, *plan.image_shape), "uint8", ["image", "rgb", "height", "width"])
+    keys = ["latents", "images"]
+    for name, layers in plan.layers.items():
+        coords = plan.unit_coords(name)
+        for layer, (units, h, w) in layers:
+            group, start = run.layer_group(name, layer), plan.offsets(name)[layer]
+            own = slice(start, start + units)
+            store.write_variables(group, {}, {
+                "unit": coords["unit"][own], "channel": (("unit",), coords["channel"][own]),
+                "layer": (("unit",), coords["layer"][own]), "model": ((), np.asarray(name)),
+            }, {"model": name, "layer": layer, "units": units})
+            store.require(run.maps_key(name, layer), (n, units, h, w), (c, units, h, w), cfg.dtype,
+                          ["image", "unit", "y", "x"], {"coordinates": "channel layer model"})
+            keys.append(run.maps_key(name, layer))
+    store.require_flags(keys, len(plan.chunks))
+    store.group.attrs["plan"] = plan.to_json()
+    run.__dict__.pop("plan", None)  # the Run reads the plan just written
+
+
+def _chunk_ok(run: Run, keys: list[str], chunk: int) -> bool:
+    """Done flag set for every key and the chunk's data still decodes."""
+    start, stop = run.plan.chunks[chunk]
+    n_chunks = len(run.plan.chunks)
+    if not all(run.store.chunk_done(k, chunk, n_chunks) for k in keys):
+        return False
+    return all(run.store.chunk_readable(k, slice(start, stop)) is None for k in keys)
+
+
+def generate_chunk(run: Run, chunk: int, device: str = "cpu") -> str:
+    """Latents, images and generator activations of one chunk of images; ``"computed"`` or
+    ``"skipped"`` (already done)."""
+    cfg, plan, store = run.config, run.plan, run.store
+    keys = ["latents", "images", *run.model_keys(cfg.generator)]
+    if _chunk_ok(run, keys, chunk):
+        return "skipped"
+    start, stop = plan.chunks[chunk]
+    with using_model(cfg, cfg.generator, device) as gen, torch.no_grad():
+        latents = gen.sample_latents(cfg.seed, np.arange(start, stop))
+        images, maps = gen.generate(latents, plan.layer_names(cfg.generator))
+    store.array("latents")[start:stop] = latents.cpu().numpy().astype(np.float32)
+    store.array("images")[start:stop] = images.cpu().numpy()
+    for layer in plan.layer_names(cfg.generator):
+        store.array(run.maps_key(cfg.generator, layer))[start:stop] = _to_store(maps[layer], cfg.dtype)
+    for key in keys:
+        store.mark_done(key, chunk, len(plan.chunks))
+    return "computed"
+
+
+def extract_chunk(run: Run, model_name: str, chunk: int, device: str = "cpu") -> str:
+    """Activations of one encoder on one chunk of the run's images."""
+    cfg, plan, store = run.config, run.plan, run.store
+    keys = run.model_keys(model_name)
+    if _chunk_ok(run, keys, chunk):
+        return "skipped"
+    start, stop = plan.chunks[chunk]
+    images = torch.from_numpy(np.asarray(store.array("images")[start:stop]))
+    with using_model(cfg, model_name, device) as enc, torch.no_grad():
+        maps = enc.activations(images.to(enc.device), plan.layer_names(model_name))
+    for layer in plan.layer_names(model_name):
+        store.array(run.maps_key(model_name, layer))[start:stop] = _to_store(maps[layer], cfg.dtype)
+    for key in keys:
+        store.mark_done(key, chunk, len(plan.chunks))
+    return "computed"
+
+
+def _to_store(maps: torch.Tensor, dtype: str) -> np.ndarray:
+    values = maps.detach().float().cpu().numpy()
+    if dtype == "float16":
+        values = np.clip(values, -65000, 65000)  # float16's range; activations beyond it saturate
+    return values.astype(dtype)

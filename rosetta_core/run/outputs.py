@@ -1,0 +1,76 @@
+"""The last steps of a mining run: the concept dictionary and the manifest.
+
+Both read the run's tables through the :class:`~.run.Run` and write its files (a local path or
+an fsspec URL); the manifest is written last and marks the run complete.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..matching.dictionary import build_dictionary, validate_dictionary
+from .run import Run
+
+__all__ = ["unit_peaks", "write_dictionary", "write_manifest"]
+
+
+def unit_peaks(run: Run, model_name: str) -> np.ndarray:
+    """``(n, units)``: each unit's maximum over positions per image, read chunk by chunk."""
+    parts = []
+    for start, stop in run.plan.chunks:
+        row = [np.asarray(run.store.array(k)[start:stop], dtype=np.float32).max(axis=(2, 3)) for k in run.model_keys(model_name)]
+        parts.append(np.concatenate(row, axis=1))
+    return np.concatenate(parts, axis=0)
+
+
+def write_dictionary(run: Run, examples: int = 6) -> dict[str, Any]:
+    """Best buddies, Rosetta tuples and concepts -> ``dictionary.json``; returns its content."""
+    cfg, plan = run.config, run.plan
+    g = cfg.generator
+    tables = {e: run.table(g, e) for e in cfg.encoders}
+    peaks = unit_peaks(run, g)
+    top = np.argsort(-peaks, axis=0, kind="stable")[:examples]  # (examples, units)
+    content, _ = build_dictionary(
+        cfg.identity(), plan.layers, g, tables, run.table(g), cfg.k,
+        examples={u: top[:, u].tolist() for u in range(peaks.shape[1])},
+    )
+    content["pairs"], content["null"] = {}, {}
+    for a, b in plan.pairs():
+        for null, target in ((False, content["pairs"]), (True, content["null"])):
+            summary = run.pair_summary(a, b, null)
+            if summary is not None:
+                target[run.pair_name(a, b)] = summary
+    validate_dictionary(content)
+    run.write_json(run.dictionary_path, content)
+    return content
+
+
+def write_manifest(run: Run, dictionary: dict[str, Any], seconds: dict[str, float]) -> dict[str, Any]:
+    """``manifest.json``, written last: what was computed from what, and the run's summary."""
+    plan = run.plan
+    pairs, null = dictionary["pairs"], dictionary["null"]
+    manifest = {
+        "complete": True,
+        "code_version": __version__,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config": plan.config.identity(),
+        "weights_hashes": plan.weights_hashes,
+        "layers": plan.to_json()["layers"],
+        "outputs": {"store": "store.zarr", "dictionary": "dictionary.json", "report": "report/index.html"},
+        "summary": {
+            "best_buddies": {k: v["best_buddies"] for k, v in pairs.items()},
+            "mean_best_buddy_correlation": {k: v["mean_correlation"] for k, v in pairs.items()},
+            "rosetta_units": dictionary["rosetta_units"],
+            "concepts": len(dictionary["concepts"]),
+            "null": {k: {"best_buddies": v["best_buddies"], "mean_correlation": v["mean_correlation"]} for k, v in null.items()},
+            "center": plan.config.center,
+        },
+        "seconds": seconds,
+    }
+    run.store.consolidate()
+    run.write_json(run.manifest_path, manifest)
+    return manifest

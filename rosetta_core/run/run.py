@@ -1,0 +1,321 @@
+"""The :class:`Run`: one object that owns a mining run.
+
+It holds the run's location (a local directory or an fsspec URL such as ``s3://bucket/runs/x``),
+its one frozen :class:`~.config.MineConfig`, every path of the run and every key of its store,
+the layout fixed by :func:`~.plan.plan_run` (layers, unit offsets), and the run's validation.
+Tasks, the dictionary, the report and inversion all read and write a run through it.
+
+The store ``<run>/store.zarr`` (Zarr v3, store version 2) opens whole as labelled arrays with
+``xarray.open_datatree(run.store_path, engine="zarr")`` (or :meth:`Run.tree`):
+
+- ``latents`` ``(image, latent)`` float32, ``images`` ``(image, rgb, height, width)`` uint8 (pixel
+  dimensions are not named ``y``, ``x``: those are the activation grids');
+- ``activations/<model>/<layer>/``: ``maps`` ``(image, unit, y, x)`` float16 or float32, with
+  coordinates ``unit`` (the model's global unit index), ``channel``, ``layer``, ``model``;
+- ``pairs/<A>__<B>/`` (``__shuffled`` appended for the null): ``correlation``
+  ``(unit_a, unit_b)`` float32, ``top_b`` ``(unit_a, rank_b)`` and ``top_a`` ``(unit_b, rank_a)``
+  int32 (each unit's K most correlated units of the other side), with coordinates ``unit_a``,
+  ``layer_a``, ``channel_a``, ``unit_b``, ``layer_b``, ``channel_b``;
+- ``moments/<A>__<B>/``: the exact co-moments (attributes ``n``, ``center``, ...; groups
+  ``mean_a/<layer>`` ``(unit, y, x)``, ``mean_b/<layer>``, ``layer_pairs/<la>/<lb>`` with
+  ``m2_a`` ``(unit_a,)``, ``m2_b`` ``(unit_b,)``, ``cross`` ``(unit_a, unit_b)``, all float64);
+  the attribute ``summary``, written last, marks the pair done;
+- ``done/<array key>`` ``(chunk,)`` uint8: 1 once a chunk of images is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..engine import CoMoments
+from . import location
+from .config import MineConfig
+from .lock import run_lock
+from .plan import RunPlan
+from .store import STORE_VERSION, RunStore, StoreMismatch, config_mismatch
+
+__all__ = ["NULL_TAG", "Run"]
+
+#: suffix of the shuffled null's pair names (``pairs/<G>__<E>__shuffled``)
+NULL_TAG = "__shuffled"
+
+
+class Run:
+    """A mining run at ``where`` (a directory or an fsspec URL).
+
+    ``Run(where, config)`` is a run to compute (or resume); ``Run.open(where)`` an existing one,
+    whose configuration and plan are read from its store. ``mode="r"`` opens the store
+    read-only.
+    """
+
+    def __init__(self, where: str | os.PathLike, config: MineConfig | None = None, *, mode: str = "a") -> None:
+        where = str(where)
+        self.location = where.rstrip("/") if location.is_url(where) else str(Path(where))
+        self._config = config
+        self._mode = mode
+
+    @classmethod
+    def open(cls, where: str | os.PathLike, *, finished: bool = False, mode: str = "r") -> "Run":
+        """An existing run; ``finished=True`` also requires its ``manifest.json`` to be complete
+        (what inversion, editing and visualisation need). A clear error otherwise."""
+        run = cls(where, mode=mode)
+        if finished and not (run.manifest() or {}).get("complete"):
+            raise ValueError(
+                f"{run.location} is not a finished mining run (no complete manifest.json); "
+                f"finish it with `rosetta mine --out {run.location}` first"
+            )
+        if not location.exists(location.join(run.store_path, "zarr.json")):
+            raise ValueError(f"{run.location} is not a mining run: it has no store.zarr")
+        run._check_version()
+        return run
+
+    def __repr__(self) -> str:
+        return f"Run({self.location!r})"
+
+    # -- what the run computes ---------------------------------------------------------------
+    @property
+    def config(self) -> MineConfig:
+        return self._config if self._config is not None else self.plan.config
+
+    @cached_property
+    def plan(self) -> RunPlan:
+        """The layout recorded in the store when the run was prepared."""
+        data = self.store.attrs.get("plan")
+        if data is None:
+            raise ValueError(f"{self.store_path} has no run plan: it was not prepared by a mining run")
+        return RunPlan.from_json(data)
+
+    @property
+    def name(self) -> str:
+        """The last part of the location (``runs/x`` and ``s3://bucket/runs/x`` -> ``x``)."""
+        return self.location.rsplit("/", 1)[-1] if location.is_url(self.location) else Path(self.location).resolve().name
+
+    # -- paths -------------------------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        """A file of the run (``run.path("report", "index.html")``), as a path or URL."""
+        return location.join(self.location, *parts)
+
+    @property
+    def store_path(self) -> str:
+        return self.path("store.zarr")
+
+    @property
+    def dictionary_path(self) -> str:
+        return self.path("dictionary.json")
+
+    @property
+    def manifest_path(self) -> str:
+        return self.path("manifest.json")
+
+    @property
+    def report_path(self) -> str:
+        return self.path("report", "index.html")
+
+    @property
+    def lock_path(self) -> str:
+        return self.path(".lock")
+
+    # -- store keys ------------------------------------------------------------------------
+    @staticmethod
+    def layer_group(model: str, layer: str) -> str:
+        return f"activations/{model}/{layer}"
+
+    @classmethod
+    def maps_key(cls, model: str, layer: str) -> str:
+        """The ``(image, unit, y, x)`` activations of one layer."""
+        return f"{cls.layer_group(model, layer)}/maps"
+
+    def model_keys(self, model: str) -> list[str]:
+        """The activation arrays of ``model``, in hook order."""
+        return [self.maps_key(model, layer) for layer in self.plan.layer_names(model)]
+
+    @staticmethod
+    def pair_name(a: str, b: str | None = None, null: bool = False) -> str:
+        """``<A>__<B>`` (``b=None``: ``a`` with itself), ``__shuffled`` appended for the null."""
+        return f"{a}__{b or a}" + (NULL_TAG if null else "")
+
+    @classmethod
+    def pair_group(cls, a: str, b: str | None = None, null: bool = False) -> str:
+        return f"pairs/{cls.pair_name(a, b, null)}"
+
+    @classmethod
+    def correlation_key(cls, a: str, b: str | None = None, null: bool = False) -> str:
+        """The ``(unit_a, unit_b)`` Pearson table of a model pair."""
+        return f"{cls.pair_group(a, b, null)}/correlation"
+
+    @classmethod
+    def topk_keys(cls, a: str, b: str | None = None, null: bool = False) -> tuple[str, str]:
+        """``(top_b, top_a)``: each ``a`` unit's top-K ``b`` units, each ``b`` unit's top-K ``a`` units."""
+        group = cls.pair_group(a, b, null)
+        return f"{group}/top_b", f"{group}/top_a"
+
+    @classmethod
+    def moments_group(cls, a: str, b: str | None = None, null: bool = False) -> str:
+        return f"moments/{cls.pair_name(a, b, null)}"
+
+    # -- units ---------------------------------------------------------------------------------
+    def offsets(self, model: str) -> dict[str, int]:
+        """layer -> the global index of its first unit."""
+        return self.plan.offsets(model)
+
+    # -- the store ---------------------------------------------------------------------------
+    @cached_property
+    def store(self) -> RunStore:
+        return RunStore(self.store_path, mode=self._mode)
+
+    def _check_version(self) -> None:
+        version = self.store.attrs.get("store_version")
+        if version is not None and version != STORE_VERSION:
+            raise StoreMismatch(
+                f"the run at {self.location} was written by store version {version}; this code (rosetta-neurons "
+                f"{__version__}) reads store version {STORE_VERSION}: use another --out, or --overwrite to discard it"
+            )
+
+    def tree(self):
+        """The whole store as an ``xarray.DataTree`` of labelled arrays (lazy)."""
+        import xarray as xr
+
+        return xr.open_datatree(self.store_path, engine="zarr", chunks={})
+
+    def layer(self, model: str, layer: str):
+        """``xarray.DataArray`` ``(image, unit, y, x)`` of one layer (lazy, dask-backed)."""
+        import xarray as xr
+
+        return xr.open_zarr(self.store_path, group=self.layer_group(model, layer), consolidated=False)["maps"]
+
+    def table(self, a: str, b: str | None = None, null: bool = False) -> np.ndarray | None:
+        """The correlation table of a pair, or None when it has not been computed."""
+        key = self.correlation_key(a, b, null)
+        return np.asarray(self.store.array(key)[...]) if key in self.store else None
+
+    # -- validation ----------------------------------------------------------------------------
+    def validate(self, overwrite: bool = False) -> None:
+        """Every check before anything is computed, with one clear error: the configuration's
+        values, the models and their weights, the location is writable, and an existing run
+        there has this configuration and store version (``overwrite`` discards it instead)."""
+        from .models import check_models
+
+        config = self.config
+        config.validate()
+        check_models(config)
+        location.check_writable(self.location)
+        if overwrite or not location.exists(location.join(self.store_path, "zarr.json")):
+            return
+        self._check_version()
+        stored = dict(self.store.attrs.get("config") or {})
+        stored.pop("weights_hashes", None)
+        asked = config.identity()
+        if stored and stored != asked:
+            raise config_mismatch(str(self.location), stored, asked)
+
+    @contextmanager
+    def lock(self) -> Iterator[str | Path]:
+        """Hold the run's lock (``.lock``) for the ``with`` block: one mining run at a time."""
+        with run_lock(self.location) as held:
+            yield held
+
+    # -- files -------------------------------------------------------------------------------
+    def read_json(self, where: str) -> dict[str, Any] | None:
+        """A JSON file of the run (a path from :meth:`path`), or None when it is missing."""
+        try:
+            return json.loads(location.read_text(where))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
+    def write_json(self, where: str, content: dict[str, Any]) -> None:
+        location.write_text(where, json.dumps(content, indent=1), content_type="application/json")
+        if where == self.dictionary_path:
+            self.__dict__["dictionary"] = content
+
+    def manifest(self) -> dict[str, Any] | None:
+        return self.read_json(self.manifest_path)
+
+    @cached_property
+    def dictionary(self) -> dict[str, Any]:
+        """The content of ``dictionary.json`` (read once)."""
+        content = self.read_json(self.dictionary_path)
+        if content is None:
+            raise ValueError(f"{self.dictionary_path} does not exist: run the mining flow up to the dictionary step first")
+        return content
+
+    def finished(self) -> dict[str, Any] | None:
+        """The manifest when the run is complete with this configuration, else None."""
+        manifest = self.manifest()
+        if manifest and manifest.get("complete") and manifest.get("config") == self.config.identity():
+            return manifest
+        return None
+
+    # -- co-moments ----------------------------------------------------------------------------
+    def write_moments(self, a: str, b: str | None, acc: CoMoments, null: bool = False) -> None:
+        """Store a pair's co-moments (the store layout above); the summary is written apart."""
+        group = self.moments_group(a, b, null)
+        plan, state = self.plan, acc.state_dict()
+        layers_a, layers_b = plan.layer_names(a), plan.layer_names(b or a)
+        self.store.replace_group(group, {
+            "n": int(state["n"]), "center": str(state["center"]), "symmetric": bool(state["symmetric"]),
+            "shapes_a": np.asarray(state["shapes_a"]).tolist(), "shapes_b": np.asarray(state["shapes_b"]).tolist(),
+            "layers_a": layers_a, "layers_b": layers_b,
+        })
+        for side, model, names in (("a", a, layers_a), ("b", b or a, layers_b)):
+            if side == "b" and acc.symmetric:
+                continue
+            offsets = plan.offsets(model)
+            for i, layer in enumerate(names):
+                mean = state[f"mean_{side}/{i}"]
+                units = offsets[layer] + np.arange(mean.shape[0])
+                self.store.write_variables(f"{group}/mean_{side}/{layer}", {"mean": (("unit", "y", "x"), mean)},
+                                           {"unit": units})
+        off_a, off_b = plan.offsets(a), plan.offsets(b or a)
+        for l, m in acc.pairs():
+            la, lb = layers_a[l], layers_b[m]
+            cross = state[f"cross/{l}_{m}"]
+            self.store.write_variables(
+                f"{group}/layer_pairs/{la}/{lb}",
+                {"m2_a": (("unit_a",), state[f"m2_a/{l}_{m}"]), "m2_b": (("unit_b",), state[f"m2_b/{l}_{m}"]),
+                 "cross": (("unit_a", "unit_b"), cross)},
+                {"unit_a": off_a[la] + np.arange(cross.shape[0]), "unit_b": off_b[lb] + np.arange(cross.shape[1])},
+            )
+
+    def moments(self, a: str, b: str | None = None, null: bool = False) -> CoMoments:
+        """The :class:`~rosetta_core.engine.CoMoments` of a finished model pair (``b=None``: ``a``
+        with itself). Its ``unit_stats(l, m)`` gives the dataset mean and variance of every unit
+        on each layer pair's common grid (paper Eq. 1), which guided inversion normalises with."""
+        group = self.moments_group(a, b, null)
+        if group not in self.store:
+            raise ValueError(f"{self.store_path} has no moments for {self.pair_name(a, b, null)}: "
+                             "that pair was not mined in this run")
+        attrs = self.store.group[group].attrs
+        layers_a, layers_b = list(attrs["layers_a"]), list(attrs["layers_b"])
+        symmetric = bool(attrs["symmetric"])
+        state: dict[str, Any] = {"n": np.asarray(attrs["n"]), "center": np.asarray(attrs["center"]),
+                                 "symmetric": np.asarray(symmetric), "shapes_a": np.asarray(attrs["shapes_a"]),
+                                 "shapes_b": np.asarray(attrs["shapes_b"])}
+        read = self.store.read
+        for i, layer in enumerate(layers_a):
+            state[f"mean_a/{i}"] = read(f"{group}/mean_a/{layer}/mean")
+        if not symmetric:
+            for i, layer in enumerate(layers_b):
+                state[f"mean_b/{i}"] = read(f"{group}/mean_b/{layer}/mean")
+        for l, la in enumerate(layers_a):
+            for m, lb in enumerate(layers_b):
+                if symmetric and m < l:
+                    continue
+                for part in ("m2_a", "m2_b", "cross"):
+                    state[f"{part}/{l}_{m}"] = read(f"{group}/layer_pairs/{la}/{lb}/{part}")
+        return CoMoments.from_state_dict(state)
+
+    def pair_summary(self, a: str, b: str | None = None, null: bool = False) -> dict[str, Any] | None:
+        """The best-buddy summary of a finished pair, or None while it is not done."""
+        group = self.moments_group(a, b, null)
+        if group not in self.store or "summary" not in self.store.group[group].attrs:
+            return None
+        return dict(self.store.group[group].attrs["summary"])
