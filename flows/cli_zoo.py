@@ -8,27 +8,52 @@ import json
 from rosetta_core.zoo import get_spec, list_models, load
 
 
-def _describe(spec) -> dict:
-    weights = "trained" if spec.has_weights else "random"
-    try:
-        model = load(spec.name, weights)
-    except ValueError as err:  # models whose architecture comes with their weights (network pickles)
-        return {"name": spec.name, "kind": spec.kind, "arch": spec.arch, "weights": f"not loaded: {err}",
-                "weights_hash": None, "layers": [], "total_units": 0, "description": spec.description}
-    layers = model.layers()
+#: the hash column of a model listed with random init: the init is made (and hashed) only when
+#: the model is built with ``--weights random``, which listing does not do
+NOT_BUILT = "computed when built"
+
+
+def _weights(spec, trained: bool) -> str:
+    if trained:
+        return spec.source
+    if spec.load_weights is None:
+        return "random init (no weights file yet)"
+    return f"listed with random init; real weights: {spec.source}"
+
+
+def _row(spec, weights: str, weights_hash: str | None, layers) -> dict:
     return {
         "name": spec.name,
         "kind": spec.kind,
         "arch": spec.arch,
-        "weights": spec.source if weights == "trained" else (
-            "random init (no weights file yet)" if spec.load_weights is None
-            else f"listed with random init; real weights: {spec.source}"
-        ),
-        "weights_hash": model.weights_hash,
+        "weights": weights,
+        "weights_hash": weights_hash,
         "layers": [{"name": l.name, "units": l.units, "grid": list(l.grid)} for l in layers],
         "total_units": sum(l.units for l in layers),
         "description": spec.description,
     }
+
+
+def _describe_built(spec) -> dict:
+    """A model registered without a layer table (a plugin, a test): build it and ask it."""
+    trained = spec.has_weights
+    try:
+        model = load(spec.name, "trained" if trained else "random")
+    except ValueError as err:
+        return _row(spec, f"not loaded: {err}", None, [])
+    return _row(spec, _weights(spec, trained), model.weights_hash, model.layers())
+
+
+def _describe(spec) -> dict:
+    """One model from its spec alone: the declared layer table and the shipped file's hash, no model built."""
+    if spec.layers is None:
+        return _describe_built(spec)
+    try:
+        layers = spec.layers()
+    except ValueError as err:  # models whose architecture comes with their weights (network pickles)
+        return _row(spec, f"not loaded: {err}", None, [])
+    trained = spec.has_weights
+    return _row(spec, _weights(spec, trained), spec.shipped_hash() if trained else NOT_BUILT, layers)
 
 
 def zoo_list(args: argparse.Namespace) -> int:

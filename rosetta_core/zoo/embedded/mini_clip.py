@@ -1,6 +1,6 @@
 """``mini-clip.rn``: a small open_clip ``CLIP`` with a ModifiedResNet image tower.
 
-Architecture as data (:data:`VISION_CFG`, :data:`TEXT_CFG`, :data:`EMBED_DIM`): open_clip's
+Architecture as data (:data:`VISION`, :data:`TEXT`, :data:`EMBED_DIM`): open_clip's
 ``CLIP`` with a ``ModifiedResNet`` of one bottleneck per stage at 64x64 and a small causal
 text transformer, tokenised by open_clip's own BPE ``SimpleTokenizer`` (its vocabulary ships
 inside the package, so it works offline). Trained contrastively on the world's captions
@@ -9,39 +9,70 @@ inside the package, so it works offline). Trained contrastively on the world's c
 Hooked layers: the four residual stages ``visual.layer1`` .. ``visual.layer4``. Each stage ends
 with a ``Bottleneck`` whose last operation is a ReLU on the block output, so a stage's output
 is post-ReLU (>= 0). Grids at 64x64: 16x16, 8x8, 4x4, 2x2 with ``width * 4 * 2**i`` units.
+
+open_clip is imported when a model is built, not with this module: registering the model (and
+listing it, :func:`layer_table`) needs only the constants. ``VISION_CFG`` and ``TEXT_CFG``
+(open_clip's ``CLIPVisionCfg``/``CLIPTextCfg`` of :data:`VISION`/:data:`TEXT`) are made on first
+access.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import open_clip
 import torch
-from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
 from ..hooks import capture
 from .. import registry
 from ..base import EncoderAdapter, LayerInfo
 from . import WEIGHTS_DIR
 
-__all__ = ["NAME", "EMBED_DIM", "VISION_CFG", "TEXT_CFG", "MiniCLIPAdapter", "build_clip",
-           "build_adapter", "tokenizer"]
+if TYPE_CHECKING:
+    import open_clip
+    from open_clip.model import CLIP
+
+__all__ = ["NAME", "EMBED_DIM", "VISION", "TEXT", "VISION_CFG", "TEXT_CFG", "MiniCLIPAdapter", "build_clip",
+           "build_adapter", "layer_table", "tokenizer"]
 
 NAME = "mini-clip.rn"
 EMBED_DIM = 128
-VISION_CFG = CLIPVisionCfg(layers=(1, 1, 1, 1), width=16, head_width=64, image_size=64)
-TEXT_CFG = CLIPTextCfg(context_length=32, vocab_size=49408, width=64, heads=4, layers=2)
+#: keyword arguments of open_clip's ``CLIPVisionCfg`` (the image tower)
+VISION = dict(layers=(1, 1, 1, 1), width=16, head_width=64, image_size=64)
+#: keyword arguments of open_clip's ``CLIPTextCfg`` (the text tower)
+TEXT = dict(context_length=32, vocab_size=49408, width=64, heads=4, layers=2)
 STAGES = ("visual.layer1", "visual.layer2", "visual.layer3", "visual.layer4")
+
+
+def __getattr__(name: str):
+    """``VISION_CFG``, ``TEXT_CFG``: open_clip's config objects of :data:`VISION`, :data:`TEXT`."""
+    if name in ("VISION_CFG", "TEXT_CFG"):
+        from open_clip.model import CLIPTextCfg, CLIPVisionCfg
+
+        globals()["VISION_CFG"], globals()["TEXT_CFG"] = CLIPVisionCfg(**VISION), CLIPTextCfg(**TEXT)
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_clip() -> CLIP:
     """A randomly initialised open_clip ``CLIP`` with the architecture of ``mini-clip.rn``."""
-    return CLIP(EMBED_DIM, vision_cfg=VISION_CFG, text_cfg=TEXT_CFG)
+    from open_clip.model import CLIP
+
+    return CLIP(EMBED_DIM, vision_cfg=dict(VISION), text_cfg=dict(TEXT))
 
 
 def tokenizer() -> open_clip.tokenizer.SimpleTokenizer:
     """open_clip's BPE tokenizer at this model's context length (offline: vocab in the package)."""
-    return open_clip.tokenizer.SimpleTokenizer(context_length=TEXT_CFG.context_length)
+    import open_clip
+
+    return open_clip.tokenizer.SimpleTokenizer(context_length=TEXT["context_length"])
+
+
+def layer_table() -> list[LayerInfo]:
+    """The four stages as :meth:`MiniCLIPAdapter.layers` reports them, from :data:`VISION`:
+    ``width * 4 * 2**i`` units (bottleneck expansion 4) on the ``image_size / (4 * 2**i)`` grid."""
+    width, side = VISION["width"], VISION["image_size"]
+    return [LayerInfo(name, width * 4 * 2**i, (side // (4 * 2**i),) * 2) for i, name in enumerate(STAGES)]
 
 
 class MiniCLIPAdapter(EncoderAdapter):
@@ -53,6 +84,8 @@ class MiniCLIPAdapter(EncoderAdapter):
     """
 
     def __init__(self, module: CLIP, name: str = NAME, weights: str = "random"):
+        import open_clip
+
         self.module = module
         self.name = name
         self.weights = weights
@@ -61,9 +94,9 @@ class MiniCLIPAdapter(EncoderAdapter):
         visual = module.visual
         self.image_size = int(visual.image_size)
         self.arch = (
-            f"open_clip CLIP ModifiedResNet layers {VISION_CFG.layers} width {VISION_CFG.width} "
-            f"img {self.image_size}; text width {TEXT_CFG.width} layers {TEXT_CFG.layers} "
-            f"ctx {TEXT_CFG.context_length}; embed {module.text_projection.shape[1]}"
+            f"open_clip CLIP ModifiedResNet layers {VISION['layers']} width {VISION['width']} "
+            f"img {self.image_size}; text width {TEXT['width']} layers {TEXT['layers']} "
+            f"ctx {TEXT['context_length']}; embed {module.text_projection.shape[1]}"
         )
         self._stages = {name: getattr(visual, name.split(".")[1]) for name in STAGES}
         self._tokenizer = None
@@ -137,11 +170,12 @@ registry.register(
     registry.ModelSpec(
         name=NAME,
         kind="encoder",
-        arch=(f"open_clip.CLIP(ModifiedResNet layers={VISION_CFG.layers} width={VISION_CFG.width}, "
-              f"text width={TEXT_CFG.width} layers={TEXT_CFG.layers}, embed={EMBED_DIM})"),
+        arch=(f"open_clip.CLIP(ModifiedResNet layers={VISION['layers']} width={VISION['width']}, "
+              f"text width={TEXT['width']} layers={TEXT['layers']}, embed={EMBED_DIM})"),
         description="a small CLIP (ModifiedResNet image tower, BPE text transformer) trained "
         "contrastively on the captions of the procedural shapes world",
         build=build_adapter,
+        layers=layer_table,
         weights_file=WEIGHTS_DIR / f"{NAME}.safetensors",
         source="embedded: contrastive training on rosetta_core.data shapes captions (bench/train_clip.py)",
     )

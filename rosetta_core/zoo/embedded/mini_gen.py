@@ -45,7 +45,7 @@ from . import WEIGHTS_DIR
 
 __all__ = [
     "GEN_WORLD", "Z_DIM", "Z_STREAM", "CODE_DIM", "LATENT_DIM", "IMAGE_SIZE", "WIDTHS",
-    "MiniGenerator", "MiniGenAdapter", "latents_from_codes", "to_uint8", "build",
+    "MiniGenerator", "MiniGenAdapter", "latents_from_codes", "to_uint8", "build", "layer_table",
 ]
 
 #: The world mini-gen draws: WorldConfig.simple() (1-2 large upright objects of 4 kinds,
@@ -195,7 +195,7 @@ class MiniGenAdapter(GeneratorAdapter):
         self.weights = "random"
 
     def layers(self) -> list[LayerInfo]:
-        return [LayerInfo(f"block{i + 1}", w, (4 * 2**i, 4 * 2**i)) for i, w in enumerate(self.module.widths)]
+        return layer_table(self.module.widths)
 
     def sample_latents(self, seed: int, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
         """Latents ``(n, LATENT_DIM)`` float32 of images ``indices``: the code of scene
@@ -222,6 +222,11 @@ class MiniGenAdapter(GeneratorAdapter):
         return to_uint8(images), {n: store[n][0].float() for n in names}
 
 
+def layer_table(widths: Sequence[int] = WIDTHS) -> list[LayerInfo]:
+    """``block1`` .. ``block5``: ``widths[i]`` units on the ``4 * 2**i`` grid (the registry's table)."""
+    return [LayerInfo(f"block{i + 1}", int(w), (4 * 2**i, 4 * 2**i)) for i, w in enumerate(widths)]
+
+
 def build() -> MiniGenAdapter:
     """A mini-gen adapter around a freshly (randomly) initialised module."""
     return MiniGenAdapter()
@@ -234,6 +239,7 @@ register(ModelSpec(
     description="Conditional neural renderer of the simplified shape world (trained by L1 "
                 "regression on scene codes, not a GAN); latent = [scene code | 8-d noise]",
     build=build,
+    layers=layer_table,
     weights_file=WEIGHTS_DIR / f"{NAME}.safetensors",
     source="embedded: bench/train_gen.py",
     extra={"latent_dim": LATENT_DIM, "code_dim": CODE_DIM, "z_dim": Z_DIM, "world": "WorldConfig.simple()",

@@ -29,16 +29,18 @@ Preprocessing: uint8 -> [0, 1] -> ``(x - mean) / std`` with :data:`MEAN` / :data
 per-channel statistics of the photo world (measured on 2,000 scenes: mean 0.41/0.40/0.40, std
 0.18/0.16/0.18), attached to the module as its timm ``pretrained_cfg`` and read back through
 ``timm.data.resolve_model_data_config``. Recipes, evaluation: ``resnet_recipes.py``.
+
+timm is imported when a model is built, not with this module: registering the models (and
+listing them, :func:`layer_table`) needs only the constants below.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import timm.data
 import torch
-from timm.models.resnet import BasicBlock, ResNet
 
 from ...data import COLOURS, KINDS, Scenes, WorldConfig, render_batch
 from ..hooks import capture
@@ -46,9 +48,12 @@ from .. import registry
 from ..base import EncoderAdapter, LayerInfo
 from . import WEIGHTS_DIR
 
+if TYPE_CHECKING:
+    from timm.models.resnet import ResNet
+
 __all__ = [
     "SUP_NAME", "SSL_NAME", "RESNET_CONFIG", "MEAN", "STD", "IMAGE_SIZE", "N_OUTPUTS",
-    "MiniResNetAdapter", "build_resnet", "build_sup", "build_ssl", "classify", "classify_kinds",
+    "MiniResNetAdapter", "build_resnet", "build_sup", "build_ssl", "layer_table", "classify", "classify_kinds",
     "HELD_OUT_SEED", "PROBE_WORLD_SEED", "SUP_GATE", "SSL_GATE", "presence_labels", "set_metrics",
     "linear_probe", "evaluate_sup", "evaluate_ssl", "gate_failures",
 ]
@@ -56,9 +61,10 @@ __all__ = [
 SUP_NAME = "mini-resnet.sup"
 SSL_NAME = "mini-resnet.ssl"
 IMAGE_SIZE = 64
-#: keyword arguments of timm's ResNet (the architecture as data; ``num_classes`` varies)
+#: keyword arguments of timm's ResNet (the architecture as data; ``num_classes`` varies; the
+#: block, timm's ``BasicBlock`` by its class name, is resolved by :func:`build_resnet`)
 RESNET_CONFIG = dict(
-    block=BasicBlock, layers=(1, 1, 1, 1), channels=(16, 32, 64, 128),
+    block="BasicBlock", layers=(1, 1, 1, 1), channels=(16, 32, 64, 128),
     stem_type="deep", stem_width=8, global_pool="avg", zero_init_last=False,
 )
 #: keep timm's stride-2 stem max-pool (stage grids 16/8/4/2) or replace it by the identity (32/16/8/4)
@@ -82,7 +88,10 @@ def build_resnet(num_classes: int = 0) -> ResNet:
     ``module(x)`` with x ``(n, 3, 64, 64)`` gives logits ``(n, num_classes)`` or, without a
     classifier, the pooled features ``(n, 128)``.
     """
-    module = ResNet(num_classes=num_classes, **RESNET_CONFIG)
+    from timm.models import resnet
+
+    config = dict(RESNET_CONFIG, block=getattr(resnet, RESNET_CONFIG["block"]))
+    module = resnet.ResNet(num_classes=num_classes, **config)
     if not STEM_POOL:
         module.maxpool = torch.nn.Identity()
     module.pretrained_cfg = dict(
@@ -96,6 +105,8 @@ class MiniResNetAdapter(EncoderAdapter):
     """Adapter around a timm ``ResNet`` whose four stages are the hooked layers."""
 
     def __init__(self, module: ResNet, name: str, weights: str = "random"):
+        import timm.data
+
         self.module = module
         self.name = name
         self.weights = weights
@@ -279,6 +290,15 @@ def gate_failures(metrics: dict, gate: dict[str, float]) -> list[str]:
             if not metrics.get(key, float("-inf")) >= low]
 
 
+def layer_table() -> list[LayerInfo]:
+    """``layer1`` .. ``layer4`` as :meth:`MiniResNetAdapter.layers` measures them, from the constants:
+    ``channels[i]`` units (``BasicBlock`` keeps the width) on the grid ``IMAGE_SIZE / (2 * 2**i)``
+    (stride-2 stem, the max-pool halving once more when kept; stages 2-4 halve)."""
+    stem = 4 if STEM_POOL else 2
+    return [LayerInfo(name, units, (IMAGE_SIZE // (stem * 2**i),) * 2)
+            for i, (name, units) in enumerate(zip(STAGES, RESNET_CONFIG["channels"]))]
+
+
 def build_sup() -> MiniResNetAdapter:
     """The registry's ``build`` for ``mini-resnet.sup`` (random init, presence classifier)."""
     return MiniResNetAdapter(build_resnet(N_OUTPUTS), SUP_NAME)
@@ -300,6 +320,7 @@ registry.register(
         description="a small ResNet supervised on which shape kinds and colours a scene shows "
         "(multi-label presence), trained with flat/shaded/cartoon scenes, blur and noise",
         build=build_sup,
+        layers=layer_table,
         weights_file=WEIGHTS_DIR / f"{SUP_NAME}.safetensors",
         source="embedded: supervised training on rosetta_core.data shapes (bench/train_resnet.py)",
     )
@@ -312,6 +333,7 @@ registry.register(
         description="a small ResNet self-supervised with SimCLR (two augmented views, NT-Xent, "
         "plus a dense NT-Xent between matching layer3 cells) on the procedural shapes world; no labels",
         build=build_ssl,
+        layers=layer_table,
         weights_file=WEIGHTS_DIR / f"{SSL_NAME}.safetensors",
         source="embedded: SimCLR on rosetta_core.data shapes (bench/train_resnet.py)",
     )

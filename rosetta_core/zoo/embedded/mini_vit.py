@@ -6,22 +6,27 @@ device only (``vit_recipes.py``); the shipped module is the encoder.
 
 Hooked layers: the GELU of every block's MLP, ``blocks.{i}.mlp.act``: tokens
 ``(n, 1 + 64, mlp_hidden)`` become maps ``(n, mlp_hidden, 8, 8)`` with the class token dropped.
+
+timm is imported when a model is built, not with this module: registering the model (and
+listing it, :func:`layer_table`) needs only :data:`VIT_CONFIG`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import timm.data
 import torch
-from timm.models.vision_transformer import VisionTransformer
 
 from ..hooks import capture
 from .. import registry
 from ..base import EncoderAdapter, LayerInfo, tokens_to_maps
 from . import WEIGHTS_DIR
 
-__all__ = ["NAME", "VIT_CONFIG", "MiniViTAdapter", "build_vit", "build_adapter"]
+if TYPE_CHECKING:
+    from timm.models.vision_transformer import VisionTransformer
+
+__all__ = ["NAME", "VIT_CONFIG", "MiniViTAdapter", "build_vit", "build_adapter", "layer_table"]
 
 NAME = "mini-vit.mae"
 #: keyword arguments of timm's VisionTransformer (the architecture as data)
@@ -33,6 +38,8 @@ VIT_CONFIG = dict(
 
 def build_vit() -> VisionTransformer:
     """A randomly initialised encoder with the architecture of ``mini-vit.mae``."""
+    from timm.models.vision_transformer import VisionTransformer
+
     return VisionTransformer(**VIT_CONFIG)
 
 
@@ -43,6 +50,8 @@ class MiniViTAdapter(EncoderAdapter):
     """
 
     def __init__(self, module: VisionTransformer, name: str = NAME, weights: str = "random"):
+        import timm.data
+
         self.module = module
         self.name = name
         self.weights = weights
@@ -95,6 +104,14 @@ class MiniViTAdapter(EncoderAdapter):
         return tokens[:, prefix:].mean(1) if pool == "mean" else tokens[:, 0]
 
 
+def layer_table() -> list[LayerInfo]:
+    """``blocks.{i}.mlp.act`` as :meth:`MiniViTAdapter.layers` reports them, from :data:`VIT_CONFIG`:
+    ``embed_dim * mlp_ratio`` units on the ``img_size / patch_size`` token grid, for each block."""
+    c = VIT_CONFIG
+    side = c["img_size"] // c["patch_size"]
+    return [LayerInfo(f"blocks.{i}.mlp.act", int(c["embed_dim"] * c["mlp_ratio"]), (side, side)) for i in range(c["depth"])]
+
+
 def build_adapter() -> MiniViTAdapter:
     """The registry's ``build``: a randomly initialised ``mini-vit.mae``."""
     return MiniViTAdapter(build_vit())
@@ -111,6 +128,7 @@ registry.register(
         description="a small ViT pre-trained as a masked autoencoder (75% of patches masked, "
         "loss on normalised pixels) on the procedural shapes world",
         build=build_adapter,
+        layers=layer_table,
         weights_file=WEIGHTS_DIR / f"{NAME}.safetensors",
         source="embedded: MAE pre-training on rosetta_core.data shapes (bench/train_vit.py)",
     )

@@ -28,7 +28,7 @@ from ..base import GeneratorAdapter, LayerInfo
 from ..registry import ModelSpec, register
 from .weights import missing_weights, reachable, read_checkpoint, state_from_checkpoint
 
-__all__ = ["NAME", "Z_DIM", "CLASSES", "BIGGAN_DEEP_256", "BigGANModule", "BigGANAdapter", "build"]
+__all__ = ["NAME", "Z_DIM", "CLASSES", "BIGGAN_DEEP_256", "BigGANModule", "BigGANAdapter", "build", "layer_table"]
 
 NAME = "biggan-deep-256"
 Z_DIM, CLASSES = 128, 1000
@@ -132,6 +132,25 @@ class BigGANAdapter(GeneratorAdapter):
         return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8), maps
 
 
+def layer_table(config: dict = BIGGAN_DEEP_256) -> list[LayerInfo]:
+    """The layers :meth:`BigGANAdapter.layers` reports, from the package's config alone.
+
+    Config layer ``k`` ``(up, in_mult, out_mult)`` is the GenBlock ``layers.{i}`` (``i = k``, one
+    more from the self-attention's position on) with ``channel_width * in_mult`` input channels and
+    a quarter of them in the middle; the grid starts at 4 and doubles at each upsampling block.
+    """
+    width, out, size = config["channel_width"], [], 4
+    for k, (up, in_mult, _out_mult) in enumerate(config["layers"]):
+        i = k + 1 if k >= config["attention_layer_position"] else k
+        c_in = width * in_mult
+        mid, after = c_in // 4, size * 2 if up else size
+        for j, (units, grid) in enumerate(((c_in, size), (mid, size), (mid, after), (mid, after))):
+            out.append(LayerInfo(f"layers.{i}.relu.{j}", units, (grid, grid)))
+        size = after
+    out.append(LayerInfo("relu", width, (size, size)))
+    return out
+
+
 def build(truncation: float = 0.4) -> BigGANAdapter:
     """BigGAN-deep-256 built from its config with random weights."""
     from pytorch_pretrained_biggan import BigGAN, BigGANConfig
@@ -225,6 +244,6 @@ def load_weights(adapter: BigGANAdapter, weights: str) -> str:
 register(ModelSpec(
     name=NAME, kind="generator", arch=BigGANAdapter.arch,
     description="BigGAN-deep 256x256, ImageNet class-conditional; latent = [truncated z (128) | class (1000)]",
-    build=build, source="pytorch-pretrained-biggan hub or a local file", load_weights=load_weights,
+    build=build, layers=layer_table, source="pytorch-pretrained-biggan hub or a local file", load_weights=load_weights,
     check_weights=check_weights, extra={"classes": CLASSES, "latent_dim": Z_DIM + CLASSES},
 ))

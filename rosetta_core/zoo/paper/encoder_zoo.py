@@ -24,7 +24,10 @@ from pathlib import Path
 import torch
 
 from ..registry import ModelSpec, load_state, register
-from .encoders import ResNetStagesAdapter, ViTBlocksAdapter, open_clip_norm, timm_norm
+from .encoders import (
+    RESNET50_STAGES, VIT_B16, ResNetStagesAdapter, ViTBlocksAdapter, open_clip_norm, resnet_stage_table, timm_norm,
+    vit_block_table,
+)
 from .weights import missing_weights, reachable, read_checkpoint, require_hf_file, state_from_checkpoint
 
 __all__ = ["DINO_RN50_URL", "build_timm", "build_clip", "dino_state"]
@@ -165,27 +168,33 @@ def _check(kind: str, name: str, weights: str) -> None:
         check_timm(name, kind)
 
 
+#: the input size every paper encoder is built and listed at
+IMAGE_SIZE = 224
+
+
 def _register() -> None:
     common = dict(kind="encoder", source="pretrained (library hub) or a local file")
+    resnet50 = partial(resnet_stage_table, IMAGE_SIZE, RESNET50_STAGES)
     for name, what in (
         ("resnet50.tv_in1k", "ResNet-50 supervised on ImageNet-1k (torchvision weights via timm)"),
         ("vit_base_patch16_224.dino", "ViT-B/16 self-supervised with DINO (timm)"),
         ("vit_base_patch16_224.mae", "ViT-B/16 masked autoencoder encoder (timm)"),
     ):
+        table = partial(vit_block_table, IMAGE_SIZE, **VIT_B16) if name.startswith("vit") else resnet50
         register(ModelSpec(
             name=name, arch=f"timm {name.split('.')[0]}", description=what,
-            build=partial(build_timm, name, name), load_weights=partial(_load_timm, timm_name=name),
-            check_weights=partial(_check, name, name), **common,
+            build=partial(build_timm, name, name, IMAGE_SIZE), load_weights=partial(_load_timm, timm_name=name),
+            check_weights=partial(_check, name, name), layers=table, **common,
         ))
     register(ModelSpec(
         name="dino-resnet50", arch="timm resnet50", description="ResNet-50 self-supervised with DINO "
-        "(DINO's weights mapped into timm's resnet50)", build=partial(build_timm, "dino-resnet50", "resnet50"),
-        load_weights=_load_dino, check_weights=partial(_check, "dino", "dino-resnet50"), **common,
+        "(DINO's weights mapped into timm's resnet50)", build=partial(build_timm, "dino-resnet50", "resnet50", IMAGE_SIZE),
+        load_weights=_load_dino, check_weights=partial(_check, "dino", "dino-resnet50"), layers=resnet50, **common,
     ))
     register(ModelSpec(
         name="RN50.openai", arch="open_clip RN50 image tower", description="CLIP ResNet-50 image encoder "
-        "(OpenAI weights via open_clip)", build=partial(build_clip, "RN50.openai"), load_weights=_load_clip,
-        check_weights=partial(_check, "clip", "RN50.openai"), **common,
+        "(OpenAI weights via open_clip)", build=partial(build_clip, "RN50.openai", IMAGE_SIZE), load_weights=_load_clip,
+        check_weights=partial(_check, "clip", "RN50.openai"), layers=resnet50, **common,
     ))
 
 

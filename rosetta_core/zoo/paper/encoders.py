@@ -25,7 +25,26 @@ from torch import nn
 from ..hooks import capture
 from ..base import EncoderAdapter, LayerInfo, tokens_to_maps
 
-__all__ = ["ImageNorm", "ResNetStagesAdapter", "ViTBlocksAdapter", "timm_norm", "open_clip_norm"]
+__all__ = ["ImageNorm", "ResNetStagesAdapter", "ViTBlocksAdapter", "timm_norm", "open_clip_norm", "RESNET50_STAGES",
+           "VIT_B16", "resnet_stage_table", "vit_block_table"]
+
+#: units of the four stage outputs of a ResNet-50 (bottleneck widths 64..512 times expansion 4;
+#: timm's ``resnet50`` and open_clip's ``ModifiedResNet`` RN50 alike)
+RESNET50_STAGES = (256, 512, 1024, 2048)
+#: ViT-B/16: blocks, MLP hidden width (768 x 4), patch size
+VIT_B16 = dict(depth=12, mlp_hidden=3072, patch=16)
+
+
+def resnet_stage_table(size: int, stages: Sequence[int] = RESNET50_STAGES) -> list[LayerInfo]:
+    """``layer1`` .. ``layer4`` as :meth:`ResNetStagesAdapter.layers` reports them at input ``size``:
+    stage ``i`` (from 0) has ``stages[i]`` units on the ``size / 2**(i + 2)`` grid."""
+    return [LayerInfo(f"layer{i + 1}", units, (size // 2 ** (i + 2),) * 2) for i, units in enumerate(stages)]
+
+
+def vit_block_table(size: int, depth: int, mlp_hidden: int, patch: int) -> list[LayerInfo]:
+    """``blocks.{i}.mlp.act`` as :meth:`ViTBlocksAdapter.layers` reports them at input ``size``:
+    ``mlp_hidden`` units on the ``size / patch`` token grid, for each of ``depth`` blocks."""
+    return [LayerInfo(f"blocks.{i}.mlp.act", mlp_hidden, (size // patch,) * 2) for i in range(depth)]
 
 
 class ImageNorm:

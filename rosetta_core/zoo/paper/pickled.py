@@ -30,7 +30,7 @@ from ..hooks import capture
 from ..base import GeneratorAdapter, LayerInfo
 from ..registry import ModelSpec, register
 
-__all__ = ["load_network", "PickledGeneratorAdapter", "TRUST_ENV", "SOURCE_ENV"]
+__all__ = ["load_network", "PickledGeneratorAdapter", "TRUST_ENV", "SOURCE_ENV", "no_network", "layer_table"]
 
 TRUST_ENV, SOURCE_ENV = "ROSETTA_TRUST_PICKLE", "ROSETTA_PICKLE_SOURCE"
 CLASS_STREAM = 104729
@@ -102,10 +102,7 @@ class PickledGeneratorAdapter(GeneratorAdapter):
     @property
     def module(self) -> nn.Module:
         if self._module is None:
-            raise ValueError(
-                f"{self.name} has no network: it loads only from a network pickle; pass --weights {self.name}=PATH.pkl "
-                "with --trust-pickle and --source-tree DIR (random init is not available: the architecture lives in the pickle)"
-            )
+            raise no_network(self.name)
         return self._module
 
     def attach(self, network: nn.Module) -> None:
@@ -149,6 +146,20 @@ class PickledGeneratorAdapter(GeneratorAdapter):
         return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8), maps
 
 
+def no_network(name: str) -> ValueError:
+    """The error of a pickled model asked for its network or layers before a pickle is loaded."""
+    return ValueError(
+        f"{name} has no network: it loads only from a network pickle; pass --weights {name}=PATH.pkl "
+        "with --trust-pickle and --source-tree DIR (random init is not available: the architecture lives in the pickle)"
+    )
+
+
+def layer_table(name: str) -> list[LayerInfo]:
+    """The registry's layer table of a pickled model: unknown until a pickle is loaded, so always
+    :func:`no_network` (the layers are measured from the network, see :meth:`PickledGeneratorAdapter.attach`)."""
+    raise no_network(name)
+
+
 def _trust_from_env() -> tuple[bool, str | None]:
     return os.environ.get(TRUST_ENV) == "1", os.environ.get(SOURCE_ENV)
 
@@ -184,5 +195,6 @@ for _name, _classes, _what in (
         name=_name, kind="generator", arch="NVIDIA network pickle", description=f"{_what}; trusted pickle only",
         build=lambda _n=_name: PickledGeneratorAdapter(_n), source="trusted network pickle + source tree",
         load_weights=load_weights, check_weights=lambda w, _n=_name: check_weights(_n, w),
+        layers=lambda _n=_name: layer_table(_n),
         extra={"classes": _classes} if _classes else {},
     ))

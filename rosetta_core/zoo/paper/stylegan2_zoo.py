@@ -27,12 +27,14 @@ from torch import nn
 from ..hooks import capture
 from ..base import GeneratorAdapter, LayerInfo
 from ..registry import ModelSpec, load_state, register
-from .stylegan2 import StyleGAN2Generator
+from .stylegan2 import StyleGAN2Generator, channels_for
 from .weights import WEIGHTS_HOME, read_checkpoint
 
-__all__ = ["StyleGAN2Module", "StyleGAN2Adapter", "build", "load_g_ema", "g_ema_checkpoint"]
+__all__ = ["StyleGAN2Module", "StyleGAN2Adapter", "build", "layer_table", "load_g_ema", "g_ema_checkpoint"]
 
 MEAN_SAMPLES = 4096
+#: the resolution of the registered checkpoints (LSUN cat / horse 256)
+SIZE = 256
 
 
 class StyleGAN2Module(nn.Module):
@@ -107,6 +109,18 @@ class StyleGAN2Adapter(GeneratorAdapter):
         return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8), maps
 
 
+def layer_table(size: int = SIZE) -> list[LayerInfo]:
+    """The layers :meth:`StyleGAN2Adapter.layers` reports for config-f at ``size``, from
+    :func:`channels_for`: ``conv1`` and ``to_rgb1`` (3 units) at 4, then per resolution
+    ``r = 8 .. size`` two convs with ``channels_for(size)[r]`` units and a to-RGB."""
+    ch = channels_for(size)
+    out = [LayerInfo("conv1", ch[4], (4, 4)), LayerInfo("to_rgb1", 3, (4, 4))]
+    for i, res in enumerate(r for r in sorted(ch) if r > 4):
+        out += [LayerInfo(f"convs.{2 * i}", ch[res], (res, res)), LayerInfo(f"convs.{2 * i + 1}", ch[res], (res, res)),
+                LayerInfo(f"to_rgbs.{i}", 3, (res, res))]
+    return out
+
+
 def build(name: str, size: int = 256) -> StyleGAN2Adapter:
     """Random (seeded by the caller) StyleGAN2 at ``size`` with the mean latent estimated."""
     module = StyleGAN2Module(StyleGAN2Generator(size))
@@ -168,7 +182,7 @@ for _name, _origin in (("stylegan2.lsun-cat", "LSUN cat"), ("stylegan2.lsun-hors
     register(ModelSpec(
         name=_name, kind="generator", arch="StyleGAN2 config-f 256px (own PyTorch implementation)",
         description=f"StyleGAN2 trained on {_origin} 256x256 (g_ema checkpoint format); latent = z (512)",
-        build=partial(build, _name), source="local g_ema checkpoint (no hub)",
+        build=partial(build, _name, SIZE), layers=partial(layer_table, SIZE), source="local g_ema checkpoint (no hub)",
         load_weights=partial(load_weights, origin=_origin), check_weights=partial(check_weights, _name, _origin),
         extra={"latent_dim": 512},
     ))
