@@ -73,15 +73,18 @@ def _normalise(maps: torch.Tensor, mean, std) -> torch.Tensor:
     return (maps - _stat(mean, maps)) / _stat(std, maps)
 
 
+def _target_units(matches: Matches, target_maps: Mapping[str, Mapping[str, torch.Tensor]]):
+    """Per group: the group and its target units ``(n, P, H, W)`` on the pair's grid (float)."""
+    for group in matches.groups:
+        maps = target_maps[group.target_model][group.target_layer].float()
+        yield group, units_on_grid(maps, group.target_channels, group.grid)
+
+
 def normalised_targets(matches: Matches, target_maps: Mapping[str, Mapping[str, torch.Tensor]]) -> list[torch.Tensor]:
     """Per group, the target side ``(n, P, H, W)`` resized and normalised (fixed during the
     optimisation). ``target_maps[model][layer]``: ``(n, units, h, w)`` maps of the target."""
-    out = []
-    for group in matches.groups:
-        maps = target_maps[group.target_model][group.target_layer].float()
-        out.append(_normalise(units_on_grid(maps, group.target_channels, group.grid), group.target_mean,
-                              group.target_std).detach())
-    return out
+    return [_normalise(maps, group.target_mean, group.target_std).detach()
+            for group, maps in _target_units(matches, target_maps)]
 
 
 def _pair_terms(group: PairGroup, gen_maps: Mapping[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
@@ -197,12 +200,8 @@ def image_targets(matches: Matches, target_maps: Mapping[str, Mapping[str, torch
     """Per group, the target side ``(n, P, H, W)`` resized to the pair's grid and standardised
     over its own positions (:class:`ImageCorrAct`); fixed during the optimisation."""
     _check_eps(eps)
-    out = []
-    for group in matches.groups:
-        maps = target_maps[group.target_model][group.target_layer].float()
-        out.append(_spatially_standardised(units_on_grid(maps, group.target_channels, group.grid), group.target_std,
-                                           eps).detach())
-    return out
+    return [_spatially_standardised(maps, group.target_std, eps).detach()
+            for group, maps in _target_units(matches, target_maps)]
 
 
 class ImageCorrAct:
