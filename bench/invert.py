@@ -58,7 +58,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rosetta_core.data import code_layout, render_batch  # noqa: E402
 from rosetta_core.inversion import InversionConfig, edit, encoder_matches, invert, open_run, self_matches  # noqa: E402
 from rosetta_core.inversion import metrics as M  # noqa: E402
-from rosetta_core.inversion.edits import FITS, PADS, default_box, default_hold, resolve_fit, shift_maps, zoom_maps  # noqa: E402
+from rosetta_core.inversion.edits import (FITS, PADS, SWITCHES, default_box, default_hold, resolve_fit, shift_maps,  # noqa: E402
+                                          switch, zoom_maps)
 from rosetta_core.inversion.losses import act_loss, normalised_targets  # noqa: E402
 from rosetta_core.inversion.optimize import ACTS, REG_CENTERS, guidance_objective, latent_box, optimise, regulariser, target_maps  # noqa: E402
 from rosetta_core.inversion.perceptual import Perceptual  # noqa: E402
@@ -322,7 +323,7 @@ def main() -> int:
     ap.add_argument("--edit-fit", choices=FITS, default=None,
                     help="how every edit compares the result with the edited maps (default: each edit's own, "
                          "rosetta_core.inversion.edits.EDIT_FITS; corr = the paper's Eq. 5)")
-    ap.add_argument("--edit-box", choices=("on", "off"), default=None,
+    ap.add_argument("--edit-box", choices=SWITCHES, default=None,
                     help="project every edit's steps onto the prior's latent box (default: per fit, "
                          "rosetta_core.inversion.edits.FIT_BOXES)")
     ap.add_argument("--edit-pad", choices=PADS, default=PADS[0],
@@ -370,7 +371,7 @@ def main() -> int:
     if "edits" in parts:
         print(f"Edits: {args.edits} trials each (run images {args.edits_first}-{args.edits_first + args.edits - 1}, hold {'per edit' if args.edit_hold is None else args.edit_hold})", flush=True)
         results["edits"] = edits(ctx, args.edits, args.steps, args.edits_first, args.edit_hold, args.edit_kinds.split(","), args.edit_pad, args.edit_fit,
-                                 None if args.edit_box is None else args.edit_box == "on")
+                                 switch(args.edit_box))
     if "speed" in parts:
         results["speed"] = speed(ctx, args.speed_steps)
     results["seconds"] = time.perf_counter() - began

@@ -1,117 +1,114 @@
-"""`rosetta invert`, `rosetta edit`, `rosetta visualize`: guided inversion from the command line."""
+"""`rosetta invert`, `rosetta edit`, `rosetta visualize`: guided inversion from the command line.
+
+Each command parses its arguments into one :class:`~rosetta_core.inversion.InversionConfig`
+(options a command does not offer keep the config's defaults; the options' defaults are read
+from it). ``invert`` hands it to the ``invert-batch`` flow, which checks it at its start;
+``edit`` and ``visualize`` run their job in this process and check it there, once
+(:func:`~rosetta_core.inversion.jobs.check_job`). ``--run`` and ``--out`` may be directories or
+fsspec URLs such as ``s3://bucket/runs/x``; outputs default to a folder inside the run.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
+import dataclasses
 
-from rosetta_core.inversion.edits import EDIT_FITS, EDIT_HOLDS, EDITS, FIT_BOXES, FITS, PADS
-from rosetta_core.inversion.optimize import ACTS, MODES, REG_CENTERS
+from rosetta_core.inversion.config import MODES, REG_CENTERS, InversionConfig
+from rosetta_core.inversion.edits import EDIT_FITS, EDIT_HOLDS, EDITS, FIT_BOXES, FITS, PADS, SWITCHES, switch
+from rosetta_core.inversion.losses import ACTS, PIXELS
 
-
-def _settings(args: argparse.Namespace):
-    from rosetta_core.inversion.jobs import JobSettings
-
-    encoders = tuple(e for e in (args.encoders or "").split(",") if e)
-    return JobSettings(mode=getattr(args, "mode", "ood"), encoders=encoders, steps=args.steps, seed=args.seed,
-                       alpha=args.alpha, beta=getattr(args, "beta", 1.0), pixel=getattr(args, "pixel", "l2"),
-                       reg_center=args.reg_center, act=getattr(args, "act", "dataset"), lr=args.lr, device=args.device,
-                       perceptual_encoder=getattr(args, "perceptual_encoder", "mini-resnet.sup"))
+DEFAULTS = InversionConfig()
+_FIELDS = tuple(f.name for f in dataclasses.fields(InversionConfig))
 
 
-def _out(args: argparse.Namespace, sub: str) -> str:
-    return args.out or str(Path(args.run_dir) / sub)
+def config_from_args(args: argparse.Namespace) -> InversionConfig:
+    """The InversionConfig the options describe: every config field the command has an option
+    for (argparse ``dest`` = field name); checked by :func:`~rosetta_core.inversion.jobs.check_job`."""
+    return InversionConfig(**{name: getattr(args, name) for name in _FIELDS if hasattr(args, name)})
 
 
-def _bar(name: str, steps: int):
-    from tqdm.auto import tqdm
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(e for e in text.split(",") if e)
 
-    bar = tqdm(total=steps, desc=name, unit="step")
 
-    def progress(step, total, loss):
-        bar.n = step
-        if step == total or step % 10 == 0:
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-            bar.refresh()
-
-    return bar, progress
+def _mean(value) -> float | None:
+    """A metric of one image (a number) or of several (a list: their mean)."""
+    if isinstance(value, list):
+        return sum(value) / len(value) if value else None
+    return value
 
 
 def _report(metrics: dict) -> None:
-    where = metrics.get("out") or ""
-    if metrics.get("skipped"):
-        print(f"{metrics['image']}: already done ({where})")
-        return
-    psnr = metrics.get("psnr") or []
-    text = f"PSNR {sum(psnr) / len(psnr):.2f} dB, SSIM {sum(metrics['ssim']) / len(metrics['ssim']):.3f}, " if psnr else ""
+    psnr, ssim = _mean(metrics.get("psnr")), _mean(metrics.get("ssim"))
+    text = f"PSNR {psnr:.2f} dB, SSIM {ssim:.3f}, " if psnr is not None else ""
     print(f"  {text}{metrics['steps']} steps in {metrics['seconds']:.1f} s; perceptual: {metrics.get('perceptual') or 'none'}")
+    print(f"wrote {metrics['out']}/")
 
 
 def run_invert(args: argparse.Namespace) -> int:
-    from rosetta_core.inversion.jobs import check_job
+    config = config_from_args(args)
+    if not args.verbose:
+        from .cli_mine import quiet_logs
 
-    settings = _settings(args)
-    check_job(args.run_dir, settings)  # the run and the settings, before Prefect starts
-    from flows.invert import InvertSettings, invert_batch
+        quiet_logs()  # the flow's checks fail with one line, not Prefect's logged traceback
+    from flows.invert import invert_batch, summary_lines  # imports Prefect
 
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    fields = settings.record() | {"device": args.device}
-    fields.pop("steps")
-    params = InvertSettings(**fields, steps=args.steps)
-    summary = invert_batch(args.run_dir, list(args.images), _out(args, "inversions"), params,
+    summary = invert_batch(args.run_dir, list(args.images), args.out, config, device=args.device,
                            deployment=args.deployment, pool=args.pool)
+    if not args.verbose:  # otherwise the flow's log shows them
+        print("\n".join(summary_lines(summary)))
     return 1 if summary["failed"] else 0
+
+
+def _run_job(args: argparse.Namespace, title: str, job, *params, **options) -> int:
+    """Check the run and the config once, then run ``job`` with a progress bar and report it."""
+    from rosetta_core.inversion.jobs import check_job, step_bar
+
+    config = config_from_args(args)
+    run = check_job(args.run_dir, config)
+    with step_bar(title, config.steps) as progress:
+        metrics = job(run, args.out, *params, config=config, progress=progress, device=args.device, **options)
+    _report(metrics)
+    return 0
 
 
 def run_edit(args: argparse.Namespace) -> int:
     from rosetta_core.inversion.jobs import edit_job
 
-    settings = _settings(args)
-    bar, progress = _bar(f"edit {args.edit}", args.steps)
-    with bar:
-        metrics = edit_job(args.run_dir, _out(args, "edits"), args.edit, settings, args.index, args.concept, args.unit,
-                           args.dx, args.dy, progress, args.hold, args.pad, args.fit,
-                           None if args.box is None else args.box == "on")
-    _report(metrics)
-    print(f"wrote {_out(args, 'edits')}/edit-{args.edit}-{args.index}/")
-    return 0
+    return _run_job(args, f"edit {args.edit}", edit_job, args.edit, index=args.index, concept=args.concept,
+                    unit=args.unit, dx=args.dx, dy=args.dy, hold=args.hold, pad=args.pad, fit=args.fit,
+                    box=switch(args.box))
 
 
 def run_visualize(args: argparse.Namespace) -> int:
     from rosetta_core.inversion.jobs import visualize_job
 
-    settings = _settings(args)
-    bar, progress = _bar(f"concept {args.concept}", args.steps)
-    with bar:
-        metrics = visualize_job(args.run_dir, _out(args, "visualizations"), args.concept, settings, args.starts,
-                                args.example, progress, args.unit)
-    _report(metrics | {"psnr": None})
-    name = f"concept-{args.concept}" + ("" if args.unit is None else f"-unit-{args.unit}")
-    print(f"wrote {_out(args, 'visualizations')}/{name}/")
-    return 0
+    return _run_job(args, f"concept {args.concept}", visualize_job, args.concept, starts=args.starts,
+                    example=args.example, unit=args.unit)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", dest="run_dir", required=True, help="directory of a finished mining run")
-    p.add_argument("--out", default=None, help="output folder (default: a folder inside the run)")
-    p.add_argument("--encoders", default="", help="comma-separated encoders whose matches guide (default: all of the run's)")
-    p.add_argument("--steps", type=int, default=500, help="optimisation steps (default 500)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--alpha", type=float, default=0.1, help="weight of L_reg (default 0.1)")
-    p.add_argument("--reg-center", choices=REG_CENTERS, default="zero",
-                   help="L_reg of the raw latent (default, the paper's ||z||^2) or of the latent standardised by "
-                   "the generator's prior ('prior': the same for N(0, I) generators; for mini-gen, better layouts "
-                   "of cartoon-like images with --mode ood)")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the generator's zoo entry)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--run", dest="run_dir", required=True,
+                   help="a finished mining run: its directory or an fsspec URL such as s3://bucket/runs/x")
+    p.add_argument("--out", default=None, help="output folder or URL (default: a folder inside the run)")
+    p.add_argument("--encoders", type=_names, default=DEFAULTS.encoders,
+                   help="comma-separated encoders whose matches guide (default: all of the run's)")
+    p.add_argument("--steps", type=int, default=DEFAULTS.steps, help=f"optimisation steps (default {DEFAULTS.steps})")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    p.add_argument("--alpha", type=float, default=DEFAULTS.alpha, help=f"weight of L_reg (default {DEFAULTS.alpha:g})")
+    p.add_argument("--reg-center", choices=REG_CENTERS, default=DEFAULTS.reg_center,
+                   help="L_reg of the raw latent ('zero', the paper's ||z||^2) or of the latent standardised by the "
+                   "generator's prior ('prior': the same for N(0, I) generators; for mini-gen, better layouts of "
+                   f"cartoon-like images with --mode ood); default {DEFAULTS.reg_center}")
+    p.add_argument("--lr", type=float, default=DEFAULTS.lr, help="Adam learning rate (default: the generator's zoo entry)")
+    p.add_argument("--device", default="cpu", help="where the models run: cpu, cuda, cuda:1, ...")
 
 
 def _act(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--act", choices=ACTS, default="dataset",
-                   help="how matched maps are compared: dataset = the paper's Eq. 6 (each map normalised by the "
-                        "pair's dataset statistics, default); image = each pair's correlation over the image's own "
-                        "positions (for out-of-distribution images such as cartoons; see README)")
+    p.add_argument("--act", choices=ACTS, default=DEFAULTS.act,
+                   help=f"how matched maps are compared (default {DEFAULTS.act}): dataset = the paper's Eq. 6 (each "
+                        "map normalised by the pair's dataset statistics); image = each pair's correlation over the "
+                        "image's own positions (for out-of-distribution images such as cartoons; see README)")
 
 
 def add_invert_commands(sub: argparse._SubParsersAction) -> None:
@@ -120,14 +117,18 @@ def add_invert_commands(sub: argparse._SubParsersAction) -> None:
                        "encoders' maps of each image (paper Eq. 5-7). Writes result.png, strip.png, latent.npy, "
                        "metrics.json per image; images already done with the same settings are skipped.")
     _common(p)
-    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
+    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...) or URLs")
     _act(p)
-    p.add_argument("--mode", choices=MODES, default="ood", help="ood: guidance only (Eq. 5); rec: + reconstruction (Eq. 7)")
-    p.add_argument("--beta", type=float, default=1.0, help="weight of L_act in rec mode (default 1; 0 = baseline)")
-    p.add_argument("--pixel", choices=["l2", "l1", "none"], default="l2", help="pixel loss in rec mode")
-    p.add_argument("--perceptual-encoder", default="mini-resnet.sup", help="zoo encoder for the perceptual loss ('' = none)")
+    p.add_argument("--mode", choices=MODES, default=DEFAULTS.mode,
+                   help=f"ood: guidance only (Eq. 5); rec: + reconstruction (Eq. 7) (default {DEFAULTS.mode})")
+    p.add_argument("--beta", type=float, default=DEFAULTS.beta,
+                   help=f"weight of L_act in rec mode (default {DEFAULTS.beta:g}; 0 = baseline)")
+    p.add_argument("--pixel", choices=PIXELS, default=DEFAULTS.pixel, help=f"pixel loss in rec mode (default {DEFAULTS.pixel})")
+    p.add_argument("--perceptual-encoder", default=DEFAULTS.perceptual_encoder,
+                   help=f"zoo encoder for the perceptual loss ('' = none; default {DEFAULTS.perceptual_encoder})")
     p.add_argument("--deployment", default=None, help="run each image as a run of this deployment, e.g. invert-image/invert")
     p.add_argument("--pool", default="gpu", help="work pool of --deployment (its concurrency limit caps runs in flight)")
+    p.add_argument("--verbose", action="store_true", help="show Prefect's logs in the terminal")
     p.set_defaults(run=run_invert)
 
     e = sub.add_parser("edit", help="edit a generated image of the run through its matched maps",
@@ -147,8 +148,8 @@ def add_invert_commands(sub: argparse._SubParsersAction) -> None:
     holds = "; ".join(f"{fit}: " + (", ".join(f"{k} {v:g}" for k, v in table.items()) or "none") for fit, table in EDIT_HOLDS.items())
     e.add_argument("--hold", type=float, default=None,
                    help=f"weight of the L2 pull to the source latent (default per fit and edit, {holds}; others 0)")
-    boxes = ", ".join(f"{fit} {'on' if on else 'off'}" for fit, on in FIT_BOXES.items())
-    e.add_argument("--box", choices=("on", "off"), default=None,
+    boxes = ", ".join(f"{fit} {SWITCHES[0] if on else SWITCHES[1]}" for fit, on in FIT_BOXES.items())
+    e.add_argument("--box", choices=SWITCHES, default=None,
                    help="keep the latent inside the box of the generator's prior after every step "
                         f"(default per fit: {boxes}; mse is bounded without it, and without it zoom can draw larger objects)")
     e.add_argument("--pad", choices=PADS, default=PADS[0],

@@ -80,11 +80,12 @@ import torch
 import torch.nn.functional as F
 
 from ..zoo.base import GeneratorAdapter
+from .config import InversionConfig
 from .losses import LinearAct, MapEnergy, normalised_targets, reg_loss
 from .matches import Matches
-from .optimize import InversionConfig, Objective, Result, guidance_objective, optimise, regulariser
+from .optimize import Objective, Result, guidance_objective, optimise, regulariser
 
-__all__ = ["EDITS", "PADS", "FITS", "EDIT_FITS", "EDIT_HOLDS", "FIT_BOXES", "default_fit", "default_hold",
+__all__ = ["EDITS", "PADS", "FITS", "EDIT_FITS", "EDIT_HOLDS", "FIT_BOXES", "SWITCHES", "switch", "default_fit", "default_hold",
            "default_box", "resolve_fit", "resolve_hold", "check_pad", "shift_maps", "zoom_maps", "copy_paste_maps",
            "edit_targets", "EditProblem", "edit_problem", "edit"]
 
@@ -94,6 +95,7 @@ FITS = ("mse", "corr")  # how the result is compared with the edited maps (modul
 EDIT_FITS = {"shift": "mse", "zoom": "mse", "remove": "mse"}  # default fit per edit; edits not listed use corr (the paper's)
 EDIT_HOLDS = {"corr": {"shift": 10.0, "zoom": 3.0}, "mse": {}}  # default hold per fit and edit; 0 where not listed
 FIT_BOXES = {"corr": True, "mse": False}  # whether steps are projected onto the prior's box, per fit
+SWITCHES = ("on", "off")  # how a command line turns the box on or off (--box)
 
 
 def default_fit(kind: str) -> str:
@@ -111,6 +113,15 @@ def default_box(kind: str, fit: str | None = None) -> bool:
     """Whether edit ``kind`` with ``fit`` (``None``: the edit's default) projects its steps onto
     the prior's box by default (:data:`FIT_BOXES`)."""
     return FIT_BOXES[default_fit(kind) if fit is None else fit]
+
+
+def switch(value: str | None) -> bool | None:
+    """A command line's ``on`` / ``off`` (:data:`SWITCHES`) as True / False; ``None`` (not given) stays None."""
+    if value is None:
+        return None
+    if value not in SWITCHES:
+        raise ValueError(f"{value!r} is not a switch; valid: {', '.join(SWITCHES)}")
+    return value == SWITCHES[0]
 
 
 def check_pad(pad: str, name: str = "pad ") -> str:

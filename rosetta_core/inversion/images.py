@@ -1,32 +1,42 @@
-"""Reading user images for inversion, with one clear error per kind of bad file."""
+"""Reading user images for inversion, with one clear error per kind of bad file, and encoding
+the jobs' images as PNG."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["MIN_SIDE", "load_image", "save_png", "side_by_side"]
+from ..run import location
+
+__all__ = ["MIN_SIDE", "load_image", "png_bytes", "side_by_side"]
 
 #: images with a side below this many pixels carry too little to invert
 MIN_SIDE = 16
 
 
+def _read(path: str | Path) -> bytes:
+    try:
+        return location.read_bytes(path)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+        raise ValueError(f"image {str(path)!r} does not exist or is not a file") from None
+
+
 def load_image(path: str | Path, size: int) -> tuple[torch.Tensor, list[str]]:
-    """Read ``path`` as uint8 ``(1, 3, size, size)``; returns (image, notes).
+    """Read ``path`` (a file, or an fsspec URL such as ``s3://bucket/x.png``) as uint8
+    ``(1, 3, size, size)``; returns (image, notes).
 
     Grey, grey+alpha, RGBA, palette and CMYK images are converted to RGB and non-square or
     other-sized images are resized (bicubic) to ``size``; each conversion adds a note. A
     missing, unreadable or corrupt file, or one smaller than :data:`MIN_SIDE` pixels on a side,
     raises ``ValueError`` naming the file.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"image {str(path)!r} does not exist or is not a file")
+    data = _read(path)
     try:
-        with Image.open(p) as img:
+        with Image.open(io.BytesIO(data)) as img:
             img.load()
             mode, (w, h) = img.mode, img.size
             rgb = img.convert("RGB")
@@ -54,9 +64,11 @@ def side_by_side(*images: torch.Tensor, gap: int = 2) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def save_png(array: np.ndarray, path: str | Path, scale: int = 1) -> None:
-    """Write an ``(H, W, 3)`` uint8 array as PNG, nearest-neighbour upscaled by ``scale``."""
+def png_bytes(array: np.ndarray, scale: int = 1) -> bytes:
+    """An ``(H, W, 3)`` uint8 array as a PNG file's content, nearest-neighbour upscaled by ``scale``."""
     img = Image.fromarray(array)
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
-    img.save(path)
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -4,7 +4,7 @@ Guided inversion (paper Eq. 6) compares the generator's map of unit ``j`` with t
 of its best buddy ``k``, each centred and scaled by that unit's *dataset* mean and variance from
 mining. Those statistics depend on the grid the pair was correlated on (both maps are resized
 to the elementwise-larger grid, DESIGN §3.1-3.2), so they are read per layer pair from the
-run's co-moments (:func:`rosetta_core.run.results.pair_moments`), never shared between pairs.
+run's co-moments (:meth:`rosetta_core.run.Run.moments`), never shared between pairs.
 
 Pairs are grouped by (generator layer, target layer): one :class:`PairGroup` holds every pair of
 one layer pair, with channel index arrays ``(P,)`` and statistics ``(P,)`` (``center="global"``)
@@ -13,18 +13,15 @@ or ``(P, H, W)`` (``center="position"``), so the loss is a handful of batched te
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..run.mining import RunPlan, load_plan
-from ..run.results import pair_moments
-from ..run.store import RunStore
+from ..run.run import Run
 
-__all__ = ["PairGroup", "Matches", "RunInfo", "open_run", "encoder_matches", "self_matches", "concept_units"]
+__all__ = ["PairGroup", "Matches", "open_run", "encoder_matches", "self_matches", "concept_units"]
 
 
 @dataclass(frozen=True)
@@ -70,65 +67,30 @@ class Matches:
         return sorted({g.target_model for g in self.groups})
 
 
-@dataclass(frozen=True)
-class RunInfo:
-    """A finished run: its directory, plan, store (read-only) and dictionary content."""
-
-    path: Path
-    plan: RunPlan
-    store: RunStore
-    dictionary: dict
+def open_run(where: str | Path) -> Run:
+    """A run whose mining finished (``manifest.json`` complete), at a path or an fsspec URL;
+    a clear error otherwise."""
+    return Run.open(where, finished=True)
 
 
-def open_run(run_dir: str | Path) -> RunInfo:
-    """Open a run whose mining finished (``manifest.json`` complete); a clear error otherwise."""
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise ValueError(f"--run {str(run_dir)!r} is not a directory; give the directory of a finished mining run")
-    manifest = path / "manifest.json"
-    try:
-        complete = json.loads(manifest.read_text()).get("complete") is True
-    except (OSError, ValueError):
-        complete = False
-    if not complete or not (path / "dictionary.json").is_file() or not (path / "store.zarr").is_dir():
-        raise ValueError(
-            f"{path} is not a finished mining run (no complete manifest.json, dictionary.json and store.zarr); "
-            f"finish it with `rosetta mine --out {path}` first"
-        )
-    store = RunStore(str(path / "store.zarr"), mode="r")
-    return RunInfo(path, load_plan(store), store, json.loads((path / "dictionary.json").read_text()))
-
-
-def _locate(plan: RunPlan, model: str):
-    layers = plan.layers[model]
-    offsets = np.cumsum([0] + [shape[0] for _, shape in layers])
-
-    def locate(unit: int) -> tuple[int, int]:
-        i = int(np.searchsorted(offsets, unit, side="right") - 1)
-        return i, int(unit - offsets[i])
-
-    return locate
-
-
-def concept_units(run: RunInfo, concept: int) -> tuple[set[int], dict[str, set[int]]]:
+def concept_units(run: Run, concept: int) -> tuple[set[int], dict[str, set[int]]]:
     """Generator units and per-encoder member units of concept ``concept``."""
     ids = [c["id"] for c in run.dictionary["concepts"]]
     if concept not in ids:
         shown = f"{min(ids)}..{max(ids)}" if ids else "none (this run found no concepts)"
-        raise ValueError(f"concept {concept} is not in {run.path}/dictionary.json; valid ids: {shown}")
+        raise ValueError(f"concept {concept} is not in {run.dictionary_path}; valid ids: {shown}")
     entry = next(c for c in run.dictionary["concepts"] if c["id"] == concept)
     return {u["unit"] for u in entry["generator_units"]}, {m: {u["unit"] for u in us} for m, us in entry["members"].items()}
 
 
-def _groups(run: RunInfo, target: str, pairs: list[tuple[int, int]]) -> tuple[list[PairGroup], int]:
+def _groups(run: Run, target: str, pairs: list[tuple[int, int]]) -> tuple[list[PairGroup], int]:
     """Group ``(generator unit, target unit)`` pairs by layer pair, with their statistics."""
     plan, gen = run.plan, run.plan.config.generator
     self_pair = target == gen
-    moments = pair_moments(run.store, gen, None if self_pair else target)
-    where_g, where_t = _locate(plan, gen), _locate(plan, target)
+    moments = run.moments(gen, None if self_pair else target)
     by_layer: dict[tuple[int, int], list[tuple[int, int, int]]] = defaultdict(list)
     for g, t in pairs:
-        (lg, cg), (lt, ct) = where_g(g), where_t(t)
+        (lg, cg), (lt, ct) = plan.locate(gen, g), plan.locate(target, t)
         by_layer[lg, lt].append((cg, ct, g))
     groups, dropped = [], 0
     for (lg, lt), rows in sorted(by_layer.items()):
@@ -153,7 +115,7 @@ def _groups(run: RunInfo, target: str, pairs: list[tuple[int, int]]) -> tuple[li
     return groups, dropped
 
 
-def encoder_matches(run: RunInfo, encoders: list[str] | None = None, concept: int | None = None,
+def encoder_matches(run: Run, encoders: list[str] | None = None, concept: int | None = None,
                     gen_unit: int | None = None) -> Matches:
     """Best-buddy pairs of the generator with each of ``encoders`` (default: every encoder of
     the run), optionally only those of concept ``concept`` and/or of generator unit ``gen_unit``
@@ -162,7 +124,7 @@ def encoder_matches(run: RunInfo, encoders: list[str] | None = None, concept: in
     chosen = known if not encoders else list(encoders)
     bad = [e for e in chosen if e not in known]
     if bad:
-        raise ValueError(f"encoder(s) {bad} were not mined in {run.path}; valid: {', '.join(known)}")
+        raise ValueError(f"encoder(s) {bad} were not mined in {run.location}; valid: {', '.join(known)}")
     g_units, members = concept_units(run, concept) if concept is not None else (None, {})
     groups, dropped = [], 0
     for enc in chosen:
@@ -185,7 +147,7 @@ def encoder_matches(run: RunInfo, encoders: list[str] | None = None, concept: in
     return out
 
 
-def self_matches(run: RunInfo, units: list[int] | None = None) -> Matches:
+def self_matches(run: Run, units: list[int] | None = None) -> Matches:
     """The generator's Rosetta units (or ``units``) paired with themselves, for edits: the
     target is the generator's own (edited) map, normalised by its self statistics."""
     gen = run.plan.config.generator
@@ -196,6 +158,6 @@ def self_matches(run: RunInfo, units: list[int] | None = None) -> Matches:
     if bad:
         raise ValueError(f"generator unit(s) {bad} do not exist; valid: 0..{total - 1}")
     if not units:
-        raise ValueError(f"{run.path} has no Rosetta units to edit (no concepts); mine more images or more encoders")
+        raise ValueError(f"{run.location} has no Rosetta units to edit (no concepts); mine more images or more encoders")
     groups, dropped = _groups(run, gen, [(int(u), int(u)) for u in units])
     return Matches(gen, tuple(groups), dropped)

@@ -5,7 +5,9 @@ problems (Adam is elementwise and the loss a sum of per-image terms, so a batch 
 result as one problem at a time), ``steps`` steps with :func:`~.losses.lr_factor`'s warm-up and
 cosine ramp-down, the base learning rate from the generator's zoo entry
 (``extra["inversion_lr"]``). Deterministic given the seed: the start latents come from
-``generator.sample_latents(seed, ...)`` and the loop itself draws no random numbers.
+``generator.sample_latents(seed, ...)`` and the loop itself draws no random numbers. The
+:class:`~.config.InversionConfig` is checked once where a flow or job starts
+(:meth:`~.config.InversionConfig.validate`), not here.
 
 Eq. 6 normalises with *dataset* statistics, so it is a dot product, not a bounded
 correlation: a latent far outside the prior can make activations, and ``L_act``, grow without
@@ -35,71 +37,17 @@ import torch
 
 from ..zoo import get_spec
 from ..zoo.base import EncoderAdapter, GeneratorAdapter
-from .losses import (ACTS, PIXELS, REGS, ImageCorrAct, LinearAct, generator_maps, image_targets, lr_factor,
-                     normalised_targets, pixel_loss, reg_loss)
+from .config import MODES, REG_CENTERS, InversionConfig
+from .losses import (ACTS, ImageCorrAct, LinearAct, generator_maps, image_targets, lr_factor, normalised_targets,
+                     pixel_loss, reg_loss)
 from .matches import Matches
 from .perceptual import Perceptual
 
 __all__ = ["MODES", "InversionConfig", "Result", "generator_lr", "optimise", "invert", "visualize", "target_maps",
            "guidance_objective", "latent_prior", "regulariser", "REG_CENTERS", "guidance", "ACTS"]
 
-MODES = ("ood", "rec")
-REG_CENTERS = ("prior", "zero")
 DEFAULT_LR = 0.05
 BOX_SAMPLES, BOX_SEED = 1024, 271828
-
-
-@dataclass(frozen=True)
-class InversionConfig:
-    """Settings of one optimisation (paper defaults: 500 steps, alpha 0.1, beta 1).
-
-    ``mode``: ``"ood"`` (Eq. 5, guidance only) or ``"rec"`` (Eq. 7, reconstruction + guidance).
-    ``lr=None`` takes the generator's zoo entry. ``beta=0`` in ``rec`` mode is the
-    reconstruction-only baseline. ``snapshots``: intermediate images kept for the strip.
-    ``reg_center``: what ``L_reg`` measures the latent against (module docstring).
-    ``act``: ``"dataset"`` is Eq. 6 (each map normalised by the pair's dataset statistics);
-    ``"image"`` each pair's correlation over the target image's own positions
-    (:class:`~.losses.ImageCorrAct`), for out-of-distribution targets.
-    """
-
-    mode: str = "ood"
-    steps: int = 500
-    lr: float | None = None
-    alpha: float = 0.1
-    beta: float = 1.0
-    reg: str = "l2"
-    reg_center: str = "zero"
-    act: str = "dataset"
-    pixel: str = "l2"
-    perceptual_weight: float = 1.0
-    warmup: float = 0.05
-    rampdown: float = 0.25
-    snapshots: int = 6
-    seed: int = 0
-    project: bool = True
-
-    def validate(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode={self.mode!r} is not supported; valid: {', '.join(MODES)}")
-        if self.reg not in REGS:
-            raise ValueError(f"reg={self.reg!r} is not supported; valid: {', '.join(REGS)}")
-        if self.reg_center not in REG_CENTERS:
-            raise ValueError(f"reg_center={self.reg_center!r} is not supported; valid: {', '.join(REG_CENTERS)}")
-        if self.act not in ACTS:
-            raise ValueError(f"act={self.act!r} is not supported; valid: {', '.join(ACTS)}")
-        if self.pixel not in PIXELS:
-            raise ValueError(f"pixel={self.pixel!r} is not supported; valid: {', '.join(PIXELS)}")
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps={self.steps!r} must be an integer >= 1")
-        if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr={self.lr} must be > 0")
-        for name in ("alpha", "beta", "perceptual_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
-        if not (0 <= self.warmup <= 1 and 0 <= self.rampdown <= 1):
-            raise ValueError(f"warmup={self.warmup}, rampdown={self.rampdown} must be fractions in [0, 1]")
-        if self.seed < 0:
-            raise ValueError(f"seed={self.seed} must be >= 0")
 
 
 @dataclass
@@ -214,7 +162,6 @@ def optimise(gen: GeneratorAdapter, start: torch.Tensor, layers: list[str], obje
     ``needs_images=False``: the objective only reads ``maps`` (it gets ``images=None``), so each
     step's forward pass ends at the deepest layer of ``layers``; the strip's images are then
     rendered without gradients at the few steps that keep one."""
-    config.validate()
     began = time.perf_counter()
     base = lr if lr is not None else (config.lr or generator_lr(gen.name))
     module = gen.module.eval()
@@ -265,7 +212,6 @@ def invert(gen: GeneratorAdapter, encoders: dict[str, EncoderAdapter], matches: 
     ``beta=0`` drops the guidance. Every image starts from ``gen.sample_latents(seed, [0])``,
     so an image's result does not depend on the rest of the batch.
     """
-    config.validate()
     if config.mode == "ood" and matches is None:
         raise ValueError("mode 'ood' needs matches: guidance is its only image term")
     n = len(images)
@@ -303,7 +249,6 @@ def visualize(gen: GeneratorAdapter, encoders: dict[str, EncoderAdapter], matche
     that unit's map."""
     if starts < 1:
         raise ValueError(f"starts={starts} must be >= 1")
-    config.validate()
     act = guidance(matches, target_maps(encoders, matches, image), config.act, starts=starts)
     layers = sorted({g.gen_layer for g in matches.groups})
     start = gen.sample_latents(config.seed, np.arange(starts))

@@ -42,7 +42,8 @@ def test_invert_batch_continues_past_bad_images(run_dir, tmp_path):
     assert "Traceback" not in text
     out = Path(run_dir) / "inversions"  # --out defaults to a folder inside the run
     for name in ("scene0", "scene1", "grey"):
-        assert json.loads((out / name / "metrics.json").read_text())["steps"] == 2
+        metrics = json.loads((out / name / "metrics.json").read_text())
+        assert metrics["steps"] == 2 and isinstance(metrics["psnr"], float)  # one image: numbers, not lists
     assert json.loads((out / "grey" / "metrics.json").read_text())["notes"] == ["converted from L (1 channels) to RGB"]
     again = _rosetta("invert", "--run", str(run_dir), "--steps", "2", *good, home=home)
     assert again.returncode == 0 and "inverted 0, skipped 2" in again.stdout + again.stderr
@@ -63,6 +64,7 @@ def test_edit_and_visualize_write_outputs(run_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     shown = json.loads((tmp_path / f"concept-{concept}" / "metrics.json").read_text())
     assert shown["starts"] == 2 and shown["settings"]["act"] == "image" and recorded["settings"]["act"] == "dataset"
+    assert len(shown["final_l_act"]) == 2 and isinstance(recorded["final_l_act"], float)
 
 
 @pytest.mark.parametrize("args,message", [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,7 +19,7 @@ from rosetta_core.inversion import InversionConfig, encoder_matches, invert, ope
 from rosetta_core.inversion import optimize as optimize_module
 from rosetta_core.inversion.edits import (EDIT_FITS, EDIT_HOLDS, FIT_BOXES, default_box, default_fit, default_hold, edit,
                                           edit_problem, edit_targets)
-from rosetta_core.inversion.jobs import JobSettings, edit_job, invert_file, job_done, visualize_job
+from rosetta_core.inversion.jobs import check_job, edit_job, invert_file, job_done, visualize_job
 from rosetta_core.inversion.losses import ImageCorrAct, act_loss, generator_maps, image_targets, normalised_targets
 from rosetta_core.inversion.optimize import BOX_SAMPLES, BOX_SEED, latent_box, optimise, target_maps, to_uint8
 from rosetta_core.zoo import load
@@ -91,7 +92,7 @@ def run_dir(tmp_path_factory):
 
 
 def _layer_maps(run, model, layer):
-    return np.asarray(run.store.array(f"activations/{model}/{layer}")[...], dtype=np.float64)
+    return np.asarray(run.store.array(run.maps_key(model, layer))[...], dtype=np.float64)
 
 
 def test_pair_statistics_are_the_dataset_moments_of_each_resized_pair(run_dir):
@@ -284,53 +285,78 @@ def test_image_act_optimises_each_pairs_correlation_on_the_image(run_dir):
     with pytest.raises(ValueError, match="act='image': edits fit the generator's own edited maps"):
         edit(gen, self_matches(run), gen.sample_latents(0, np.arange(1)), "zoom", cfg)
     with pytest.raises(ValueError, match="act='pixels' is not supported; valid: dataset, image"):
-        JobSettings(act="pixels").config()
+        check_job(run_dir, InversionConfig(act="pixels"))
 
 
 def test_jobs_written_before_act_existed_still_count_as_done(tmp_path):
-    record = JobSettings(steps=2).record()
-    assert record["act"] == "dataset"
-    old = {k: v for k, v in record.items() if k != "act"}
+    """metrics.json of older jobs lacks the settings recorded since (act, and the config fields
+    jobs did not record: perceptual_weight, warmup, rampdown, snapshots, project); they ran with
+    today's defaults of those, so they count as done, and only with those values."""
+    record = InversionConfig(steps=2).record()
+    assert record["act"] == "dataset" and record["encoders"] == []
+    old = {k: v for k, v in record.items() if k not in ("act", "perceptual_weight", "warmup", "rampdown", "snapshots", "project")}
     (tmp_path / "metrics.json").write_text(json.dumps({"settings": old}))
     assert job_done(tmp_path, record)
-    assert not job_done(tmp_path, JobSettings(steps=2, act="image").record())
+    assert not job_done(tmp_path, InversionConfig(steps=2, act="image").record())
+    assert not job_done(tmp_path, InversionConfig(steps=2, snapshots=3).record())
+
+
+def test_one_config_from_flow_parameters_to_the_record():
+    """The config normalises lists to tuples (a flow or deployment parameter from JSON), so equal
+    configurations compare equal, and its record gives it back; it is checked only by validate()."""
+    config = InversionConfig(mode="rec", encoders=["mini-resnet.sup"], lr=0.2)
+    assert config.encoders == ("mini-resnet.sup",) and config == InversionConfig(**config.record())
+    assert json.loads(json.dumps(config.record())) == config.record()
+    InversionConfig(steps=0)  # building one checks nothing; validate() does, once, at the start of a job
+    with pytest.raises(ValueError, match="steps=0 must be an integer >= 1"):
+        InversionConfig(steps=0).validate()
 
 
 def test_jobs_write_their_files(run_dir, tmp_path):
     image = scene_pngs(tmp_path / "img", 1)[0]
-    settings = JobSettings(mode="rec", steps=2)
-    metrics = invert_file(run_dir, image, tmp_path / "out", settings)
+    settings = InversionConfig(mode="rec", steps=2)
+    run = check_job(run_dir, settings)
+    metrics = invert_file(run, image, tmp_path / "out", settings)
     folder = tmp_path / "out" / "scene0"
     saved = json.loads((folder / "metrics.json").read_text())
     assert saved["perceptual"].startswith("features of mini-resnet.sup") and saved["lpips"] is None
-    assert saved["steps"] == 2 and len(saved["psnr"]) == 1 and saved["seconds"] > 0
+    assert saved["steps"] == 2 and saved["seconds"] > 0 and metrics["out"] == str(folder)
+    # one image: numbers, not one-element lists
+    assert all(isinstance(saved[k], float) for k in ("psnr", "ssim", "final_l_act")), saved
     assert np.load(folder / "latent.npy").shape[0] == 1 and (folder / "strip.png").is_file()
-    assert invert_file(run_dir, image, tmp_path / "out", settings)["skipped"] is True
-    assert metrics["settings"]["mode"] == "rec"
-    edited = edit_job(run_dir, tmp_path / "out", "shift", JobSettings(steps=2), index=1)
+    assert invert_file(run, image, tmp_path / "out", settings)["skipped"] is True
+    assert metrics["settings"]["mode"] == "rec" and saved["settings"] == settings.record() | {"image": str(Path(image).resolve())}
+    config = InversionConfig(steps=2)
+    edited = edit_job(run, tmp_path / "out", "shift", config, index=1)
     assert edited["hold"] == 0.0 and edited["pad"] == "mean" and edited["fit"] == "mse" and edited["edit"] == "shift" and (tmp_path / "out" / "edit-shift-1" / "result.png").is_file()
-    concept = open_run(run_dir).dictionary["concepts"][0]["id"]
+    assert isinstance(edited["psnr"], float) and isinstance(edited["final_l_act"], float)
+    concept = run.dictionary["concepts"][0]["id"]
     with pytest.raises(ValueError, match="--fit 'huber' is not supported; valid: mse, corr"):
-        edit_job(run_dir, tmp_path / "out", "shift", JobSettings(steps=2), index=1, fit="huber")
-    removed = edit_job(run_dir, tmp_path / "out", "remove", JobSettings(steps=2), concept=concept, fit="corr")
-    zoomed = edit_job(run_dir, tmp_path / "out", "zoom", JobSettings(steps=2), index=1)
+        edit_job(run, tmp_path / "out", "shift", config, index=1, fit="huber")
+    removed = edit_job(run, tmp_path / "out", "remove", config, concept=concept, fit="corr")
+    zoomed = edit_job(run, tmp_path / "out", "zoom", config, index=1)
     assert zoomed["fit"] == "mse" and zoomed["hold"] == 0.0 and zoomed["box"] is False
-    boxed = edit_job(run_dir, tmp_path / "out2", "zoom", JobSettings(steps=2), index=1, fit="corr")
+    boxed = edit_job(run, tmp_path / "out2", "zoom", config, index=1, fit="corr")
     assert boxed["fit"] == "corr" and boxed["hold"] == EDIT_HOLDS["corr"]["zoom"] and boxed["box"] is True
     assert removed["concept"] == concept and removed["hold"] == 0.0 and removed["fit"] == "corr"
-    shown = visualize_job(run_dir, tmp_path / "out", concept, JobSettings(steps=2), starts=3)
+    shown = visualize_job(run, tmp_path / "out", concept, config, starts=3)
     assert np.load(tmp_path / "out" / f"concept-{concept}" / "latent.npy").shape[0] == 3
-    assert shown["starts"] == 3
-    entry = open_run(run_dir).dictionary["concepts"][0]
+    assert shown["starts"] == 3 and len(shown["final_l_act"]) == 3  # a batch of starts: lists
+    entry = run.dictionary["concepts"][0]
     unit = entry["generator_units"][0]["unit"]
-    single = visualize_job(run_dir, tmp_path / "out", concept, JobSettings(steps=2), starts=2, unit=unit)
-    one = encoder_matches(open_run(run_dir), concept=concept, gen_unit=unit)
+    single = visualize_job(run, tmp_path / "out", concept, config, starts=1, unit=unit)
+    assert isinstance(single["final_l_act"], list) and len(single["final_l_act"]) == 1
+    one = encoder_matches(run, concept=concept, gen_unit=unit)
     assert single["pairs"] == one.n_pairs and {int(u) for g in one.groups for u in g.gen_units} == {unit}
     assert (tmp_path / "out" / f"concept-{concept}-unit-{unit}" / "result.png").is_file()
+    # out=None: a folder inside the run
+    default = visualize_job(run, None, concept, config, starts=1)
+    assert default["out"] == str(run_dir / "visualizations" / f"concept-{concept}")
+    assert (run_dir / "visualizations" / f"concept-{concept}" / "metrics.json").is_file()
 
 
 def test_bad_runs_concepts_and_settings_are_clear_errors(run_dir, tmp_path):
-    with pytest.raises(ValueError, match="is not a directory"):
+    with pytest.raises(ValueError, match="nope is not a finished mining run"):
         open_run(tmp_path / "nope")
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "manifest.json").write_text('{"complete": false}')
@@ -339,20 +365,25 @@ def test_bad_runs_concepts_and_settings_are_clear_errors(run_dir, tmp_path):
     run = open_run(run_dir)
     with pytest.raises(ValueError, match=r"encoder\(s\) \['mini-vit.mae'\] were not mined .* valid: mini-resnet.sup"):
         encoder_matches(run, ["mini-vit.mae"])
+    with pytest.raises(ValueError, match=r"--encoders \['mini-vit.mae'\] were not mined .* valid: mini-resnet.sup"):
+        check_job(run_dir, InversionConfig(encoders=("mini-vit.mae",)))
+    with pytest.raises(ValueError, match="--perceptual-encoder: unknown model 'vgg-nope'; known models: "):
+        check_job(run_dir, InversionConfig(mode="rec", perceptual_encoder="vgg-nope"))
+    config = InversionConfig(steps=1)
     with pytest.raises(ValueError, match="concept 99999 is not in .*valid ids: 0\\.\\."):
-        visualize_job(run_dir, tmp_path, 99999, JobSettings(steps=1))
+        visualize_job(run, tmp_path, 99999, config)
     first = run.dictionary["concepts"][0]
     with pytest.raises(ValueError, match=r"generator unit 100000 has no usable matched pairs|generator unit 100000 \(the concept's"):
         encoder_matches(run, concept=first["id"], gen_unit=100000)
     with pytest.raises(ValueError, match="mode='sideways' is not supported; valid: ood, rec"):
-        JobSettings(mode="sideways").config()
+        check_job(run_dir, InversionConfig(mode="sideways"))
     with pytest.raises(ValueError, match="edit 'rotate' is not supported"):
-        edit_job(run_dir, tmp_path, "rotate", JobSettings(steps=1))
+        edit_job(run, tmp_path, "rotate", config)
     with pytest.raises(ValueError, match="needs --concept ID or --unit"):
-        edit_job(run_dir, tmp_path, "remove", JobSettings(steps=1))
+        edit_job(run, tmp_path, "remove", config)
     with pytest.raises(ValueError, match="--index 500 is out of range; the run has images 0..23"):
-        edit_job(run_dir, tmp_path, "zoom", JobSettings(steps=1), index=500)
+        edit_job(run, tmp_path, "zoom", config, index=500)
     with pytest.raises(ValueError, match=r"--hold -2.0 must be >= 0 \(0 = the paper's Eq. 5"):
-        edit_job(run_dir, tmp_path, "zoom", JobSettings(steps=1), hold=-2.0)
+        edit_job(run, tmp_path, "zoom", config, hold=-2.0)
     with pytest.raises(ValueError, match="steps=0 must be an integer >= 1"):
         InversionConfig(steps=0).validate()
