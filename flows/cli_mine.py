@@ -30,30 +30,15 @@ def quiet_logs() -> None:
                     handler.setLevel(level)
 
 
-def run_mine(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    trust_pickle_env(args)
-    if not args.verbose:
-        quiet_logs()
-    from flows import progress
-    from flows.mine import mine, summary_lines  # imports Prefect
-
-    progress.show(sys.stderr.isatty() or args.progress)
-    result = mine(config, args.out, device=args.device, dask_address=args.dask_address, overwrite=args.overwrite)
-    if result["status"] == "complete":
-        print(f"{result['location']} is already complete (manifest.json matches this configuration); nothing to do")
-    print("\n".join(summary_lines(result["location"], result["report"], result["summary"])))
-    return 0
+DESCRIPTION = (
+    "Generate images, extract activations of every model into a Zarr store, correlate every unit pair exactly, "
+    "keep best buddies, cluster concepts, write dictionary.json and report/index.html. Rerunning resumes: "
+    "finished chunks and pairs are skipped."
+)
 
 
 def add_mine_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "mine",
-        help="mine Rosetta Neurons (default: the embedded zoo)",
-        description="Generate images, extract activations of every model into a Zarr store, correlate every "
-        "unit pair exactly, keep best buddies, cluster concepts, write dictionary.json and report/index.html. "
-        "Rerunning resumes: finished chunks and pairs are skipped.",
-    )
+    p = sub.add_parser("mine", help="mine Rosetta Neurons (default: the embedded zoo)", description=DESCRIPTION)
     add_config_options(p)
     p.add_argument("--k", type=int, default=5, help="best-buddy K (default 5)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i (default 0)")
@@ -69,3 +54,19 @@ def add_mine_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--verbose", action="store_true", help="show Prefect's and Dask's logs in the terminal")
     p.add_argument("--progress", action="store_true", help="draw progress bars even when stderr is not a terminal")
     p.set_defaults(run=run_mine)
+
+
+def run_mine(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    trust_pickle_env(args)
+    if not args.verbose:
+        quiet_logs()
+    from flows import progress
+    from flows.mine import mine, summary_lines  # imports Prefect
+
+    progress.show(sys.stderr.isatty() or args.progress)
+    result = mine(config, args.out, device=args.device, dask_address=args.dask_address, overwrite=args.overwrite)
+    if result["status"] == "complete":
+        print(f"{result['location']} is already complete (manifest.json matches this configuration); nothing to do")
+    print("\n".join(summary_lines(result["location"], result["report"], result["summary"])))
+    return 0

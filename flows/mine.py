@@ -15,7 +15,7 @@ from prefect_dask import DaskTaskRunner
 from rosetta_core.run import MineConfig, Run, location
 from tasks import mining as t
 
-from . import progress
+from flows import progress  # absolute: a deployment loads this file by path, outside the package
 
 #: the cluster a run starts when it is given no Dask scheduler address: 2 single-threaded
 #: worker processes (torch and BLAS threads pinned to 1 each, so they share the cores fairly)
@@ -23,7 +23,7 @@ LOCAL_CLUSTER = {
     "n_workers": 2,
     "threads_per_worker": 1,
     "processes": True,
-    "dashboard_address": None,
+    "dashboard_address": ":0",  # a free port: runs side by side never fight over 8787
     "env": {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
 }
 

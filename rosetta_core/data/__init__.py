@@ -1,31 +1,4 @@
 """Procedural datasets with pixel-level ground truth (the embedded default world)."""
 
-from .shapes import (
-    COLOURS,
-    KINDS,
-    PALETTE,
-    STYLES,
-    TEXTURES,
-    Scenes,
-    WorldConfig,
-    code_dim,
-    code_layout,
-    render,
-    render_batch,
-    truth_masks,
-)
-
-__all__ = [
-    "COLOURS",
-    "KINDS",
-    "PALETTE",
-    "STYLES",
-    "TEXTURES",
-    "Scenes",
-    "WorldConfig",
-    "code_dim",
-    "code_layout",
-    "render",
-    "render_batch",
-    "truth_masks",
-]
+from .shapes import *  # noqa: F403  (the world's public names: see shapes.__all__)
+from .shapes import __all__  # noqa: F401

@@ -9,13 +9,15 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 from ..zoo import get_spec, load, weights_for
+from ..zoo.probe import model_layers
 from .config import MineConfig
 
 __all__ = ["check_models", "model", "using_model"]
 
 
 def check_models(config: MineConfig) -> None:
-    """Every model check that loads no weights: names and kinds, weights available, class index.
+    """Every model check that loads no weights: names and kinds, weights available, class index,
+    layer patterns (from the models' layer tables; nothing is built where a spec declares one).
 
     Unknown names fail listing the known ones; models with outside weights (the paper's zoo)
     check their own files, offline too."""
@@ -45,6 +47,10 @@ def check_models(config: MineConfig) -> None:
         )
     if config.class_index is not None and not 0 <= config.class_index < classes:
         raise ValueError(f"class_index={config.class_index} is out of range for {config.generator}; valid: 0..{classes - 1}")
+    for name, patterns in config.layers.items():
+        if name not in config.models:
+            raise ValueError(f"--layers names {name!r}, which is not in this run; models: {', '.join(config.models)}")
+        model_layers(name, list(patterns), config.weights)  # a pattern that matches no layer fails here
 
 
 @lru_cache(maxsize=16)

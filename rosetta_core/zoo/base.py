@@ -28,6 +28,20 @@ class LayerInfo:
     grid: tuple[int, int]
 
 
+def select_layer_names(model: str, names: Sequence[str], patterns: Sequence[str] | str | None = None) -> list[str]:
+    """The layer ``names`` of ``model`` matching any glob pattern (all when None), in their
+    order; a pattern that matches nothing is a ValueError listing the available layers."""
+    if patterns is None:
+        return list(names)
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    unknown = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+    if unknown:
+        raise ValueError(f"layer pattern(s) {unknown} match no layer of {model}; available layers: {', '.join(names)}")
+    return chosen
+
+
 class ModelAdapter(ABC):
     """Common part of encoders and generators: layers and activation capture.
 
@@ -52,19 +66,7 @@ class ModelAdapter(ABC):
 
     def select_layers(self, patterns: Sequence[str] | str | None = None) -> list[str]:
         """Layer names matching any glob pattern (all when None), in forward order."""
-        names = [info.name for info in self.layers()]
-        if patterns is None:
-            return names
-        if isinstance(patterns, str):
-            patterns = [patterns]
-        chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
-        unknown = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
-        if unknown:
-            raise ValueError(
-                f"layer pattern(s) {unknown} match no layer of {self.name}; "
-                f"available layers: {', '.join(names)}"
-            )
-        return chosen
+        return select_layer_names(self.name, [info.name for info in self.layers()], patterns)
 
     @property
     def device(self) -> torch.device:
