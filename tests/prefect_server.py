@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,14 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from s3_server import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 150) -> None:
@@ -63,7 +58,7 @@ def prefect(*args: str, env: dict, **kw) -> subprocess.CompletedProcess:
 def prefect_server(home: Path) -> Iterator[dict[str, str]]:
     """A Prefect server on a free port with its database under ``home``; yields the environment
     that points clients, `prefect deploy` and workers at it."""
-    port = _free_port()
+    port = free_port()
     env = os.environ | {
         "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_DATABASE_TIMEOUT": "60",

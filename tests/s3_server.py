@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -46,7 +46,7 @@ def _close_clients() -> None:
 @contextmanager
 def moto_s3(bucket: str, timeout: float = 60) -> Iterator[dict[str, str]]:
     """Start a moto S3 server, create ``bucket``, set the AWS environment; yield that environment."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -89,3 +89,12 @@ def moto_s3(bucket: str, timeout: float = 60) -> Iterator[dict[str, str]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def s3_bucket(bucket: str) -> Iterator:
+    """A moto S3 server with ``bucket``; yields an ``s3fs.S3FileSystem`` that reaches it."""
+    with moto_s3(bucket):
+        import s3fs
+
+        yield s3fs.S3FileSystem()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from invert_support import mine_in_process, scene_pngs
 from PIL import Image
-from s3_server import moto_s3
+from s3_server import s3_bucket
 
 from rosetta_core.run import MineConfig
 
@@ -28,10 +28,8 @@ FILES = ("result.png", "strip.png", "latent.npy", "metrics.json")
 
 @pytest.fixture(scope="module")
 def s3():
-    with moto_s3(BUCKET):
-        import s3fs
-
-        yield s3fs.S3FileSystem()
+    with s3_bucket(BUCKET) as fs:
+        yield fs
 
 
 @pytest.fixture(scope="module")

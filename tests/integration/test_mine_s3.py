@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 import zarr
-from s3_server import moto_s3
+from s3_server import s3_bucket
 
 from invert_support import mine_in_process
 from rosetta_core.matching.dictionary import validate_dictionary
@@ -35,10 +35,8 @@ SMALL = {"encoders": ENCODERS, "n": 24, "k": 3, "chunk_size": 8, "weights": "ran
 
 @pytest.fixture(scope="module")
 def s3():
-    with moto_s3(BUCKET):
-        import s3fs
-
-        yield s3fs.S3FileSystem()
+    with s3_bucket(BUCKET) as fs:
+        yield fs
 
 
 def _local_run(run_dir) -> Run:

@@ -7,7 +7,6 @@ import io
 import json
 import re
 import shutil
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
