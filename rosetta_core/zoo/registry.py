@@ -9,7 +9,8 @@ without building the model.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from torch import nn
 from .base import LayerInfo, ModelAdapter
 
 __all__ = [
-    "ModelSpec", "register", "get_spec", "list_models", "load", "load_state", "weights_for", "weights_hash",
+    "ModelSpec", "register", "register_modules", "get_spec", "list_models", "load", "load_state", "weights_for",
+    "weights_hash",
 ]
 
 
@@ -91,6 +93,13 @@ def register(spec: ModelSpec) -> ModelSpec:
         raise ValueError(f"{spec.name}: kind={spec.kind!r}; valid: generator, encoder")
     _REGISTRY[spec.name] = spec
     return spec
+
+
+def register_modules(package: str, modules: Iterable[str]) -> None:
+    """Import the ``modules`` of ``package`` (a zoo package's ``__name__``); each registers its
+    models on import. A missing module is an error like any other."""
+    for module in modules:
+        importlib.import_module(f"{package}.{module}")
 
 
 def _ensure_builtin() -> None:

@@ -8,10 +8,11 @@ the uninterrupted one would.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -19,7 +20,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-__all__ = ["BatchSource", "Recipe", "TrainResult", "steps_for_seconds", "train"]
+__all__ = ["BatchSource", "Recipe", "TrainResult", "adamw_matrix_decay", "steps_for_seconds", "train", "warmup_cosine_lr"]
 
 
 class Recipe(Protocol):
@@ -34,6 +35,30 @@ class Recipe(Protocol):
         """Everything to resume: modules, optimisers, schedulers."""
 
     def load_state_dict(self, state: dict) -> None: ...
+
+
+def warmup_cosine_lr(step: int, total_steps: int, base_lr: float, warmup: float = 0.05) -> float:
+    """The learning rate of ``step`` (from 0): a linear warm-up to ``base_lr`` over the first
+    ``warmup`` fraction of ``total_steps`` (at least one step), then a cosine decay to 0 at
+    ``total_steps`` (0 after it)."""
+    ramp = max(1, int(warmup * total_steps))
+    if step < ramp:
+        return base_lr * (step + 1) / ramp
+    t = (step - ramp) / max(1, total_steps - ramp)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+
+
+def adamw_matrix_decay(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float,
+                       **adamw: object) -> torch.optim.AdamW:
+    """AdamW with ``weight_decay`` on the matrices and kernels (``ndim >= 2``) of ``params`` and
+    none on the vectors (biases, norms, scales): two parameter groups in that order. ``adamw``:
+    AdamW's other settings (``betas``, ``eps``)."""
+    params = list(params)
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr, **adamw,
+    )
 
 
 class _Steps(torch.utils.data.Dataset):

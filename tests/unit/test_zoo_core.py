@@ -10,7 +10,7 @@ from torch import nn
 from rosetta_core.zoo.hooks import capture
 from rosetta_core.zoo import LayerInfo, ModelSpec, get_spec, load, load_state, register, tokens_to_maps
 from rosetta_core.zoo.base import EncoderAdapter
-from rosetta_core.zoo.registry import _REGISTRY
+from rosetta_core.zoo.registry import _REGISTRY, register_modules
 from rosetta_core.zoo.training import train
 
 pytestmark = pytest.mark.unit
@@ -50,6 +50,21 @@ def test_duplicate_and_unknown_names_are_errors(tiny_spec):
         register(tiny_spec)
     with pytest.raises(ValueError, match=r"unknown model 'nope'; known models: .*test-tiny"):
         get_spec("nope")
+
+
+def test_a_missing_zoo_module_is_an_error_not_skipped():
+    with pytest.raises(ModuleNotFoundError, match="rosetta_core.zoo.embedded.mini_nothing"):
+        register_modules("rosetta_core.zoo.embedded", ("mini_nothing",))
+
+
+@pytest.mark.parametrize("name", ["biggan-deep-256", "resnet50.tv_in1k", "stylegan2.lsun-cat"])
+def test_paper_weights_checks_share_the_choice_rules(name, tmp_path):
+    check = get_spec(name).check_weights
+    check("random")  # needs nothing
+    (tmp_path / "w.pt").touch()
+    check(str(tmp_path / "w.pt"))  # an existing file is read when loading
+    with pytest.raises(ValueError, match=f"weights file '.*none.pt' for {name} does not exist"):
+        check(str(tmp_path / "none.pt"))
 
 
 def test_random_weights_are_seeded_and_hashed(tiny_spec):

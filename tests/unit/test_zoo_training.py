@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from rosetta_core.zoo.embedded.gen_recipes import GenRecipe
 from rosetta_core.zoo.embedded.mini_gen import MiniGenerator
-from rosetta_core.zoo.training import BatchSource, steps_for_seconds, train
+from rosetta_core.zoo.training import BatchSource, adamw_matrix_decay, steps_for_seconds, train, warmup_cosine_lr
 
 pytestmark = pytest.mark.unit
 
@@ -55,3 +56,26 @@ def test_steps_for_seconds_scales_with_the_budget():
     assert long > 10 * short  # 600 s hold far more than the 8 probe steps (which took ~1 s)
     with pytest.raises(ValueError, match="seconds=0"):
         steps_for_seconds(_small_recipe, 0)
+
+
+def test_warmup_cosine_lr_matches_a_float64_oracle():
+    total, base = 200, 2e-3
+    ramp = 10  # 5% of 200
+    for step in range(total + 3):
+        if step < ramp:
+            expected = base * (step + 1) / ramp
+        else:
+            expected = base * 0.5 * (1 + np.cos(np.pi * min(1.0, (step - ramp) / (total - ramp))))
+        assert warmup_cosine_lr(step, total, base) == pytest.approx(expected, rel=1e-12, abs=1e-18)
+    assert warmup_cosine_lr(ramp - 1, total, base) == warmup_cosine_lr(ramp, total, base) == base
+    assert warmup_cosine_lr(total, total, base) == 0.0 == warmup_cosine_lr(total + 2, total, base)
+    assert warmup_cosine_lr(0, 3, base) == base  # a run shorter than 20 steps warms up in one step
+
+
+def test_adamw_matrix_decay_spares_vectors():
+    module = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    optimiser = adamw_matrix_decay(module.parameters(), 1e-3, 0.1, betas=(0.9, 0.95))
+    decay, no_decay = optimiser.param_groups
+    assert [p.shape for p in decay["params"]] == [(4, 3)] and decay["weight_decay"] == 0.1
+    assert [p.shape for p in no_decay["params"]] == [(4,), (4,), (4,)] and no_decay["weight_decay"] == 0.0
+    assert decay["betas"] == (0.9, 0.95) and decay["lr"] == 1e-3

@@ -24,6 +24,7 @@ from open_clip.loss import ClipLoss
 from torch import nn
 
 from ...data import COLOURS, KINDS, WorldConfig, render_batch
+from ..training import adamw_matrix_decay, warmup_cosine_lr
 from .mini_clip import MiniCLIPAdapter, build_clip
 from .vit_recipes import TEST_SEED, TRAIN_SEED, largest_kind, training_scenes
 
@@ -47,19 +48,10 @@ class CLIPRecipe:
         self.total_steps, self.batch_size, self.seed, self.base_lr = total_steps, batch_size, seed, lr
         self.criterion = ClipLoss()
         params = [p for p in self.adapter.module.parameters() if p.requires_grad]
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=lr, betas=(0.9, 0.98), eps=1e-6,
-        )
+        self.optimizer = adamw_matrix_decay(params, lr, weight_decay, betas=(0.9, 0.98), eps=1e-6)
 
     def lr_at(self, step: int) -> float:
-        warm = max(1, self.total_steps // 20)
-        if step < warm:
-            return self.base_lr * (step + 1) / warm
-        t = (step - warm) / max(1, self.total_steps - warm)
-        return self.base_lr * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+        return warmup_cosine_lr(step, self.total_steps, self.base_lr)
 
     def loss(self, images: torch.Tensor, captions: Sequence[str]) -> torch.Tensor:
         """Contrastive loss of uint8 images ``(n, 3, 64, 64)`` and their ``n`` captions."""

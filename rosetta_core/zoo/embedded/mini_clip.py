@@ -24,16 +24,15 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..hooks import capture
-from .. import registry
 from ..base import EncoderAdapter, LayerInfo
-from . import WEIGHTS_DIR
+from . import register_embedded
 
 if TYPE_CHECKING:
     import open_clip
     from open_clip.model import CLIP
 
-__all__ = ["NAME", "EMBED_DIM", "VISION", "TEXT", "VISION_CFG", "TEXT_CFG", "MiniCLIPAdapter", "build_clip",
-           "build_adapter", "layer_table", "tokenizer"]
+__all__ = ["NAME", "EMBED_DIM", "VISION", "TEXT", "MiniCLIPAdapter", "build_clip", "build_adapter", "layer_table",
+           "tokenizer"]
 
 NAME = "mini-clip.rn"
 EMBED_DIM = 128
@@ -166,17 +165,10 @@ def build_adapter() -> MiniCLIPAdapter:
     return MiniCLIPAdapter(build_clip())
 
 
-registry.register(
-    registry.ModelSpec(
-        name=NAME,
-        kind="encoder",
-        arch=(f"open_clip.CLIP(ModifiedResNet layers={VISION['layers']} width={VISION['width']}, "
-              f"text width={TEXT['width']} layers={TEXT['layers']}, embed={EMBED_DIM})"),
-        description="a small CLIP (ModifiedResNet image tower, BPE text transformer) trained "
-        "contrastively on the captions of the procedural shapes world",
-        build=build_adapter,
-        layers=layer_table,
-        weights_file=WEIGHTS_DIR / f"{NAME}.safetensors",
-        source="embedded: contrastive training on rosetta_core.data shapes captions (bench/train_clip.py)",
-    )
-)
+_ARCH = (f"open_clip.CLIP(ModifiedResNet layers={VISION['layers']} width={VISION['width']}, "
+         f"text width={TEXT['width']} layers={TEXT['layers']}, embed={EMBED_DIM})")
+
+register_embedded(NAME, _ARCH, build_adapter, layer_table,
+                  description="a small CLIP (ModifiedResNet image tower, BPE text transformer) trained "
+                  "contrastively on the captions of the procedural shapes world",
+                  trained_by="contrastive training on rosetta_core.data shapes captions (bench/train_clip.py)")

@@ -40,8 +40,7 @@ from torch import nn
 from ...data import WorldConfig, code_dim, code_layout, render_batch
 from ..hooks import capture
 from ..base import GeneratorAdapter, LayerInfo
-from ..registry import ModelSpec, register
-from . import WEIGHTS_DIR
+from . import register_embedded
 
 __all__ = [
     "GEN_WORLD", "Z_DIM", "Z_STREAM", "CODE_DIM", "LATENT_DIM", "IMAGE_SIZE", "WIDTHS",
@@ -232,16 +231,8 @@ def build() -> MiniGenAdapter:
     return MiniGenAdapter()
 
 
-register(ModelSpec(
-    name=NAME,
-    kind="generator",
-    arch=MiniGenAdapter.arch,
-    description="Conditional neural renderer of the simplified shape world (trained by L1 "
-                "regression on scene codes, not a GAN); latent = [scene code | 8-d noise]",
-    build=build,
-    layers=layer_table,
-    weights_file=WEIGHTS_DIR / f"{NAME}.safetensors",
-    source="embedded: bench/train_gen.py",
-    extra={"latent_dim": LATENT_DIM, "code_dim": CODE_DIM, "z_dim": Z_DIM, "world": "WorldConfig.simple()",
-           "inversion_lr": 0.05},  # Adam lr of guided inversion (paper: 0.1 StyleGAN2, 0.01 BigGAN)
-))
+register_embedded(NAME, MiniGenAdapter.arch, build, layer_table, kind="generator", trained_by="bench/train_gen.py",
+                  description="Conditional neural renderer of the simplified shape world (trained by L1 regression "
+                  "on scene codes, not a GAN); latent = [scene code | 8-d noise]",
+                  extra={"latent_dim": LATENT_DIM, "code_dim": CODE_DIM, "z_dim": Z_DIM, "world": "WorldConfig.simple()",
+                         "inversion_lr": 0.05})  # Adam lr of guided inversion (paper: 0.1 StyleGAN2, 0.01 BigGAN)

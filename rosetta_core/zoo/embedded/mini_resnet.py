@@ -44,9 +44,8 @@ import torch
 
 from ...data import COLOURS, KINDS, Scenes, WorldConfig, render_batch
 from ..hooks import capture
-from .. import registry
 from ..base import EncoderAdapter, LayerInfo
-from . import WEIGHTS_DIR
+from . import register_embedded
 
 if TYPE_CHECKING:
     from timm.models.resnet import ResNet
@@ -312,29 +311,15 @@ def build_ssl() -> MiniResNetAdapter:
 _ARCH = ("timm.ResNet(BasicBlock, layers {layers}, channels {channels}, {stem_type} stem {stem_width}, "
          + ("" if STEM_POOL else "no ") + "stem max-pool, 64x64)")
 
-registry.register(
-    registry.ModelSpec(
-        name=SUP_NAME,
-        kind="encoder",
-        arch=_ARCH.format(**RESNET_CONFIG),
-        description="a small ResNet supervised on which shape kinds and colours a scene shows "
-        "(multi-label presence), trained with flat/shaded/cartoon scenes, blur and noise",
-        build=build_sup,
-        layers=layer_table,
-        weights_file=WEIGHTS_DIR / f"{SUP_NAME}.safetensors",
-        source="embedded: supervised training on rosetta_core.data shapes (bench/train_resnet.py)",
-    )
+#: name, build, description, how the weights were trained
+_MODELS = (
+    (SUP_NAME, build_sup, "a small ResNet supervised on which shape kinds and colours a scene shows "
+     "(multi-label presence), trained with flat/shaded/cartoon scenes, blur and noise",
+     "supervised training on rosetta_core.data shapes (bench/train_resnet.py)"),
+    (SSL_NAME, build_ssl, "a small ResNet self-supervised with SimCLR (two augmented views, NT-Xent, "
+     "plus a dense NT-Xent between matching layer3 cells) on the procedural shapes world; no labels",
+     "SimCLR on rosetta_core.data shapes (bench/train_resnet.py)"),
 )
-registry.register(
-    registry.ModelSpec(
-        name=SSL_NAME,
-        kind="encoder",
-        arch=_ARCH.format(**RESNET_CONFIG),
-        description="a small ResNet self-supervised with SimCLR (two augmented views, NT-Xent, "
-        "plus a dense NT-Xent between matching layer3 cells) on the procedural shapes world; no labels",
-        build=build_ssl,
-        layers=layer_table,
-        weights_file=WEIGHTS_DIR / f"{SSL_NAME}.safetensors",
-        source="embedded: SimCLR on rosetta_core.data shapes (bench/train_resnet.py)",
-    )
-)
+for _name, _build, _description, _trained_by in _MODELS:
+    register_embedded(_name, _ARCH.format(**RESNET_CONFIG), _build, layer_table, description=_description,
+                      trained_by=_trained_by)

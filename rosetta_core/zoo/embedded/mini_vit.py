@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..hooks import capture
-from .. import registry
 from ..base import EncoderAdapter, LayerInfo, tokens_to_maps
-from . import WEIGHTS_DIR
+from . import register_embedded
 
 if TYPE_CHECKING:
     from timm.models.vision_transformer import VisionTransformer
@@ -119,17 +118,7 @@ def build_adapter() -> MiniViTAdapter:
 
 _ARCH = "timm.VisionTransformer(img {img_size}, patch {patch_size}, dim {embed_dim}, depth {depth}, heads {num_heads})"
 
-
-registry.register(
-    registry.ModelSpec(
-        name=NAME,
-        kind="encoder",
-        arch=_ARCH.format(**VIT_CONFIG),
-        description="a small ViT pre-trained as a masked autoencoder (75% of patches masked, "
-        "loss on normalised pixels) on the procedural shapes world",
-        build=build_adapter,
-        layers=layer_table,
-        weights_file=WEIGHTS_DIR / f"{NAME}.safetensors",
-        source="embedded: MAE pre-training on rosetta_core.data shapes (bench/train_vit.py)",
-    )
-)
+register_embedded(NAME, _ARCH.format(**VIT_CONFIG), build_adapter, layer_table,
+                  description="a small ViT pre-trained as a masked autoencoder (75% of patches masked, loss on "
+                  "normalised pixels) on the procedural shapes world",
+                  trained_by="MAE pre-training on rosetta_core.data shapes (bench/train_vit.py)")

@@ -23,14 +23,13 @@ run sees the same data as an uninterrupted one.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...data import KINDS, TEXTURES, Scenes, WorldConfig, render_batch, truth_masks
+from ..training import warmup_cosine_lr
 from .augmentations import (  # noqa: F401  (re-exported: recipes and tests use them here)
     SSL_JITTER, _crop, _flips, augment_sup, augment_view, blur, colour_jitter, pixel_coordinates,
 )
@@ -127,16 +126,9 @@ def dense_nt_xent(za: torch.Tensor, zb: torch.Tensor, where_a: torch.Tensor, whe
 
 
 # ------------------------------------------------------------------ recipes
-def _schedule(optimiser: torch.optim.Optimizer, steps: int, warmup: float = 0.05):
-    """Linear warm-up over the first ``warmup`` of ``steps``, then a cosine decay to zero."""
-    ramp = max(1, int(warmup * steps))
-
-    def factor(step: int) -> float:
-        if step < ramp:
-            return (step + 1) / ramp
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - ramp) / max(1, steps - ramp))))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
+def _schedule(optimiser: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """:func:`~rosetta_core.zoo.training.warmup_cosine_lr` over ``steps`` as a factor of the optimiser's lr."""
+    return torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: warmup_cosine_lr(step, steps, 1.0))
 
 
 class _Recipe:

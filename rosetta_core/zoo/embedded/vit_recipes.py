@@ -17,8 +17,6 @@ standardised, frozen, pooled features) for the kind of the largest visible objec
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from timm.layers import build_sincos2d_pos_embed
@@ -26,6 +24,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from ...data import KINDS, Scenes, WorldConfig, render_batch
+from ..training import adamw_matrix_decay, warmup_cosine_lr
 from .mini_vit import MiniViTAdapter, build_vit
 
 __all__ = [
@@ -123,19 +122,10 @@ class MAERecipe:
         self.total_steps, self.batch_size, self.seed = total_steps, batch_size, seed
         self.mask_ratio, self.base_lr, self.norm_floor = mask_ratio, lr, norm_floor
         params = [p for p in vit.parameters() if p.requires_grad] + list(self.decoder.parameters())
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=lr, betas=(0.9, 0.95),
-        )
+        self.optimizer = adamw_matrix_decay(params, lr, weight_decay, betas=(0.9, 0.95))
 
     def lr_at(self, step: int) -> float:
-        warm = max(1, self.total_steps // 20)
-        if step < warm:
-            return self.base_lr * (step + 1) / warm
-        t = (step - warm) / max(1, self.total_steps - warm)
-        return self.base_lr * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+        return warmup_cosine_lr(step, self.total_steps, self.base_lr)
 
     def encode_visible(self, x: torch.Tensor, generator: torch.Generator | None = None):
         """Normalised images ``(n, 3, 64, 64)`` -> (encoded ``(n, 1 + keep, dim)``, mask bool

@@ -6,14 +6,6 @@ package (see :mod:`.weights`).
 
 from __future__ import annotations
 
-import importlib
+from ..registry import register_modules
 
-#: modules that register models; each may be absent while it is being written
-_MODULES = ("encoder_zoo", "biggan", "stylegan2_zoo", "pickled")
-
-for _name in _MODULES:
-    try:
-        importlib.import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as err:
-        if err.name != f"{__name__}.{_name}":
-            raise
+register_modules(__name__, ("encoder_zoo", "biggan", "stylegan2_zoo", "pickled"))

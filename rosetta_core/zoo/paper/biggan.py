@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 from ..hooks import capture
-from ..base import GeneratorAdapter, LayerInfo
+from ..base import LayerInfo
 from ..registry import ModelSpec, register
-from .weights import missing_weights, reachable, read_checkpoint, state_from_checkpoint
+from .truncation import TruncatedGeneratorAdapter
+from .weights import missing_weights, reachable, read_checkpoint, state_from_checkpoint, wants_hub_weights
 
 __all__ = ["NAME", "Z_DIM", "CLASSES", "BIGGAN_DEEP_256", "BigGANModule", "BigGANAdapter", "build", "layer_table"]
 
@@ -57,7 +58,7 @@ class BigGANModule(nn.Module):
         return self.biggan(latents[:, :Z_DIM], latents[:, Z_DIM:], self.truncation)
 
 
-class BigGANAdapter(GeneratorAdapter):
+class BigGANAdapter(TruncatedGeneratorAdapter):
     """The extraction contract around the package's ``BigGAN`` (see the module docstring)."""
 
     name = NAME
@@ -68,16 +69,6 @@ class BigGANAdapter(GeneratorAdapter):
         self.module = module
         self.weights = "random"
         self.class_index: int | None = None
-
-    @property
-    def truncation(self) -> float:
-        return self.module.truncation
-
-    @truncation.setter
-    def truncation(self, value: float) -> None:
-        if not 0 < value <= 1:
-            raise ValueError(f"truncation={value} is invalid for {self.name}: use a value in (0, 1]")
-        self.module.truncation = float(value)
 
     def _blocks(self):
         from pytorch_pretrained_biggan.model import GenBlock
@@ -200,13 +191,7 @@ def _cached_file() -> Path | None:
 
 
 def check_weights(weights: str) -> None:
-    if weights == "random":
-        return
-    if weights not in ("trained", "pretrained"):
-        if not Path(weights).is_file():
-            raise ValueError(f"weights file {weights!r} for {NAME} does not exist; pass an existing file, 'pretrained' or 'random'")
-        return
-    if _cached_file() is None and not reachable("s3.amazonaws.com"):
+    if wants_hub_weights(NAME, weights) and _cached_file() is None and not reachable("s3.amazonaws.com"):
         from pytorch_pretrained_biggan.file_utils import PYTORCH_PRETRAINED_BIGGAN_CACHE
         from pytorch_pretrained_biggan.model import PRETRAINED_MODEL_ARCHIVE_MAP
 

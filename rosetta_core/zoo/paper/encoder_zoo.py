@@ -28,7 +28,9 @@ from .encoders import (
     RESNET50_STAGES, VIT_B16, ResNetStagesAdapter, ViTBlocksAdapter, open_clip_norm, resnet_stage_table, timm_norm,
     vit_block_table,
 )
-from .weights import missing_weights, reachable, read_checkpoint, require_hf_file, state_from_checkpoint
+from .weights import (
+    missing_weights, reachable, read_checkpoint, require_hf_file, state_from_checkpoint, wants_hub_weights,
+)
 
 __all__ = ["DINO_RN50_URL", "build_timm", "build_clip", "dino_state"]
 
@@ -154,11 +156,7 @@ def _load_clip(adapter, weights: str) -> str:
 
 def _check(kind: str, name: str, weights: str) -> None:
     """Pre-flight check of a weights choice, building nothing."""
-    if weights == "random":
-        return
-    if weights not in ("trained", "pretrained"):
-        if not Path(weights).is_file():
-            raise ValueError(f"weights file {weights!r} for {name} does not exist; pass an existing file, 'pretrained' or 'random'")
+    if not wants_hub_weights(name, weights):
         return
     if kind == "dino":
         check_dino(weights)

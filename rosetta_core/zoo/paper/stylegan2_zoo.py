@@ -25,10 +25,11 @@ import torch
 from torch import nn
 
 from ..hooks import capture
-from ..base import GeneratorAdapter, LayerInfo
+from ..base import LayerInfo
 from ..registry import ModelSpec, load_state, register
 from .stylegan2 import StyleGAN2Generator, channels_for
-from .weights import WEIGHTS_HOME, read_checkpoint
+from .truncation import TruncatedGeneratorAdapter
+from .weights import WEIGHTS_HOME, read_checkpoint, wants_hub_weights
 
 __all__ = ["StyleGAN2Module", "StyleGAN2Adapter", "build", "layer_table", "load_g_ema", "g_ema_checkpoint"]
 
@@ -57,7 +58,7 @@ class StyleGAN2Module(nn.Module):
         return self.generator(z, self.truncation, self.w_avg)
 
 
-class StyleGAN2Adapter(GeneratorAdapter):
+class StyleGAN2Adapter(TruncatedGeneratorAdapter):
     """The extraction contract around :class:`StyleGAN2Module` (see the module docstring)."""
 
     standard_normal_prior = True  # L_reg is the paper's ||z||^2
@@ -71,16 +72,6 @@ class StyleGAN2Adapter(GeneratorAdapter):
             self._hooked[f"convs.{i}"] = (conv, 2 ** (3 + i // 2))
         for i, to_rgb in enumerate(g.to_rgbs):
             self._hooked[f"to_rgbs.{i}"] = (to_rgb.conv, 2 ** (3 + i))
-
-    @property
-    def truncation(self) -> float:
-        return self.module.truncation
-
-    @truncation.setter
-    def truncation(self, value: float) -> None:
-        if not 0 < value <= 1:
-            raise ValueError(f"truncation={value} is invalid for {self.name}: use a value in (0, 1]")
-        self.module.truncation = float(value)
 
     def layers(self) -> list[LayerInfo]:
         """Forward order: conv1, to_rgb1, then per resolution two convs and a to-RGB."""
@@ -157,18 +148,13 @@ def default_file(name: str) -> Path | None:
 
 
 def check_weights(name: str, origin: str, weights: str) -> None:
-    if weights == "random":
-        return
-    if weights in ("trained", "pretrained"):
-        if default_file(name) is None:
-            raise ValueError(
-                f"no pretrained weights for {name!r}: StyleGAN2 has no library hub, and "
-                f"{WEIGHTS_HOME / (name + '.pt')} does not exist. Get the {origin} g_ema checkpoint "
-                f"(the 256px config-f checkpoint converted from NVIDIA's), put it there, or pass "
-                f"--weights {name}=PATH; or use --weights random"
-            )
-    elif not Path(weights).is_file():
-        raise ValueError(f"weights file {weights!r} for {name} does not exist; pass an existing file, 'pretrained' or 'random'")
+    if wants_hub_weights(name, weights) and default_file(name) is None:
+        raise ValueError(
+            f"no pretrained weights for {name!r}: StyleGAN2 has no library hub, and "
+            f"{WEIGHTS_HOME / (name + '.pt')} does not exist. Get the {origin} g_ema checkpoint "
+            f"(the 256px config-f checkpoint converted from NVIDIA's), put it there, or pass "
+            f"--weights {name}=PATH; or use --weights random"
+        )
 
 
 def load_weights(adapter: StyleGAN2Adapter, weights: str, origin: str) -> str:

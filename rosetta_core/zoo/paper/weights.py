@@ -20,12 +20,25 @@ import torch
 
 __all__ = [
     "WEIGHTS_HOME", "read_checkpoint", "state_from_checkpoint", "hub_file", "reachable", "missing_weights",
-    "require_hf_file",
+    "require_hf_file", "wants_hub_weights",
 ]
 
 #: local weights of models without a library hub (StyleGAN2): ``$ROSETTA_WEIGHTS_DIR`` or
 #: ``~/.cache/rosetta-neurons/weights``
 WEIGHTS_HOME = Path(os.environ.get("ROSETTA_WEIGHTS_DIR", Path.home() / ".cache" / "rosetta-neurons" / "weights"))
+
+
+def wants_hub_weights(name: str, weights: str) -> bool:
+    """Whether the weights choice ``weights`` of model ``name`` asks for its pretrained weights
+    (``"trained"`` or ``"pretrained"``), which the caller then checks; ``"random"`` and an existing
+    file need nothing more; a file that does not exist is a ValueError."""
+    if weights == "random":
+        return False
+    if weights in ("trained", "pretrained"):
+        return True
+    if not Path(weights).is_file():
+        raise ValueError(f"weights file {weights!r} for {name} does not exist; pass an existing file, 'pretrained' or 'random'")
+    return False
 
 
 def read_checkpoint(path: str | Path) -> Any:
