@@ -3,6 +3,7 @@ the deployment tests (no mocks: the same `prefect` commands a user runs)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -89,3 +90,22 @@ def worker(pool: str, env: dict) -> Iterator[subprocess.Popen]:
 def deploy(name: str, env: dict) -> None:
     """Deploy ``name`` from deployments/prefect.yaml as written."""
     prefect("--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml", "--name", name, env=env)
+
+
+def run_script(env: dict, script: str, *args: str, timeout: float = 700) -> dict:
+    """Run a Python ``script`` against the server in ``env`` (a client, as a user would from a
+    shell) and return the JSON it prints after ``RESULT ``."""
+    proc = subprocess.run([sys.executable, "-c", script, *args], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    if proc.returncode != 0 or not line:
+        raise AssertionError(proc.stdout[-3000:] + proc.stderr[-3000:])
+    return json.loads(line[-1][len("RESULT "):])
+
+
+def deployment_entry(name: str) -> dict:
+    """The entry of deployment ``name`` in deployments/prefect.yaml, as written."""
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())
+    return next(d for d in spec["deployments"] if d["name"] == name)

@@ -5,16 +5,12 @@ localhost (CPU), the `invert` entry of deployments/prefect.yaml, a batch of 3 im
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from invert_support import scene_pngs, tiny_run
-from prefect_server import ROOT, deploy, prefect, prefect_server, worker
+from prefect_server import deploy, prefect, prefect_server, run_script, worker
 
-from rosetta_core.inversion import InversionConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,24 +36,6 @@ print("RESULT " + json.dumps({"state": run.state.type.value, "message": run.stat
 """
 
 
-def _result(env: dict, *args: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=400)
-    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-    assert proc.returncode == 0 and line, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads(line[-1][len("RESULT "):])
-
-
-def test_the_deployments_own_parameters_are_a_valid_config():
-    spec = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())
-    invert = next(d for d in spec["deployments"] if d["name"] == "invert")
-    assert invert["entrypoint"] == "flows/invert.py:invert_image" and invert["work_pool"]["name"] == "gpu"
-    params = invert["parameters"]
-    assert set(params) <= {"run", "image", "out", "config", "device"}
-    config = InversionConfig(**params["config"])
-    assert config.mode == InversionConfig().mode  # the same default as `rosetta invert`
-    config.validate()
-
-
 def test_invert_batch_runs_three_deployment_runs_on_a_process_worker(tmp_path):
     run_dir = tiny_run(tmp_path / "run")
     images = scene_pngs(tmp_path / "images", 3)
@@ -66,7 +44,7 @@ def test_invert_batch_runs_three_deployment_runs_on_a_process_worker(tmp_path):
         prefect("work-pool", "set-concurrency-limit", "gpu", "2", env=env)
         deploy("invert", env)
 
-        first = _result(env, TRIGGER, str(run_dir), str(out), *images)
+        first = run_script(env, TRIGGER, str(run_dir), str(out), *images)
         assert sorted(first["summary"]["done"]) == sorted(images), first
         assert first["summary"]["failed"] == {} and first["summary"]["skipped"] == []
         assert first["states"] == ["COMPLETED"] * 3
@@ -78,12 +56,12 @@ def test_invert_batch_runs_three_deployment_runs_on_a_process_worker(tmp_path):
             assert metrics["settings"]["steps"] == 2 and metrics["settings"]["encoders"] == ["mini-resnet.sup"]
             assert (folder / "result.png").stat().st_size > 0 and (folder / "latent.npy").is_file()
 
-        again = _result(env, TRIGGER, str(run_dir), str(out), *images)  # every image is done: no new runs
+        again = run_script(env, TRIGGER, str(run_dir), str(out), *images)  # every image is done: no new runs
         assert sorted(again["summary"]["skipped"]) == sorted(images) and again["summary"]["done"] == []
         assert len(again["states"]) == 3
 
         params = {"run": str(run_dir), "image": images[0], "out": str(tmp_path / "bad"), "device": "cpu",
                   "config": {"steps": 2, "mode": "sideways"}}
-        bad = _result(env, ONE, json.dumps(params))
+        bad = run_script(env, ONE, json.dumps(params))
         assert bad["state"] == "FAILED" and "mode='sideways' is not supported; valid: ood, rec" in bad["message"], bad
         assert not (tmp_path / "bad").exists()  # refused before anything was written

@@ -5,12 +5,9 @@ parameter that fails the flow run with the command line's one-line message."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
-import yaml
-from prefect_server import ROOT, deploy, prefect_server, worker
+from prefect_server import deploy, prefect_server, run_script, worker
 
 from rosetta_core.run import MineConfig, Run
 
@@ -34,26 +31,7 @@ print("RESULT " + json.dumps({"state": run.state.type.value, "message": run.stat
 
 
 def _run(env: dict, parameters: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-c", TRIGGER, json.dumps(parameters)], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=700)
-    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-    assert proc.returncode == 0 and line, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads(line[-1][len("RESULT "):])
-
-
-def test_the_deployments_own_parameters_are_a_valid_run():
-    """The defaults as written: the file's `config` is a MineConfig that passes the flow's checks."""
-    spec = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())
-    mine = next(d for d in spec["deployments"] if d["name"] == "mine")
-    assert mine["entrypoint"] == "flows/mine.py:mine" and mine["work_pool"]["name"] == "cpu"
-    params = mine["parameters"]
-    assert set(params) <= {"config", "out", "device", "dask_address", "overwrite"}
-    config = MineConfig(**params["config"])
-    assert config.center == MineConfig().center  # the same default as `rosetta mine`
-    config.validate()
-    from rosetta_core.run.models import check_models
-
-    check_models(config)
+    return run_script(env, TRIGGER, json.dumps(parameters))
 
 
 def test_mine_deployment_runs_reruns_and_refuses_bad_input(tmp_path, capsys):
