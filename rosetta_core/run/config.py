@@ -20,6 +20,8 @@ __all__ = ["DEFAULT_ENCODERS", "DTYPES", "MineConfig", "chunk_bounds"]
 #: their gates (``mini-resnet.ssl`` joins when its weights do; ``rosetta zoo list`` shows them)
 DEFAULT_ENCODERS = ("mini-resnet.sup", "mini-vit.mae", "mini-clip.rn")
 DTYPES = ("float16", "float32")
+#: the fields every model and pair of a run depends on (see :meth:`MineConfig.run_identity`)
+RUN_FIELDS = ("generator", "n", "k", "seed", "chunk_size", "dtype", "center", "class_index")
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,19 @@ class MineConfig:
         out["layers"] = {k: list(v) for k, v in self.layers.items()}
         out["code_version"] = __version__
         return out
+
+    def run_identity(self) -> dict[str, Any]:
+        """The fields every model and pair of a run depends on: changing one is another run.
+        The models are not among them: a run can gain an encoder (:meth:`model_identity`)."""
+        return {f: getattr(self, f) for f in RUN_FIELDS} | {"code_version": __version__}
+
+    def model_identity(self, name: str, weights_hash: str | None = None) -> dict[str, Any]:
+        """What one model of the run is: its weights choice and hooked layer patterns (and, once
+        loaded, its weights' hash)."""
+        from ..zoo import weights_for  # the zoo loads torch: only when asked
+
+        out = {"weights": weights_for(name, self.weights), "layers": list(self.layers.get(name, ()))}
+        return out if weights_hash is None else out | {"weights_hash": weights_hash}
 
     @classmethod
     def from_identity(cls, data: dict[str, Any]) -> "MineConfig":

@@ -12,16 +12,17 @@ import torch
 
 from .models import using_model
 from .plan import RunPlan
-from .run import Run
+from .run import Run, run_identity
 
 __all__ = ["extract_chunk", "generate_chunk", "prepare_store"]
 
 
 def prepare_store(run: Run, plan: RunPlan, overwrite: bool = False) -> None:
     """Create every array of the run with its labels (idempotent); refuse a store of another
-    configuration (``overwrite`` empties it instead)."""
+    configuration (``overwrite`` empties it instead). A model the store does not hold yet is an
+    addition: its arrays are created beside the others, which stay as they are."""
     cfg, store = plan.config, run.store
-    store.check_or_set_config(cfg.identity() | {"weights_hashes": plan.weights_hashes}, overwrite=overwrite)
+    store.check_or_set_identity(run_identity(cfg, plan.weights_hashes), overwrite=overwrite)
     n, c = cfg.n, cfg.chunk_size
     store.require("latents", (n, plan.latent_dim), (c, plan.latent_dim), "float32", ["image", "latent"])
     store.require("images", (n, *plan.image_shape), (c, *plan.image_shape), "uint8", ["image", "rgb", "height", "width"])
@@ -39,7 +40,8 @@ def prepare_store(run: Run, plan: RunPlan, overwrite: bool = False) -> None:
                           ["image", "unit", "y", "x"], {"coordinates": "channel layer model"})
             keys.append(run.maps_key(name, layer))
     store.require_flags(keys, len(plan.chunks))
-    store.group.attrs["plan"] = plan.to_json()
+    store.group.attrs.update({"plan": plan.to_json(), "config": cfg.identity()})
+    store.consolidate()  # readers of a grown run (xarray) see the new arrays, not the last run's list
     run.__dict__.pop("plan", None)  # the Run reads the plan just written
 
 

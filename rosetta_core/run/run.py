@@ -41,9 +41,9 @@ from . import location
 from .config import MineConfig
 from .lock import run_lock
 from .plan import RunPlan
-from .store import STORE_VERSION, RunStore, StoreMismatch, config_mismatch
+from .store import STORE_VERSION, RunStore, StoreMismatch, config_mismatch, identity_conflicts
 
-__all__ = ["NULL_TAG", "Run"]
+__all__ = ["NULL_TAG", "Run", "run_identity"]
 
 #: suffix of the shuffled null's pair names (``pairs/<G>__<E>__shuffled``)
 NULL_TAG = "__shuffled"
@@ -201,7 +201,9 @@ class Run:
     def validate(self, overwrite: bool = False) -> None:
         """Every check before anything is computed, with one clear error: the configuration's
         values, the models and their weights, the location is writable, and an existing run
-        there has this configuration and store version (``overwrite`` discards it instead)."""
+        there has this configuration and store version (``overwrite`` discards it instead).
+        Encoders the run does not have yet are an addition, not another configuration: the
+        run computes only their activations and pairs."""
         from .models import check_models
 
         config = self.config
@@ -211,11 +213,11 @@ class Run:
         if overwrite or not location.exists(location.join(self.store_path, "zarr.json")):
             return
         self._check_version()
-        stored = dict(self.store.attrs.get("config") or {})
-        stored.pop("weights_hashes", None)
-        asked = config.identity()
-        if stored and stored != asked:
-            raise config_mismatch(str(self.location), stored, asked)
+        attrs = self.store.attrs
+        if attrs.get("run") is not None:
+            conflicts = identity_conflicts({"run": attrs["run"], "models": attrs.get("models")}, run_identity(config))
+            if conflicts:
+                raise config_mismatch(str(self.location), conflicts)
 
     @contextmanager
     def lock(self) -> Iterator[str | Path]:
@@ -319,3 +321,10 @@ class Run:
         if group not in self.store or "summary" not in self.store.group[group].attrs:
             return None
         return dict(self.store.group[group].attrs["summary"])
+
+
+def run_identity(config: MineConfig, weights_hashes: dict[str, str] | None = None) -> dict[str, Any]:
+    """What a store records of the runs it holds: the run-level fields, and per model its
+    weights and layers (with the weights' hashes once the models are loaded)."""
+    hashes = weights_hashes or {}
+    return {"run": config.run_identity(), "models": {m: config.model_identity(m, hashes.get(m)) for m in config.models}}

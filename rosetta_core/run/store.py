@@ -29,10 +29,26 @@ class StoreMismatch(ValueError):
     """The store on disk was made with a different configuration or store version."""
 
 
-def config_mismatch(where: str, stored: dict[str, Any], asked: dict[str, Any]) -> StoreMismatch:
+def identity_conflicts(stored: dict[str, Any], asked: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """What makes ``asked`` another configuration than ``stored`` (both ``{"run": {...},
+    "models": {name: {...}}}``): any run-level field, and any field of a model both name that
+    both record. A model only one of them names is an addition, not a conflict."""
+    out: dict[str, tuple[Any, Any]] = {}
+    run_a, run_b = stored.get("run") or {}, asked.get("run") or {}
+    for key in sorted(set(run_a) | set(run_b)):
+        if run_a.get(key) != run_b.get(key):
+            out[key] = (run_a.get(key), run_b.get(key))
+    known = stored.get("models") or {}
+    for name, fields in sorted((asked.get("models") or {}).items()):
+        for key, value in fields.items():
+            if name in known and key in known[name] and known[name][key] != value:
+                out[f"{name} {key}"] = (known[name][key], value)
+    return out
+
+
+def config_mismatch(where: str, conflicts: dict[str, tuple[Any, Any]]) -> StoreMismatch:
     """The error for a run directory made with another configuration, naming every difference."""
-    diff = sorted(k for k in set(stored) | set(asked) if stored.get(k) != asked.get(k))
-    details = "; ".join(f"{k}: stored {stored.get(k)!r}, asked {asked.get(k)!r}" for k in diff)
+    details = "; ".join(f"{k}: stored {old!r}, asked {new!r}" for k, (old, new) in conflicts.items())
     return StoreMismatch(
         f"the run at {where} was made with a different configuration ({details}); "
         "use another --out directory, or --overwrite to discard it"
@@ -49,32 +65,35 @@ class RunStore:
     def __init__(self, path: str, mode: str = "a", storage_options: dict | None = None) -> None:
         self.path = str(path)
         self._kwargs = {"storage_options": storage_options} if storage_options else {}
-        self.group = zarr.open_group(self.path, mode=mode, zarr_format=3, **self._kwargs)
+        # the run's own code reads the store as it is, never the consolidated metadata written at
+        # the end of a run for other readers: a run that grows (another encoder) would see stale keys
+        self.group = zarr.open_group(self.path, mode=mode, zarr_format=3, use_consolidated=False, **self._kwargs)
 
     # -- attributes --------------------------------------------------------------------------
     @property
     def attrs(self) -> dict[str, Any]:
         return dict(self.group.attrs)
 
-    def check_or_set_config(self, config: dict[str, Any], overwrite: bool = False) -> None:
-        """Record the run's configuration, or refuse a store made with another one.
-
-        ``overwrite=True`` empties a store of another configuration or store version first.
-        """
-        stored = self.group.attrs.get("config")
+    def check_or_set_identity(self, identity: dict[str, Any], overwrite: bool = False) -> None:
+        """Record the run's identity (``{"run": {...}, "models": {name: {...}}}``), adding the
+        models it names to those already recorded, or refuse a store made with another one
+        (:func:`identity_conflicts`). ``overwrite=True`` empties a store of another
+        configuration or store version first."""
         version = self.group.attrs.get("store_version")
-        other_version = version is not None and version != STORE_VERSION
-        if overwrite and (other_version or (stored is not None and stored != config)):
-            self.group = zarr.open_group(self.path, mode="w", zarr_format=3, **self._kwargs)
-            stored = version = None
+        stored = {"run": self.group.attrs.get("run"), "models": self.group.attrs.get("models")}
+        conflicts = identity_conflicts(stored, identity) if stored["run"] is not None else {}
+        if overwrite and ((version is not None and version != STORE_VERSION) or conflicts):
+            self.group = zarr.open_group(self.path, mode="w", zarr_format=3, use_consolidated=False, **self._kwargs)
+            version, stored, conflicts = None, {"models": None}, {}
         if version is not None and version != STORE_VERSION:
             raise StoreMismatch(
                 f"the store at {self.path} was written by store version {version}; this code "
                 f"reads version {STORE_VERSION}: use a new --out directory or --overwrite"
             )
-        if stored is not None and stored != config and not overwrite:
-            raise config_mismatch(self.path, stored, config)
-        self.group.attrs.update({"config": config, "store_version": STORE_VERSION})
+        if conflicts:
+            raise config_mismatch(self.path, conflicts)
+        models = dict(stored["models"] or {}) | identity["models"]
+        self.group.attrs.update({"run": identity["run"], "models": models, "store_version": STORE_VERSION})
 
     # -- arrays ----------------------------------------------------------------------------
     def require(
@@ -108,6 +127,8 @@ class RunStore:
                 attributes=attrs or {},
             )
         except ContainsArrayError:  # another task created it after our check: use theirs
+            if key not in self.group:
+                raise
             return self.require(key, shape, chunks, dtype, dims, attrs)
 
     def array(self, key: str) -> zarr.Array:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 
+import numpy as np
 import pytest
 
 from rosetta_core.matching.dictionary import validate_dictionary
@@ -69,3 +70,54 @@ def test_mine_flow_end_to_end_and_rerun_does_nothing(prefect_api, tmp_path):
     _, rerun_tasks, _ = asyncio.run(_task_runs(again.state_details.flow_run_id))
     assert rerun_tasks == []  # a finished run does nothing
     assert (run_dir / "manifest.json").stat().st_mtime_ns == written
+
+
+async def _log_lines(flow_run_id) -> list[str]:
+    """Log messages of a flow run and its subflows."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId, LogFilter, LogFilterFlowRunId
+
+    async with get_client() as client:
+        children = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
+        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id, *(c.id for c in children)])))
+    return [log.message for log in logs]
+
+
+def test_an_encoder_added_to_a_finished_run_computes_only_its_own_tasks(prefect_api, tmp_path):
+    from flows.mine import mine
+    from rosetta_core.run import MineConfig, Run
+
+    small = {"n": 16, "k": 3, "chunk_size": 8, "weights": "random"}
+    two, three = ("mini-resnet.sup", "mini-vit.mae"), ("mini-resnet.sup", "mini-vit.mae", "mini-clip.rn")
+    out = tmp_path / "grown"
+    mine(MineConfig(encoders=two, **small), str(out))
+    before = Run.open(out)
+    kept = {e: before.table("mini-gen", e) for e in two}
+    state = mine(MineConfig(encoders=three, **small), str(out), return_state=True)
+    assert state.is_completed()
+    for _ in range(30):  # logs arrive asynchronously
+        lines = asyncio.run(_log_lines(state.state_details.flow_run_id))
+        if sum(line.startswith("statistics ") for line in lines) == 5:
+            break
+        time.sleep(1)
+    # only the new encoder's activations and pairs were computed; the rest was already done
+    assert "generate: 16 images in 2 chunks (0 computed, 2 already done)" in lines
+    assert "extract: 3 encoders x 2 chunks (2 computed, 4 already done)" in lines
+    done = {line.split(":")[0].removeprefix("statistics "): line.rsplit("(", 1)[1].rstrip(")") for line in lines
+            if line.startswith("statistics ")}
+    assert done == {"mini-gen__mini-resnet.sup": "skipped", "mini-gen__mini-vit.mae": "skipped",
+                    "mini-gen__mini-clip.rn": "computed", "mini-gen__mini-gen": "skipped",
+                    "mini-gen__mini-resnet.sup__shuffled": "skipped"}
+    grown = Run.open(out)
+    for e in two:  # the tables already there stay untouched
+        np.testing.assert_array_equal(grown.table("mini-gen", e), kept[e])
+    assert grown.config.encoders == three and grown.finished() is not None
+    assert set(grown.dictionary["best_buddies"]) == set(three)  # the dictionary is rebuilt
+
+    fresh = tmp_path / "fresh"
+    mine(MineConfig(encoders=three, **small), str(fresh))
+    for a, b, null in [*(("mini-gen", e, False) for e in three), ("mini-gen", None, False), ("mini-gen", two[0], True)]:
+        np.testing.assert_array_equal(grown.table(a, b, null), Run.open(fresh).table(a, b, null), err_msg=f"{a} {b} {null}")
+    assert json.loads((out / "dictionary.json").read_text())["concepts"] == \
+        json.loads((fresh / "dictionary.json").read_text())["concepts"]

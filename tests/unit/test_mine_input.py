@@ -14,6 +14,7 @@ import torch
 
 from flows.cli import main
 from rosetta_core.run import MineConfig, Run, StoreMismatch
+from rosetta_core.run.run import run_identity
 from rosetta_core.run.models import check_models, model, using_model
 from rosetta_core.run.store import STORE_VERSION, RunStore
 from rosetta_core.zoo import GeneratorAdapter, LayerInfo
@@ -117,23 +118,33 @@ def test_a_store_of_another_version_is_refused_naming_both_versions(capsys, tmp_
 
 
 def test_a_run_of_another_configuration_is_refused_unless_overwrite(tmp_path):
-    stored = MineConfig(weights="random", n=400).identity() | {"weights_hashes": {"mini-gen": "x"}}
-    before = _store(tmp_path, store_version=STORE_VERSION, config=stored)
+    stored = run_identity(MineConfig(weights="random", n=400, encoders=("mini-vit.mae",)), {"mini-gen": "x"})
+    before = _store(tmp_path, store_version=STORE_VERSION, **stored)
     with pytest.raises(StoreMismatch, match=r"different configuration \(n: stored 400, asked 800\).*--overwrite"):
-        Run(tmp_path, MineConfig(weights="random", n=800)).validate()
-    Run(tmp_path, MineConfig(weights="random", n=400)).validate()  # the same run resumes
+        Run(tmp_path, MineConfig(weights="random", n=800, encoders=("mini-vit.mae",))).validate()
+    with pytest.raises(StoreMismatch, match=r"different configuration \(mini-vit.mae weights: stored 'random', asked 'trained'\)"):
+        Run(tmp_path, MineConfig(weights="random,mini-vit.mae=trained", n=400, encoders=("mini-vit.mae",))).validate()
+    with pytest.raises(StoreMismatch, match=r"\(mini-gen layers: stored \[\], asked \['block1'\]\)"):
+        Run(tmp_path, MineConfig(weights="random", n=400, encoders=("mini-vit.mae",), layers={"mini-gen": ["block1"]})).validate()
+    Run(tmp_path, MineConfig(weights="random", n=400, encoders=("mini-vit.mae",))).validate()  # the same run resumes
+    # another encoder is an addition to the run, not another configuration
+    Run(tmp_path, MineConfig(weights="random", n=400, encoders=("mini-vit.mae", "mini-clip.rn"))).validate()
     Run(tmp_path, MineConfig(weights="random", n=800)).validate(overwrite=True)
     assert (tmp_path / "store.zarr" / "zarr.json").read_bytes() == before
 
 
 def test_overwrite_empties_a_store_of_another_configuration(tmp_path):
     store = RunStore(str(tmp_path / "store.zarr"))
-    store.check_or_set_config({"n": 400})
+    store.check_or_set_identity({"run": {"n": 400}, "models": {"g": {"weights": "random"}}})
     store.require("latents", (400, 2), (100, 2), "float32", ["image", "latent"])
     with pytest.raises(StoreMismatch):
-        store.check_or_set_config({"n": 800})
+        store.check_or_set_identity({"run": {"n": 800}, "models": {}})
+    with pytest.raises(StoreMismatch, match="g weights: stored 'random', asked 'trained'"):
+        store.check_or_set_identity({"run": {"n": 400}, "models": {"g": {"weights": "trained"}}})
     assert "latents" in store  # a refusal keeps what was computed
-    store.check_or_set_config({"n": 800}, overwrite=True)
-    assert "latents" not in store and store.attrs["config"] == {"n": 800}
+    store.check_or_set_identity({"run": {"n": 400}, "models": {"e": {"weights": "random"}}})  # an added model
+    assert store.attrs["models"] == {"g": {"weights": "random"}, "e": {"weights": "random"}} and "latents" in store
+    store.check_or_set_identity({"run": {"n": 800}, "models": {}}, overwrite=True)
+    assert "latents" not in store and store.attrs["run"] == {"n": 800} and store.attrs["models"] == {}
     store.require("latents", (800, 2), (100, 2), "float32", ["image", "latent"])  # the new layout fits
-    assert json.loads((tmp_path / "store.zarr" / "zarr.json").read_text())["attributes"]["config"] == {"n": 800}
+    assert json.loads((tmp_path / "store.zarr" / "zarr.json").read_text())["attributes"]["run"] == {"n": 800}
