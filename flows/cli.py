@@ -8,6 +8,7 @@ import sys
 
 from rosetta_core import CENTERS, __version__
 
+from .cli_data import add_data_commands
 from .cli_invert import add_invert_commands
 from .cli_mine import add_mine_command
 from .cli_plan import add_plan_command
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_plan_command(sub)
     add_zoo_commands(sub)
     add_invert_commands(sub)
+    add_data_commands(sub)
     return parser
 
 
