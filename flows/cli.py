@@ -50,7 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_zoo_commands(sub)
     add_invert_commands(sub)
     add_data_commands(sub)
+    for command in _commands(parser):
+        command.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                             help="import this module first: it registers more models (repeatable; installed "
+                             "plugins of the entry-point group rosetta_neurons.models load by themselves)")
     return parser
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers of every command (``mine``, ``zoo list``, ...): the leaves of the sub-command tree."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return [parser]
+    return [leaf for action in subs for child in dict.fromkeys(action.choices.values()) for leaf in _commands(child)]
 
 
 #: Prefect settings for a temporary local API on a busy or offline machine (see the README);
@@ -67,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     try:
+        if args.plugin:
+            from rosetta_core.zoo.plugins import load_plugins
+
+            load_plugins(args.plugin, option="--plugin")
         return args.run(args)
     except (ValueError, RuntimeError) as err:  # RunLocked is a RuntimeError
         print(f"rosetta {args.command}: error: {err}", file=sys.stderr)

@@ -54,7 +54,7 @@ def run_invert(args: argparse.Namespace) -> int:
     from flows.invert import invert_batch, summary_lines  # imports Prefect
 
     summary = invert_batch(args.run_dir, list(args.images), args.out, config, device=args.device,
-                           deployment=args.deployment, pool=args.pool)
+                           deployment=args.deployment, pool=args.pool, plugins=args.plugin)
     if not args.verbose:  # otherwise the flow's log shows them
         print("\n".join(summary_lines(summary)))
     return 1 if summary["failed"] else 0

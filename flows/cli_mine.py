@@ -65,7 +65,8 @@ def run_mine(args: argparse.Namespace) -> int:
     from flows.mine import mine, summary_lines  # imports Prefect
 
     progress.show(sys.stderr.isatty() or args.progress)
-    result = mine(config, args.out, device=args.device, dask_address=args.dask_address, overwrite=args.overwrite)
+    result = mine(config, args.out, device=args.device, dask_address=args.dask_address, overwrite=args.overwrite,
+                  plugins=args.plugin)
     if result["status"] == "complete":
         print(f"{result['location']} is already complete (manifest.json matches this configuration); nothing to do")
     print("\n".join(summary_lines(result["location"], result["report"], result["summary"])))

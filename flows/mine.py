@@ -13,6 +13,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect_dask import DaskTaskRunner
 
 from rosetta_core.run import MineConfig, Run, location
+from rosetta_core.zoo.plugins import load_plugins
 from tasks import mining as t
 
 from flows import progress  # absolute: a deployment loads this file by path, outside the package
@@ -42,14 +43,16 @@ def task_runner(dask_address: str | None) -> DaskTaskRunner:
 
 @flow(name="mine", on_running=[progress.announce_ui])
 def mine(config: MineConfig = MineConfig(), out: str | None = None, device: str = "cpu",
-         dask_address: str | None = None, overwrite: bool = False) -> dict:
+         dask_address: str | None = None, overwrite: bool = False, plugins: list[str] = []) -> dict:
     """Mine Rosetta Neurons of ``config.generator`` against ``config.encoders`` into ``out``
     (a directory or an fsspec URL such as ``s3://bucket/runs/x``; default ``runs/<generator>``).
 
     ``device``: where the models run; ``dask_address``: an existing Dask scheduler (default: a
     local cluster for this run); ``overwrite``: discard a run of another configuration at
-    ``out``. Returns ``{"location", "report", "summary", "status"}``; ``status`` is
+    ``out``; ``plugins``: modules that register more models (``--plugin``), imported here and
+    by every task. Returns ``{"location", "report", "summary", "status"}``; ``status`` is
     ``"complete"`` when the run was already finished and nothing was computed."""
+    load_plugins(plugins, option="plugins")
     run = Run(out or default_out(config), config)
     run.validate(overwrite)  # the one place every caller's input is checked
     logger = get_run_logger()
@@ -59,29 +62,30 @@ def mine(config: MineConfig = MineConfig(), out: str | None = None, device: str 
         return {"location": run.location, "report": run.report_path, "summary": done["summary"], "status": "complete"}
     with run.lock():
         stages = compute.with_options(task_runner=task_runner(dask_address))
-        summary, counts = stages(run.location, config, device, overwrite)
+        summary, counts = stages(run.location, config, device, overwrite, plugins)
     _artifact(run, summary, counts)
     logger.info(f"report: {run.report_path}{_viewing(run.report_path)}")
     return {"location": run.location, "report": run.report_path, "summary": summary, "status": "computed"}
 
 
 @flow(name="mine-stages")
-def compute(where: str, config: MineConfig, device: str = "cpu", overwrite: bool = False) -> tuple[dict, dict]:
+def compute(where: str, config: MineConfig, device: str = "cpu", overwrite: bool = False,
+            plugins: list[str] = []) -> tuple[dict, dict]:
     """The stages of a mining run on the flow's Dask cluster; the caller holds the run's lock."""
     logger = get_run_logger()
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    n_chunks = progress.drain([t.prepare_run.submit(where, config, overwrite, device)], "prepare")[0]
+    n_chunks = progress.drain([t.prepare_run.submit(where, config, overwrite, device, plugins)], "prepare")[0]
     seconds["prepare"] = time.perf_counter() - start
 
     stage = time.perf_counter()
-    done = progress.drain([t.generate_chunk.submit(where, c, n_chunks, device) for c in range(n_chunks)], "generate")
+    done = progress.drain([t.generate_chunk.submit(where, c, n_chunks, device, plugins) for c in range(n_chunks)], "generate")
     seconds["generate"] = time.perf_counter() - stage
     logger.info(f"generate: {config.n} images in {n_chunks} chunks ({done.count('computed')} computed, "
                 f"{done.count('skipped')} already done)")
 
     stage = time.perf_counter()
-    jobs = [t.extract_chunk.submit(where, m, c, n_chunks, device) for m in config.encoders for c in range(n_chunks)]
+    jobs = [t.extract_chunk.submit(where, m, c, n_chunks, device, plugins) for m in config.encoders for c in range(n_chunks)]
     done = progress.drain(jobs, "extract")
     seconds["extract"] = time.perf_counter() - stage
     logger.info(f"extract: {len(config.encoders)} encoders x {n_chunks} chunks ({done.count('computed')} computed, "

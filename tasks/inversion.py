@@ -10,15 +10,19 @@ from pathlib import Path
 from prefect import task
 
 from rosetta_core.inversion import InversionConfig, jobs, open_run
+from rosetta_core.zoo.plugins import load_plugins
 
 #: one optimisation at a time per process: the cached models carry temporary forward hooks
 _MODELS = threading.Lock()
 
 
 @task(name="invert-image", tags=["invert"], retries=1, retry_delay_seconds=2)
-def invert_image(where: str, image: str, out: str, config: InversionConfig, device: str = "cpu") -> dict:
+def invert_image(where: str, image: str, out: str, config: InversionConfig, device: str = "cpu",
+                 plugins: list[str] = ()) -> dict:
     """Invert one image file; a bad image gives ``{"image", "error"}`` (and ``error.json`` in
-    its folder) instead of failing, so a batch continues past it."""
+    its folder) instead of failing, so a batch continues past it. ``plugins``: the flow's plugin
+    modules, imported in this task's process."""
+    load_plugins(plugins, option="plugins")
     try:
         with _MODELS, jobs.step_bar(Path(image).name, config.steps) as progress:
             return jobs.invert_file(open_run(where), image, out, config, progress, device)

@@ -14,6 +14,7 @@ from prefect import task
 
 from rosetta_core.run import MineConfig, Run, plan_run
 from rosetta_core.run import extraction, outputs, statistics
+from rosetta_core.zoo.plugins import load_plugins
 
 RETRY = {"retries": 2, "retry_delay_seconds": 2}
 
@@ -32,21 +33,25 @@ def _pair_name(parameters: dict) -> str:
 
 
 @task(task_run_name="prepare {config.generator} run", **RETRY)
-def prepare_run(where: str, config: MineConfig, overwrite: bool = False, device: str = "cpu") -> int:
+def prepare_run(where: str, config: MineConfig, overwrite: bool = False, device: str = "cpu",
+                plugins: list[str] = ()) -> int:
     """Plan the run (load the models, probe their layers) and create the store; returns the
-    number of image chunks."""
+    number of image chunks. ``plugins``: the flow's plugin modules, imported on this worker."""
+    load_plugins(plugins, option="plugins")
     plan = plan_run(config, device)
     extraction.prepare_store(Run(where, config), plan, overwrite=overwrite)
     return len(plan.chunks)
 
 
 @task(task_run_name=_chunk_name("generate"), tags=["generate"], **RETRY)
-def generate_chunk(where: str, chunk: int, chunks: int, device: str = "cpu") -> str:
+def generate_chunk(where: str, chunk: int, chunks: int, device: str = "cpu", plugins: list[str] = ()) -> str:
+    load_plugins(plugins, option="plugins")
     return extraction.generate_chunk(Run.open(where, mode="a"), chunk, device)
 
 
 @task(task_run_name=_chunk_name("extract"), tags=["extract"], **RETRY)
-def extract_chunk(where: str, model: str, chunk: int, chunks: int, device: str = "cpu") -> str:
+def extract_chunk(where: str, model: str, chunk: int, chunks: int, device: str = "cpu", plugins: list[str] = ()) -> str:
+    load_plugins(plugins, option="plugins")
     return extraction.extract_chunk(Run.open(where, mode="a"), model, chunk, device)
 
 

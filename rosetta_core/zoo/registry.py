@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +22,8 @@ from torch import nn
 from .base import LayerInfo, ModelAdapter
 
 __all__ = [
-    "ModelSpec", "register", "register_modules", "get_spec", "list_models", "load", "load_state", "weights_for",
-    "weights_hash",
+    "DuplicateModel", "ModelSpec", "register", "register_modules", "registering_as", "origin_of", "get_spec",
+    "list_models", "load", "load_state", "weights_for", "weights_hash",
 ]
 
 
@@ -83,15 +84,55 @@ def _as_float32(tensor: torch.Tensor) -> torch.Tensor:
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
+#: name -> who registered it (a plugin with its entry point, or the module of its ``build``)
+_ORIGINS: dict[str, str] = {}
+#: who is registering now (innermost last): set by :func:`registering_as` while a plugin loads
+_REGISTERING: list[str] = []
+
+
+class DuplicateModel(ValueError):
+    """A model name registered twice; the message names both registrants."""
+
+
+def origin_of(name: str) -> str:
+    """Who registered model ``name``: ``plugin 'dist' (entry point 'ep' of rosetta_neurons.models)``,
+    ``plugin 'module' (--plugin module)``, or ``module <the module of its build>``."""
+    if name in _ORIGINS:
+        return _ORIGINS[name]
+    return f"module {getattr(get_spec(name).build, '__module__', '?')}"
+
+
+@contextmanager
+def registering_as(origin: str) -> Iterator[None]:
+    """Attribute the models registered inside the block to ``origin`` (what error messages name);
+    if the block raises, the models it registered are removed again, so a plugin that fails half
+    way leaves the registry as it was."""
+    before = set(_REGISTRY)
+    _REGISTERING.append(origin)
+    try:
+        yield
+    except BaseException:
+        for name in set(_REGISTRY) - before:
+            del _REGISTRY[name]
+            _ORIGINS.pop(name, None)
+        raise
+    finally:
+        _REGISTERING.pop()
 
 
 def register(spec: ModelSpec) -> ModelSpec:
-    """Add a model; a second model with the same name is an error."""
+    """Add a model; a second model with the same name is an error (:class:`DuplicateModel`,
+    naming who registered each)."""
+    who = _REGISTERING[-1] if _REGISTERING else f"module {getattr(spec.build, '__module__', '?')}"
     if spec.name in _REGISTRY:
-        raise ValueError(f"a model named {spec.name!r} is already registered; names must be unique")
+        raise DuplicateModel(
+            f"a model named {spec.name!r} is already registered by {origin_of(spec.name)}; {who} registers it "
+            "again; names must be unique (uninstall or rename one of them)"
+        )
     if spec.kind not in ("generator", "encoder"):
         raise ValueError(f"{spec.name}: kind={spec.kind!r}; valid: generator, encoder")
     _REGISTRY[spec.name] = spec
+    _ORIGINS[spec.name] = who
     return spec
 
 
@@ -105,6 +146,9 @@ def register_modules(package: str, modules: Iterable[str]) -> None:
 def _ensure_builtin() -> None:
     from . import embedded  # noqa: F401  (registers the embedded zoo on import)
     from . import paper  # noqa: F401  (registers the paper's models on import)
+    from .plugins import load_entry_points
+
+    load_entry_points()  # installed plugins (entry-point group rosetta_neurons.models), once per process
 
 
 def weights_for(name: str, weights: str) -> str:
