@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import fnmatch
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["LayerInfo", "ModelAdapter", "EncoderAdapter", "GeneratorAdapter", "tokens_to_maps"]
+__all__ = [
+    "LayerInfo", "ModelAdapter", "EncoderAdapter", "GeneratorAdapter", "tokens_to_maps", "select_layer_names",
+    "layer_presets", "PRESET_PREFIX",
+]
 
 
 @dataclass(frozen=True)
@@ -28,18 +31,58 @@ class LayerInfo:
     grid: tuple[int, int]
 
 
-def select_layer_names(model: str, names: Sequence[str], patterns: Sequence[str] | str | None = None) -> list[str]:
-    """The layer ``names`` of ``model`` matching any glob pattern (all when None), in their
-    order; a pattern that matches nothing is a ValueError listing the available layers."""
+#: a layer pattern that starts with this names a preset of the model (``@paper``), not a glob
+PRESET_PREFIX = "@"
+
+
+def layer_presets(model: str, presets: Mapping[str, Sequence[str]] | None = None) -> dict[str, tuple[str, ...]]:
+    """The layer presets of ``model``: name -> glob patterns.
+
+    ``presets``: the model's own presets; None: those of the registered model ``model`` (its spec's
+    ``extra["layer_presets"]``; none when it is not registered). Every model has ``all`` (every
+    layer) and ``default`` (what no pattern selects: the model's own ``default`` preset, else all).
+    """
+    if presets is None:
+        from .registry import _REGISTRY  # the registry imports this module: looked up at call time
+
+        spec = _REGISTRY.get(model)
+        presets = spec.extra.get("layer_presets", {}) if spec is not None else {}
+    table = {"all": ("*",), "default": ("*",)}
+    table.update({str(k): tuple(v) for k, v in presets.items()})
+    return table
+
+
+def select_layer_names(
+    model: str, names: Sequence[str], patterns: Sequence[str] | str | None = None,
+    presets: Mapping[str, Sequence[str]] | None = None,
+) -> list[str]:
+    """The layer ``names`` of ``model`` selected by ``patterns``, in their order.
+
+    Each pattern is a glob (``fnmatch``, e.g. ``convs.*``) or a preset ``@NAME`` of the model
+    (:func:`layer_presets`, e.g. ``@paper``: the paper's hook points), which stands for its globs;
+    a layer is chosen when any pattern matches it. None: the ``@default`` preset. A glob that matches
+    nothing is a ValueError listing the available layers; an unknown preset one listing the presets.
+    """
+    table = layer_presets(model, presets)
     if patterns is None:
-        return list(names)
+        return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in table["default"])]
     if isinstance(patterns, str):
         patterns = [patterns]
-    chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
-    unknown = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+    globs, unknown = [], []
+    for pattern in patterns:
+        if pattern.startswith(PRESET_PREFIX):
+            key = pattern[len(PRESET_PREFIX):]
+            if key not in table:
+                valid = ", ".join(PRESET_PREFIX + k for k in sorted(table))
+                raise ValueError(f"unknown layer preset {pattern!r} for {model}; valid presets: {valid}")
+            globs += table[key]
+        else:
+            globs.append(pattern)
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                unknown.append(pattern)
     if unknown:
         raise ValueError(f"layer pattern(s) {unknown} match no layer of {model}; available layers: {', '.join(names)}")
-    return chosen
+    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in globs)]
 
 
 class ModelAdapter(ABC):
@@ -65,7 +108,8 @@ class ModelAdapter(ABC):
         return sum(info.units for info in self.layers())
 
     def select_layers(self, patterns: Sequence[str] | str | None = None) -> list[str]:
-        """Layer names matching any glob pattern (all when None), in forward order."""
+        """Layer names matching any glob pattern or ``@preset`` (the ``@default`` preset when None),
+        in forward order (:func:`select_layer_names`)."""
         return select_layer_names(self.name, [info.name for info in self.layers()], patterns)
 
     @property
