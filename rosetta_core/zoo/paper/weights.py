@@ -2,8 +2,13 @@
 
 Three choices per model (``--weights``): ``pretrained`` uses the library's own hub (timm and
 open_clip: the Hugging Face hub cache; DINO ResNet-50: ``torch.hub``; BigGAN: the
-``pytorch-pretrained-biggan`` cache); a file PATH (``.safetensors``, or a torch checkpoint read
-with ``weights_only=True``, never unpickling code); ``random`` (seeded init, in the registry).
+``pytorch-pretrained-biggan`` cache); a file PATH (``.safetensors``, a torch checkpoint read
+with ``weights_only=True``, never unpickling code, or a TorchScript archive such as OpenAI's CLIP
+files, of which only the state dict is taken); ``random`` (seeded init, in the registry).
+
+Training checkpoints that pickle their command-line arguments (an ``argparse.Namespace``: DINO's
+``main_dino.py``, MAE's and rosinality's training scripts) are read too: ``argparse.Namespace``, a
+plain attribute bag, is the one class allowed besides tensors, and only for that load.
 
 Offline, a missing file is one :class:`ValueError` naming the file expected, where it goes and
 how to pass a local copy instead.
@@ -11,16 +16,20 @@ how to pass a local copy instead.
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
 import socket
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 __all__ = [
-    "WEIGHTS_HOME", "read_checkpoint", "state_from_checkpoint", "hub_file", "reachable", "missing_weights",
-    "require_hf_file", "wants_hub_weights",
+    "WEIGHTS_HOME", "SAFE_CLASSES", "is_torchscript", "torchscript_state", "read_checkpoint", "state_from_checkpoint",
+    "hub_file", "reachable", "missing_weights", "require_hf_file", "wants_hub_weights",
 ]
 
 #: local weights of models without a library hub (StyleGAN2): ``$ROSETTA_WEIGHTS_DIR`` or
@@ -41,9 +50,35 @@ def wants_hub_weights(name: str, weights: str) -> bool:
     return False
 
 
+#: classes a weights-only read may rebuild besides tensors and containers: the parsed command
+#: line that training scripts save next to their weights (``args``), inert data
+SAFE_CLASSES = (argparse.Namespace,)
+
+
+def is_torchscript(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``: a zip with ``constants.pkl``
+    and ``code/``), e.g. OpenAI's CLIP files."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
+def torchscript_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict of a TorchScript archive, as open_clip reads OpenAI's CLIP files
+    (``torch.jit.load(path, map_location="cpu").state_dict()``; the archive's code is compiled
+    TorchScript, not Python, and is never run here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated in favour of torch.export
+        module = torch.jit.load(str(path), map_location="cpu")
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
 def read_checkpoint(path: str | Path) -> Any:
-    """The content of a weights file: a safetensors dict, or a torch checkpoint read with
-    ``weights_only=True`` (tensors, dicts, lists and numbers only)."""
+    """The content of a weights file: a safetensors dict, the state dict of a TorchScript archive,
+    or a torch checkpoint read with ``weights_only=True`` (tensors, dicts, lists, numbers and
+    :data:`SAFE_CLASSES` only)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"weights file {str(path)!r} does not exist; pass an existing file, 'pretrained' or 'random'")
@@ -51,12 +86,18 @@ def read_checkpoint(path: str | Path) -> Any:
         from safetensors.torch import load_file
 
         return load_file(str(path))
+    if is_torchscript(path):
+        return torchscript_state(path)
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(SAFE_CLASSES)):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError and friends: the file holds more than tensors
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        why = f"it holds a {found.group(1)} object" if found else f"{type(err).__name__}: {lines[0] if lines else ''}"
         raise ValueError(
             f"weights file {str(path)!r} cannot be read as tensors only (weights_only=True): "
-            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}; convert it to "
+            f"{why}; convert it to "
             "a state dict (.safetensors or .pt), or for NVIDIA network pickles use a stylegan-xl/"
             "stylegan3 model with --trust-pickle"
         ) from None
