@@ -9,9 +9,14 @@ unpickling. From Python, :func:`load_network` takes both as arguments.
 The network ``G`` must follow NVIDIA's interface: ``G.z_dim``, ``G.c_dim``, ``G.synthesis`` and
 ``G(z, c, truncation_psi=..., noise_mode="const") -> images (n, 3, H, W)`` in [-1, 1]. Hooked
 layers: the synthesis layers listed in ``G.synthesis.layer_names`` (StyleGAN3/XL: every layer's
-output, after its filtered LeakyReLU), else every direct child of ``G.synthesis``; units and
-grids are measured with one probe image. Latent: ``[z | one-hot class]`` (no class part when
+output, after its filtered LeakyReLU), else every direct child of ``G.synthesis`` (StyleGAN2-ADA:
+the blocks ``b4``, ``b8``, ...); a layer that returns a tuple (StyleGAN2-ADA's blocks return
+``(x, img)``) is recorded by its first element, the feature map ``x``. Units and grids are
+measured with one probe image. Latent: ``[z | one-hot class]`` (no class part when
 ``c_dim == 0``).
+
+Truncation (``truncation_psi``): attribute ``truncation``, in (0, 1], default 0.7; the paper's
+code generated its statistics at 0.5 for StyleGAN-XL (and matched at 0.7) and at 1 for StyleGAN3.
 """
 
 from __future__ import annotations
@@ -19,21 +24,60 @@ from __future__ import annotations
 import os
 import pickle
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..hooks import capture
 from ..base import GeneratorAdapter, LayerInfo
 from ..registry import ModelSpec, register
+from .truncation import check_truncation
 
-__all__ = ["load_network", "PickledGeneratorAdapter", "TRUST_ENV", "SOURCE_ENV", "no_network", "layer_table"]
+__all__ = [
+    "load_network", "PickledGeneratorAdapter", "TRUST_ENV", "SOURCE_ENV", "no_network", "layer_table", "feature_map",
+    "capture_maps",
+]
 
 TRUST_ENV, SOURCE_ENV = "ROSETTA_TRUST_PICKLE", "ROSETTA_PICKLE_SOURCE"
 CLASS_STREAM = 104729
+#: our default truncation_psi
+TRUNCATION = 0.7
+
+
+def feature_map(output: object) -> torch.Tensor | None:
+    """The feature map of a synthesis layer's output: the output itself, or the first tensor of
+    a tuple/list (StyleGAN2-ADA's ``SynthesisBlock`` returns ``(x, img)``); None when there is none."""
+    if isinstance(output, (tuple, list)):
+        output = next((item for item in output if isinstance(item, torch.Tensor)), None)
+    return output if isinstance(output, torch.Tensor) else None
+
+
+@contextmanager
+def capture_maps(modules: Mapping[str, nn.Module]) -> Iterator[dict[str, list[torch.Tensor]]]:
+    """Like :func:`rosetta_core.zoo.hooks.capture`, for layers that may return tuples: records the
+    detached :func:`feature_map` of each call (nothing for an output without a tensor); the hooks
+    are removed when the block exits, also on error."""
+    store: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
+
+    def make_hook(name: str):
+        def hook(_module, _args, output):
+            value = feature_map(output)
+            if value is not None:
+                store[name].append(value.detach())
+
+        return hook
+
+    handles = []
+    try:
+        for name, module in modules.items():
+            handles.append(module.register_forward_hook(make_hook(name)))
+        yield store
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def load_network(path: str | Path, source_tree: str | Path | None, trust_pickle: bool = False, key: str = "G_ema") -> nn.Module:
@@ -92,12 +136,22 @@ class PickledGeneratorAdapter(GeneratorAdapter):
 
     standard_normal_prior = True  # L_reg is the paper's ||z||^2
 
-    def __init__(self, name: str, truncation: float = 0.7):
+    def __init__(self, name: str, truncation: float = TRUNCATION, paper_truncation: float = 1.0):
         self.name, self.weights, self.class_index = name, "none", None
-        self.truncation = truncation
+        self.default_truncation, self.paper_truncation = truncation, paper_truncation
+        self._truncation = check_truncation(name, truncation)
         self.arch = "NVIDIA network pickle (architecture from the pickle's source tree)"
         self._module: _PickledModule | None = None
         self._layers: list[LayerInfo] = []
+
+    @property
+    def truncation(self) -> float:
+        """``truncation_psi`` of the network's calls, in (0, 1] (1: none)."""
+        return self._truncation
+
+    @truncation.setter
+    def truncation(self, value: float) -> None:
+        self._truncation = check_truncation(self.name, value)
 
     @property
     def module(self) -> nn.Module:
@@ -112,7 +166,7 @@ class PickledGeneratorAdapter(GeneratorAdapter):
         names = list(getattr(synthesis, "layer_names", [])) or [n for n, _ in synthesis.named_children()]
         self._hooked = {n: getattr(synthesis, n) for n in names}
         probe = self.sample_latents(0, [0])
-        with torch.no_grad(), capture(self._hooked) as store:
+        with torch.no_grad(), capture_maps(self._hooked) as store:
             self._module(probe)
         self._layers = [LayerInfo(n, int(store[n][0].shape[1]), tuple(int(s) for s in store[n][0].shape[2:]))
                         for n in names if store[n] and store[n][0].ndim == 4]
@@ -140,7 +194,7 @@ class PickledGeneratorAdapter(GeneratorAdapter):
         wanted = None if layers is None else ([layers] if isinstance(layers, str) else list(layers))
         names = self.select_layers(wanted) if wanted is None or wanted else []
         self._module.truncation = self.truncation
-        with torch.no_grad(), capture({n: self._hooked[n] for n in names}) as store:
+        with torch.no_grad(), capture_maps({n: self._hooked[n] for n in names}) as store:
             images = self.module(latents.to(self.device, torch.float32))
         maps = {n: store[n][0].float() for n in names}
         return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8), maps
@@ -187,14 +241,15 @@ def load_weights(adapter: PickledGeneratorAdapter, weights: str) -> str:
     return str(Path(weights).resolve())
 
 
-for _name, _classes, _what in (
-    ("stylegan-xl.imagenet256", 1000, "StyleGAN-XL 256x256, ImageNet class-conditional"),
-    ("stylegan3.pickle", None, "any StyleGAN3 (or StyleGAN2-ADA) network pickle, e.g. FFHQ 1024"),
+for _name, _classes, _paper, _what in (
+    ("stylegan-xl.imagenet256", 1000, 0.5, "StyleGAN-XL 256x256, ImageNet class-conditional"),
+    ("stylegan3.pickle", None, 1.0, "any StyleGAN3 (or StyleGAN2-ADA) network pickle, e.g. FFHQ 1024"),
 ):
     register(ModelSpec(
         name=_name, kind="generator", arch="NVIDIA network pickle", description=f"{_what}; trusted pickle only",
-        build=lambda _n=_name: PickledGeneratorAdapter(_n), source="trusted network pickle + source tree",
+        build=lambda _n=_name, _p=_paper: PickledGeneratorAdapter(_n, TRUNCATION, _p),
+        source="trusted network pickle + source tree",
         load_weights=load_weights, check_weights=lambda w, _n=_name: check_weights(_n, w),
         layers=lambda _n=_name: layer_table(_n),
-        extra={"classes": _classes} if _classes else {},
+        extra=({"classes": _classes} if _classes else {}) | {"truncation": TRUNCATION, "paper_truncation": _paper},
     ))
