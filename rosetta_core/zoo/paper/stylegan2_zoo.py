@@ -1,17 +1,31 @@
-"""``stylegan2.lsun-cat`` and ``stylegan2.lsun-horse``: StyleGAN2 config-f at 256x256.
+"""``stylegan2.lsun-cat``, ``stylegan2.lsun-horse`` (config-f at 256x256) and
+``stylegan2.lsun-car`` (config-f at 512x512, rosinality ``Generator(512, 512, 8,
+channel_multiplier=2)``; LSUN car images are 512x384, padded to the square).
 
-Weights: a checkpoint in the ``g_ema`` format (e.g. the LSUN cat/horse 256 checkpoints converted
-from NVIDIA's, ``{"g_ema": state_dict, "latent_avg": (512,)}``), a torch file read with
-``weights_only=True`` or a safetensors file (keys ``g_ema.*`` and ``latent_avg``, or bare). There
-is no library hub for them: ``pretrained`` looks for ``$ROSETTA_WEIGHTS_DIR/<name>.pt`` (default
+Weights: a checkpoint in rosinality's ``g_ema`` format (e.g. the LSUN checkpoints converted from
+NVIDIA's, ``{"g_ema": state_dict, "latent_avg": (512,)}``; a training checkpoint with ``g``, ``d``,
+optimisers and ``args`` too), a torch file read with ``weights_only=True`` or a safetensors file
+(keys ``g_ema.*`` and ``latent_avg``, or bare). Files converted before 2020 lack the
+``noises.noise_*`` buffers: they load with the fresh buffers of the build (seeded by ``load``'s
+``seed``), with a warning and a note in ``adapter.weights``. There is no library hub for them:
+``pretrained`` looks for ``$ROSETTA_WEIGHTS_DIR/<name>.pt`` (default
 ``~/.cache/rosetta-neurons/weights``) and otherwise says where to put it.
 
-Latent: ``z`` (512) from N(0, 1) seeded by ``(seed, i)``. Truncation (default 0.7, attribute
-``truncation``) pulls ``w`` toward the mean latent: the checkpoint's ``latent_avg`` or, when
-absent, the mean of the mapping of 4,096 seeded ``z``.
+Latent: ``z`` (512) from N(0, 1) seeded by ``(seed, i)``. Truncation (attribute ``truncation``,
+default 0.7; the paper's code ran at 1) pulls ``w`` toward the mean latent: the checkpoint's
+``latent_avg`` or, when absent, the mean of the mapping of 4,096 seeded ``z``. The noise inputs are
+the module's fixed buffers, so an image depends on its latent only.
 
 Hooked layers: ``conv1``, ``convs.{i}`` (every convolution's output after its LeakyReLU),
-``to_rgb1``, ``to_rgbs.{i}`` (the to-RGB 1x1 modulated convolutions, 3 units each).
+``to_rgb1``, ``to_rgbs.{i}`` (the to-RGB 1x1 modulated convolutions, 3 units each). Presets:
+``@paper`` = ``convs.*`` and ``to_rgbs.*``, the paper's ``convs.*.activate`` and ``to_rgbs.*.conv``
+(without ``conv1`` and ``to_rgb1``).
+
+Differences from the paper's published code (``stylegan2/model.py`` of its repository): it called
+``gan([z], 0.7, ...)``, which passes 0.7 as ``return_latents`` and so ran at truncation 1 (here:
+``truncation = 1``, or ``set_truncation(adapter, "paper")``), with fresh random noise every forward
+and ``z`` from a truncated normal on [-1, 1] (here: fixed noise buffers and N(0, 1), so that every
+image is rebuilt from its seed alone).
 """
 
 from __future__ import annotations
@@ -19,6 +33,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+
+import warnings
 
 import numpy as np
 import torch
@@ -31,18 +47,28 @@ from .stylegan2 import StyleGAN2Generator, channels_for
 from .truncation import TruncatedGeneratorAdapter
 from .weights import WEIGHTS_HOME, read_checkpoint, wants_hub_weights
 
-__all__ = ["StyleGAN2Module", "StyleGAN2Adapter", "build", "layer_table", "load_g_ema", "g_ema_checkpoint"]
+__all__ = [
+    "StyleGAN2Module", "StyleGAN2Adapter", "build", "layer_table", "load_g_ema", "g_ema_checkpoint", "MODELS",
+    "PRESETS", "TRUNCATION", "PAPER_TRUNCATION",
+]
 
 MEAN_SAMPLES = 4096
-#: the resolution of the registered checkpoints (LSUN cat / horse 256)
+#: the resolution of the LSUN cat / horse checkpoints
 SIZE = 256
+#: name -> (what it was trained on, image side) of the registered StyleGAN2 models
+MODELS = {"stylegan2.lsun-cat": ("LSUN cat", 256), "stylegan2.lsun-horse": ("LSUN horse", 256),
+          "stylegan2.lsun-car": ("LSUN car", 512)}
+#: layer presets: the paper's hook points (``convs.*.activate`` and ``to_rgbs.*.conv`` of its code)
+PRESETS = {"paper": ("convs.*", "to_rgbs.*")}
+#: our default truncation, and the paper's code's (its calls ran at 1)
+TRUNCATION, PAPER_TRUNCATION = 0.7, 1.0
 
 
 class StyleGAN2Module(nn.Module):
     """``forward(z (n, 512)) -> images (n, 3, 256, 256)``: mapping, truncation toward ``w_avg``,
     synthesis. Differentiable in ``z`` (inversion optimises it)."""
 
-    def __init__(self, generator: StyleGAN2Generator, truncation: float = 0.7):
+    def __init__(self, generator: StyleGAN2Generator, truncation: float = TRUNCATION):
         super().__init__()
         self.generator, self.truncation = generator, truncation
         self.register_buffer("w_avg", torch.zeros(generator.style_dim))
@@ -62,6 +88,7 @@ class StyleGAN2Adapter(TruncatedGeneratorAdapter):
     """The extraction contract around :class:`StyleGAN2Module` (see the module docstring)."""
 
     standard_normal_prior = True  # L_reg is the paper's ||z||^2
+    default_truncation, paper_truncation = TRUNCATION, PAPER_TRUNCATION
 
     def __init__(self, name: str, module: StyleGAN2Module):
         self.name, self.module, self.weights = name, module, "random"
@@ -91,7 +118,7 @@ class StyleGAN2Adapter(TruncatedGeneratorAdapter):
         return torch.from_numpy(np.stack(rows).astype(np.float32)).to(self.device)
 
     def generate(self, latents: torch.Tensor, layers: Sequence[str] | None = ()) -> tuple[torch.Tensor, dict]:
-        """z ``(n, 512)`` -> (uint8 images ``(n, 3, 256, 256)``, dict layer -> ``(n, units, r, r)``)."""
+        """z ``(n, 512)`` -> (uint8 images ``(n, 3, size, size)``, dict layer -> ``(n, units, r, r)``)."""
         wanted = None if layers is None else ([layers] if isinstance(layers, str) else list(layers))
         names = self.select_layers(wanted) if wanted is None or wanted else []
         with torch.no_grad(), capture({n: self._hooked[n][0] for n in names}) as store:
@@ -124,8 +151,17 @@ def g_ema_checkpoint(module: StyleGAN2Module) -> dict:
     return {"g_ema": module.generator.state_dict(), "latent_avg": module.w_avg.clone()}
 
 
-def load_g_ema(module: StyleGAN2Module, content, source: str) -> None:
-    """Load a ``g_ema`` checkpoint (nested, or flat ``g_ema.*`` keys) strictly, with its mean latent."""
+#: the note of a file without noise buffers
+NO_NOISES = ("no noises.* buffers in the file (converted before 2020): fresh noise buffers of the build, "
+             "seeded by load()'s seed")
+
+
+def load_g_ema(module: StyleGAN2Module, content, source: str) -> list[str]:
+    """Load a ``g_ema`` checkpoint (nested, or flat ``g_ema.*`` keys) strictly, with its mean latent.
+
+    A file without any ``noises.*`` buffer (rosinality files converted before 2020) keeps the
+    module's own buffers; the returned notes say so (empty otherwise).
+    """
     if not isinstance(content, dict):
         raise ValueError(f"weights {source}: expected a dict with a 'g_ema' state dict, found {type(content).__name__}")
     if isinstance(content.get("g_ema"), dict):
@@ -133,11 +169,16 @@ def load_g_ema(module: StyleGAN2Module, content, source: str) -> None:
     else:
         latent_avg = content.get("latent_avg")
         state = {k.removeprefix("g_ema."): v for k, v in content.items() if k != "latent_avg"}
+    notes = []
+    if state and not any(k.startswith("noises.") for k in state):
+        state = dict(state) | {k: v for k, v in module.generator.state_dict().items() if k.startswith("noises.")}
+        notes.append(NO_NOISES)
     load_state(module.generator, state, source)
     if isinstance(latent_avg, torch.Tensor):
         module.w_avg.copy_(latent_avg.reshape(-1)[: module.generator.style_dim])
     else:
         module.estimate_w_avg()
+    return notes
 
 
 def default_file(name: str) -> Path | None:
@@ -149,10 +190,11 @@ def default_file(name: str) -> Path | None:
 
 def check_weights(name: str, origin: str, weights: str) -> None:
     if wants_hub_weights(name, weights) and default_file(name) is None:
+        size = MODELS[name][1] if name in MODELS else SIZE
         raise ValueError(
             f"no pretrained weights for {name!r}: StyleGAN2 has no library hub, and "
             f"{WEIGHTS_HOME / (name + '.pt')} does not exist. Get the {origin} g_ema checkpoint "
-            f"(the 256px config-f checkpoint converted from NVIDIA's), put it there, or pass "
+            f"(the {size}px config-f checkpoint converted from NVIDIA's), put it there, or pass "
             f"--weights {name}=PATH; or use --weights random"
         )
 
@@ -160,15 +202,17 @@ def check_weights(name: str, origin: str, weights: str) -> None:
 def load_weights(adapter: StyleGAN2Adapter, weights: str, origin: str) -> str:
     check_weights(adapter.name, origin, weights)
     path = default_file(adapter.name) if weights in ("trained", "pretrained") else Path(weights)
-    load_g_ema(adapter.module, read_checkpoint(path), str(path))
-    return str(Path(path).resolve())
+    notes = load_g_ema(adapter.module, read_checkpoint(path), str(path))
+    for note in notes:
+        warnings.warn(f"{adapter.name} weights {path}: {note}", UserWarning, stacklevel=2)
+    return str(Path(path).resolve()) + "".join(f" ({note})" for note in notes)
 
 
-for _name, _origin in (("stylegan2.lsun-cat", "LSUN cat"), ("stylegan2.lsun-horse", "LSUN horse")):
+for _name, (_origin, _size) in MODELS.items():
     register(ModelSpec(
-        name=_name, kind="generator", arch="StyleGAN2 config-f 256px (own PyTorch implementation)",
-        description=f"StyleGAN2 trained on {_origin} 256x256 (g_ema checkpoint format); latent = z (512)",
-        build=partial(build, _name, SIZE), layers=partial(layer_table, SIZE), source="local g_ema checkpoint (no hub)",
+        name=_name, kind="generator", arch=f"StyleGAN2 config-f {_size}px (own PyTorch implementation)",
+        description=f"StyleGAN2 trained on {_origin} {_size}x{_size} (g_ema checkpoint format); latent = z (512)",
+        build=partial(build, _name, _size), layers=partial(layer_table, _size), source="local g_ema checkpoint (no hub)",
         load_weights=partial(load_weights, origin=_origin), check_weights=partial(check_weights, _name, _origin),
-        extra={"latent_dim": 512},
+        extra={"latent_dim": 512, "layer_presets": PRESETS, "truncation": TRUNCATION, "paper_truncation": PAPER_TRUNCATION},
     ))
