@@ -39,14 +39,14 @@ def layer_presets(model: str, presets: Mapping[str, Sequence[str]] | None = None
     """The layer presets of ``model``: name -> glob patterns.
 
     ``presets``: the model's own presets; None: those of the registered model ``model`` (its spec's
-    ``extra["layer_presets"]``; none when it is not registered). Every model has ``all`` (every
-    layer) and ``default`` (what no pattern selects: the model's own ``default`` preset, else all).
+    ``layer_presets``; none when it is not registered). Every model has ``all`` (every layer) and
+    ``default`` (what no pattern selects: the model's own ``default`` preset, else all).
     """
     if presets is None:
         from .registry import _REGISTRY  # the registry imports this module: looked up at call time
 
         spec = _REGISTRY.get(model)
-        presets = spec.extra.get("layer_presets", {}) if spec is not None else {}
+        presets = spec.layer_presets if spec is not None else {}
     table = {"all": ("*",), "default": ("*",)}
     table.update({str(k): tuple(v) for k, v in presets.items()})
     return table

@@ -55,6 +55,9 @@ class ModelSpec:
     #: architecture comes only with the weights (network pickles). None: not declared, so
     #: ``rosetta zoo list`` builds the model to ask it.
     layers: Callable[[], list[LayerInfo]] | None = None
+    #: named sets of layer globs, selected as ``@NAME`` among layer patterns (e.g. ``{"paper":
+    #: ("convs.*",)}``; ``default``: what no pattern selects); see :func:`.base.layer_presets`
+    layer_presets: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def has_weights(self) -> bool:

@@ -331,6 +331,20 @@ def test_stylegan2_paper_preset_is_the_papers_hook_points(stylegan):
     assert torch.equal(maps["convs.4"], store["convs.4.activate"][0]) and torch.equal(maps["to_rgbs.2"], store["to_rgbs.2.conv"][0])
 
 
+def test_every_declared_preset_glob_matches_a_layer_of_the_declared_table():
+    import fnmatch
+
+    from rosetta_core.zoo import list_models
+
+    specs = [s for s in list_models() if s.layer_presets]
+    assert {"biggan-deep-256", "stylegan2.lsun-cat", "stylegan2.lsun-car"} <= {s.name for s in specs}
+    for spec in specs:
+        names = [l.name for l in spec.layers()]
+        for preset, globs in spec.layer_presets.items():
+            for glob in globs:
+                assert any(fnmatch.fnmatchcase(n, glob) for n in names), f"{spec.name} @{preset}: {glob}"
+
+
 def test_preset_syntax_and_errors():
     table = [l.name for l in get_spec("stylegan2.lsun-cat").layers()]
     assert select_layer_names("stylegan2.lsun-cat", table, ["@paper", "conv1"]) == [n for n in table if n != "to_rgb1"]

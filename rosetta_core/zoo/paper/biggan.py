@@ -324,7 +324,6 @@ register(ModelSpec(
     name=NAME, kind="generator", arch=BigGANAdapter.arch,
     description="BigGAN-deep 256x256, ImageNet class-conditional; latent = [truncated z (128) | class (1000)]",
     build=build, layers=layer_table, source="pytorch-pretrained-biggan hub, a local file or a from_pretrained folder",
-    load_weights=load_weights, check_weights=check_weights,
-    extra={"classes": CLASSES, "latent_dim": Z_DIM + CLASSES, "layer_presets": PRESETS, "truncation": TRUNCATION,
-           "paper_truncation": PAPER_TRUNCATION},
+    load_weights=load_weights, check_weights=check_weights, layer_presets=PRESETS,
+    extra={"classes": CLASSES, "latent_dim": Z_DIM + CLASSES, "truncation": TRUNCATION, "paper_truncation": PAPER_TRUNCATION},
 ))

@@ -214,5 +214,5 @@ for _name, (_origin, _size) in MODELS.items():
         description=f"StyleGAN2 trained on {_origin} {_size}x{_size} (g_ema checkpoint format); latent = z (512)",
         build=partial(build, _name, _size), layers=partial(layer_table, _size), source="local g_ema checkpoint (no hub)",
         load_weights=partial(load_weights, origin=_origin), check_weights=partial(check_weights, _name, _origin),
-        extra={"latent_dim": 512, "layer_presets": PRESETS, "truncation": TRUNCATION, "paper_truncation": PAPER_TRUNCATION},
+        layer_presets=PRESETS, extra={"latent_dim": 512, "truncation": TRUNCATION, "paper_truncation": PAPER_TRUNCATION},
     ))
