@@ -37,12 +37,22 @@ DESCRIPTION = (
 )
 
 
+def _truncation(value: str) -> float | str:
+    try:
+        return value if value == "paper" else float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number in (0, 1] or 'paper'") from None
+
+
 def add_mine_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("mine", help="mine Rosetta Neurons (default: the embedded zoo)", description=DESCRIPTION)
     add_config_options(p)
     p.add_argument("--k", type=int, default=5, help="best-buddy K (default 5)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i (default 0)")
     p.add_argument("--class-index", type=int, default=None, help="class of a class-conditional generator")
+    p.add_argument("--truncation", type=_truncation, default=None, metavar="T|paper",
+                   help="truncation of a generator that has one (BigGAN, StyleGAN): a number in (0, 1], or 'paper' "
+                   "for the paper's published setting (default: the generator's own, see `rosetta zoo list`)")
     p.add_argument("--center", choices=["global", "position"], default="global",
                    help="centre each unit on one mean (global, the paper's Eq. 2) or a mean per position")
     p.add_argument("--out", default=None, help="run directory, or an fsspec URL shared by all workers such as "

@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_ENCODERS", "DTYPES", "MineConfig", "chunk_bounds"]
 DEFAULT_ENCODERS = ("mini-resnet.sup", "mini-vit.mae", "mini-clip.rn")
 DTYPES = ("float16", "float32")
 #: the fields every model and pair of a run depends on (see :meth:`MineConfig.run_identity`)
-RUN_FIELDS = ("generator", "n", "k", "seed", "chunk_size", "dtype", "center", "class_index")
+RUN_FIELDS = ("generator", "n", "k", "seed", "chunk_size", "dtype", "center", "class_index", "truncation")
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,10 @@ class MineConfig:
     correlation centres on (``global``: Eq. 2's one mean per unit; ``position``: a mean per
     unit and position), ``weights``: ``trained``, ``random`` (the null control), a weights file,
     or per-model specs (``random,NAME=pretrained``), ``class_index`` of a class-conditional
-    generator, ``layers``: model -> glob patterns of the layers to hook (default every layer).
+    generator, ``layers``: model -> glob patterns (or ``@preset`` names such as ``@paper``) of
+    the layers to hook (default: the model's default layers), ``truncation`` of a generator that
+    has the setting (the paper's BigGAN and StyleGAN models): a number in (0, 1], ``"paper"``
+    (the paper's published code's value) or None (the generator's default).
     """
 
     generator: str = "mini-gen"
@@ -48,6 +51,7 @@ class MineConfig:
     weights: str = "trained"
     class_index: int | None = None
     layers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    truncation: float | str | None = None
 
     def __post_init__(self) -> None:
         # lists from JSON, YAML or the command line become tuples, so equal configurations compare equal

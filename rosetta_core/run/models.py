@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 from ..zoo import get_spec, load, weights_for
+from ..zoo.paper.truncation import check_truncation, set_truncation
 from ..zoo.probe import model_layers
 from .config import MineConfig
 
@@ -47,6 +48,11 @@ def check_models(config: MineConfig) -> None:
         )
     if config.class_index is not None and not 0 <= config.class_index < classes:
         raise ValueError(f"class_index={config.class_index} is out of range for {config.generator}; valid: 0..{classes - 1}")
+    if config.truncation is not None and gen.extra.get("truncation") is None:
+        raise ValueError(f"truncation={config.truncation!r} was given but {config.generator} has no truncation setting; "
+                         "leave it out for this generator")
+    if config.truncation is not None and config.truncation != "paper":
+        check_truncation(config.generator, config.truncation)
     for name, patterns in config.layers.items():
         if name not in config.models:
             raise ValueError(f"--layers names {name!r}, which is not in this run; models: {', '.join(config.models)}")
@@ -59,8 +65,11 @@ def _cached(name: str, weights: str, device: str):
 
 
 def _for_run(adapter, config: MineConfig, name: str):
+    """The cached adapter set up for this run (a process may serve several runs)."""
     if name == config.generator and hasattr(adapter, "class_index"):
         adapter.class_index = config.class_index  # class-conditional generators sample this class
+    if name == config.generator and hasattr(type(adapter), "truncation"):
+        set_truncation(adapter, "default" if config.truncation is None else config.truncation)
     return adapter
 
 

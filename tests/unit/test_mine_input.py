@@ -148,3 +148,18 @@ def test_overwrite_empties_a_store_of_another_configuration(tmp_path):
     assert "latents" not in store and store.attrs["run"] == {"n": 800} and store.attrs["models"] == {}
     store.require("latents", (800, 2), (100, 2), "float32", ["image", "latent"])  # the new layout fits
     assert json.loads((tmp_path / "store.zarr" / "zarr.json").read_text())["attributes"]["run"] == {"n": 800}
+
+
+def test_truncation_is_checked_and_set_per_run():
+    with pytest.raises(ValueError, match=r"truncation=0\.5 was given but mini-gen has no truncation setting"):
+        check_models(MineConfig(weights="random", truncation=0.5))
+    cat = {"generator": "stylegan2.lsun-cat", "encoders": ("mini-resnet.sup",), "weights": "random"}
+    with pytest.raises(ValueError, match=r"truncation=1\.5 is invalid for stylegan2\.lsun-cat: use a number in \(0, 1\]"):
+        check_models(MineConfig(**cat, truncation=1.5))
+    check_models(MineConfig(**cat, truncation="paper"))
+    paper = model(MineConfig(**cat, truncation="paper"), "stylegan2.lsun-cat")
+    assert paper.truncation == paper.paper_truncation == 1.0
+    assert model(MineConfig(**cat, truncation=0.5), "stylegan2.lsun-cat").truncation == 0.5
+    # the cached adapter goes back to its default for a run that sets none
+    assert model(MineConfig(**cat), "stylegan2.lsun-cat").truncation == paper.default_truncation != 1.0
+    assert MineConfig(**cat, truncation=0.5).run_identity()["truncation"] == 0.5  # part of the run's identity
