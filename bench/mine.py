@@ -20,7 +20,13 @@ shipped trained weights, leaving out default encoders that ship none yet. ``--we
 runs the same architectures with random init (same cost) for when trained weights are missing.
 The output says which weights and encoders each run used (from its manifest).
 
+``--against DIR`` also runs a checkout of another commit (e.g. ``git worktree add /tmp/base
+<commit>``), alternating with this one ``--repeats`` times, and prints the wall-time ratio of
+this code to that baseline measured in the same session. ``--json FILE`` writes every run with
+the commits, the command, the machine (CPU model, cores, load) and the wall times.
+
 Usage: python bench/mine.py [--n 400 800 1600] [--weights default|trained|random] [--keep DIR]
+                            [--against DIR] [--repeats R] [--json FILE]
 """
 
 from __future__ import annotations
@@ -88,15 +94,30 @@ class _PeakRss:
         self._thread.join()
 
 
+HERE = Path(__file__).resolve().parents[1]
+
+
 def _command() -> list[str]:
-    exe = shutil.which("rosetta", path=str(Path(sys.executable).parent))
-    return [exe] if exe else [sys.executable, "-m", "flows.cli"]
+    return [sys.executable, "-m", "flows.cli"]
 
 
-def run_once(n: int, weights: str, out: Path) -> dict:
-    """One `rosetta mine --n n` (plus ``--weights`` unless ``weights == "default"``)."""
+def _commit(code: Path) -> str:
+    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=code, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=code, capture_output=True, text=True)
+    return done.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
+def _machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "unknown")
+    return {"cpu": model, "cores": os.cpu_count(), "load_average": os.getloadavg()}
+
+
+def run_once(n: int, weights: str, out: Path, code: Path = HERE) -> dict:
+    """One `rosetta mine --n n` (plus ``--weights`` unless ``weights == "default"``) of the
+    checkout ``code``."""
     home = tempfile.mkdtemp(prefix="prefect-home-")
-    env = os.environ | {
+    env = os.environ | {"PYTHONPATH": str(code),
         "PREFECT_HOME": home,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
@@ -107,7 +128,7 @@ def run_once(n: int, weights: str, out: Path) -> dict:
     if weights != "default":
         cmd += ["--weights", weights]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, env=env, cwd=code, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = _PeakRss(proc.pid)
     output, _ = proc.communicate()
     wall = time.perf_counter() - start
@@ -152,7 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, nargs="+", default=[400, 800, 1600])
     parser.add_argument("--weights", choices=["default", "trained", "random"], default="default")
     parser.add_argument("--keep", type=Path, default=None, help="keep run directories under this folder")
+    parser.add_argument("--against", type=Path, default=None, help="a checkout of the baseline commit to run alternately")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per n and checkout (default 1)")
+    parser.add_argument("--json", type=Path, default=None, help="write the runs and their provenance here")
     args = parser.parse_args(argv)
+    if args.against is not None:
+        return compare(args)
     bad = [n for n in args.n if n < 10]
     if bad:
         raise SystemExit(f"--n {bad[0]} is too small for the default K=5; give n >= 10")
@@ -174,6 +200,32 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(_table(rows, weights))
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    if args.keep is None:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    """This checkout against ``--against``, alternating, ``--repeats`` times per n."""
+    codes = {"baseline": args.against.resolve(), "this": HERE}
+    root = args.keep or Path(tempfile.mkdtemp(prefix="bench-mine-"))
+    machine, runs = _machine(), []
+    for n in sorted(args.n):
+        for r in range(args.repeats):
+            for who, code in codes.items():
+                row = run_once(n, args.weights, root / f"{who}-n{n}-{r}", code)
+                runs.append({"code": who, "n": n, "repeat": r, "wall": row["wall"], "stages": row["stages"],
+                             "tree_pss": row["tree_pss"], "used": row["used"]})
+                print(f"{who} n={n} #{r}: {row['wall']:.1f} s wall, stages "
+                      f"{json.dumps({k: round(v, 1) for k, v in row['stages'].items()})}", flush=True)
+        walls = {who: [x["wall"] for x in runs if x["code"] == who and x["n"] == n] for who in codes}
+        print(f"n={n}: this / baseline wall time = {min(walls['this']) / min(walls['baseline']):.2f} "
+              f"(best of {args.repeats} each; median ratio {sorted(walls['this'])[len(walls['this']) // 2] / sorted(walls['baseline'])[len(walls['baseline']) // 2]:.2f})")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "command": " ".join(["python", "bench/mine.py", *sys.argv[1:]]), "machine": machine | {"load_after": os.getloadavg()},
+            "commits": {who: _commit(code) for who, code in codes.items()}, "weights": args.weights, "runs": runs,
+        }, indent=1))
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -18,14 +18,15 @@ from tasks import mining as t
 
 from flows import progress  # absolute: a deployment loads this file by path, outside the package
 
-#: the cluster a run starts when it is given no Dask scheduler address: 2 single-threaded
-#: worker processes (torch and BLAS threads pinned to 1 each, so they share the cores fairly)
+#: the cluster a run starts when it is given no Dask scheduler address: 2 worker threads in the
+#: flow's process. Measured on 2 loaded cores (rosetta mine --n 256): 60 s with threads against
+#: 131-137 s with 2 worker processes, which each import torch and load every model again
+#: (bench/results/mine-local-cluster.json). Give --dask-address for separate worker machines.
 LOCAL_CLUSTER = {
     "n_workers": 2,
     "threads_per_worker": 1,
-    "processes": True,
+    "processes": False,
     "dashboard_address": ":0",  # a free port: runs side by side never fight over 8787
-    "env": {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
 }
 
 
@@ -35,7 +36,7 @@ def default_out(config: MineConfig) -> str:
 
 def task_runner(dask_address: str | None) -> DaskTaskRunner:
     """The Dask cluster the run's tasks go to: the scheduler at ``dask_address``, or a
-    :data:`LOCAL_CLUSTER` that lives as long as the run."""
+    :data:`LOCAL_CLUSTER` in this process that lives as long as the run."""
     if dask_address:
         return DaskTaskRunner(address=dask_address)
     return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=LOCAL_CLUSTER)

@@ -52,7 +52,7 @@ def test_mine_deployment_runs_reruns_and_refuses_bad_input(tmp_path, capsys):
     from flows.cli import main
 
     rc = main(["mine", "--weights", "random", "--encoders", "mini-resnet.sup,nope", "--n", "16", "--out", str(tmp_path / "bad")])
-    said = capsys.readouterr().err.strip()
+    said = capsys.readouterr().err.strip().splitlines()[-1]  # (after the UI address, when a server is set)
     assert rc == 2 and said.startswith("rosetta mine: error: unknown model 'nope'")
     assert said.removeprefix("rosetta mine: error: ") in bad["message"]  # the same one line
     assert not (tmp_path / "bad").exists()  # refused before anything was created
