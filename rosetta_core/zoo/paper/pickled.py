@@ -24,8 +24,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,51 +32,18 @@ import torch
 from torch import nn
 
 from ..base import GeneratorAdapter, LayerInfo
+from ..hooks import capture
 from ..registry import ModelSpec, register
 from .truncation import check_truncation
 
 __all__ = [
-    "load_network", "PickledGeneratorAdapter", "TRUST_ENV", "SOURCE_ENV", "no_network", "layer_table", "feature_map",
-    "capture_maps",
+    "load_network", "PickledGeneratorAdapter", "TRUST_ENV", "SOURCE_ENV", "no_network", "layer_table",
 ]
 
 TRUST_ENV, SOURCE_ENV = "ROSETTA_TRUST_PICKLE", "ROSETTA_PICKLE_SOURCE"
 CLASS_STREAM = 104729
 #: our default truncation_psi
 TRUNCATION = 0.7
-
-
-def feature_map(output: object) -> torch.Tensor | None:
-    """The feature map of a synthesis layer's output: the output itself, or the first tensor of
-    a tuple/list (StyleGAN2-ADA's ``SynthesisBlock`` returns ``(x, img)``); None when there is none."""
-    if isinstance(output, (tuple, list)):
-        output = next((item for item in output if isinstance(item, torch.Tensor)), None)
-    return output if isinstance(output, torch.Tensor) else None
-
-
-@contextmanager
-def capture_maps(modules: Mapping[str, nn.Module]) -> Iterator[dict[str, list[torch.Tensor]]]:
-    """Like :func:`rosetta_core.zoo.hooks.capture`, for layers that may return tuples: records the
-    detached :func:`feature_map` of each call (nothing for an output without a tensor); the hooks
-    are removed when the block exits, also on error."""
-    store: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
-
-    def make_hook(name: str):
-        def hook(_module, _args, output):
-            value = feature_map(output)
-            if value is not None:
-                store[name].append(value.detach())
-
-        return hook
-
-    handles = []
-    try:
-        for name, module in modules.items():
-            handles.append(module.register_forward_hook(make_hook(name)))
-        yield store
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def load_network(path: str | Path, source_tree: str | Path | None, trust_pickle: bool = False, key: str = "G_ema") -> nn.Module:
@@ -166,7 +132,7 @@ class PickledGeneratorAdapter(GeneratorAdapter):
         names = list(getattr(synthesis, "layer_names", [])) or [n for n, _ in synthesis.named_children()]
         self._hooked = {n: getattr(synthesis, n) for n in names}
         probe = self.sample_latents(0, [0])
-        with torch.no_grad(), capture_maps(self._hooked) as store:
+        with torch.no_grad(), capture(self._hooked) as store:
             self._module(probe)
         self._layers = [LayerInfo(n, int(store[n][0].shape[1]), tuple(int(s) for s in store[n][0].shape[2:]))
                         for n in names if store[n] and store[n][0].ndim == 4]
@@ -194,7 +160,7 @@ class PickledGeneratorAdapter(GeneratorAdapter):
         wanted = None if layers is None else ([layers] if isinstance(layers, str) else list(layers))
         names = self.select_layers(wanted) if wanted is None or wanted else []
         self._module.truncation = self.truncation
-        with torch.no_grad(), capture_maps({n: self._hooked[n] for n in names}) as store:
+        with torch.no_grad(), capture({n: self._hooked[n] for n in names}) as store:
             images = self.module(latents.to(self.device, torch.float32))
         maps = {n: store[n][0].float() for n in names}
         return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8), maps
