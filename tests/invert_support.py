@@ -20,6 +20,7 @@ def mine_in_process(run_dir: Path, config: MineConfig, null: bool = True) -> tup
     """Every step of a mining run in this process, in order (what the flow runs as tasks);
     returns the run, the chunk steps' states and the pair summaries."""
     run = Run(run_dir, config)
+    run.validate()  # as the flow does at its start
     prepare_store(run, plan_run(config))
     states = []
     for c in range(len(run.plan.chunks)):

@@ -76,11 +76,10 @@ class RunPlan:
 
 
 def plan_run(config: MineConfig, device: str = "cpu") -> RunPlan:
-    """Load every model, probe its layer shapes on one image and fix the run's layout."""
-    from .models import check_models, model  # loads the model zoo (torch): only when planning
+    """Load every model, probe its layer shapes on one image and fix the run's layout. The
+    configuration is not checked again here: :meth:`Run.validate` did, where the run started."""
+    from .models import model  # loads the model zoo (torch): only when planning
 
-    config.validate()
-    check_models(config)
     gen = model(config, config.generator, device)
     latents = gen.sample_latents(config.seed, np.arange(1))
     gen_layers = gen.select_layers(config.layers.get(config.generator))
