@@ -120,10 +120,6 @@ class Run:
     def report_path(self) -> str:
         return self.path("report", "index.html")
 
-    @property
-    def lock_path(self) -> str:
-        return self.path(".lock")
-
     # -- store keys ------------------------------------------------------------------------
     @staticmethod
     def layer_group(model: str, layer: str) -> str:
@@ -221,7 +217,8 @@ class Run:
 
     @contextmanager
     def lock(self) -> Iterator[str | Path]:
-        """Hold the run's lock (``.lock``) for the ``with`` block: one mining run at a time."""
+        """Hold the run's lock (``<run>/.lock``, :func:`~.lock.run_lock`) for the ``with`` block:
+        one mining run at a time; yields the lock's path or URL."""
         with run_lock(self.location) as held:
             yield held
 

@@ -38,6 +38,7 @@ def test_the_store_opens_whole_as_labelled_arrays(run):
     ds = xr.open_zarr(run_dir / "store.zarr")
     assert ds["images"].dims == ("image", "rgb", "height", "width") and ds.sizes["image"] == 24
     tree = xr.open_datatree(run_dir / "store.zarr", engine="zarr")
+    assert set(mined.tree().groups) == set(tree.groups)  # the Run opens the same tree
     plan = mined.plan
     for model, layers in plan.layers.items():
         for layer, shape in layers:
