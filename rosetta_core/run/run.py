@@ -149,12 +149,6 @@ class Run:
         return f"{cls.pair_group(a, b, null)}/correlation"
 
     @classmethod
-    def topk_keys(cls, a: str, b: str | None = None, null: bool = False) -> tuple[str, str]:
-        """``(top_b, top_a)``: each ``a`` unit's top-K ``b`` units, each ``b`` unit's top-K ``a`` units."""
-        group = cls.pair_group(a, b, null)
-        return f"{group}/top_b", f"{group}/top_a"
-
-    @classmethod
     def moments_group(cls, a: str, b: str | None = None, null: bool = False) -> str:
         return f"moments/{cls.pair_name(a, b, null)}"
 
