@@ -7,12 +7,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import pickle
-import sys
-import textwrap
 
 import pytest
 import torch
+
+from pickle_support import source_tree_pickle
 
 from rosetta_core.run import MineConfig
 from rosetta_core.run.models import check_models
@@ -201,21 +200,12 @@ class Generator(nn.Module):
 
 @pytest.fixture
 def ada_pickle(tmp_path):
-    tree = tmp_path / "ada_tree"
-    (tree / "tiny_ada").mkdir(parents=True)
-    (tree / "tiny_ada" / "__init__.py").write_text(textwrap.dedent(TINY_ADA))
-    sys.path.insert(0, str(tree))
-    try:
-        from tiny_ada import Generator
+    def snapshot(module):
+        network = module.Generator()
+        return {"G": network, "D": None, "G_ema": network, "augment_pipe": None}
 
-        network = Generator()
-        path = tmp_path / "network-snapshot.pkl"
-        path.write_bytes(pickle.dumps({"G": network, "D": None, "G_ema": network, "augment_pipe": None}))
-    finally:
-        sys.path.remove(str(tree))
-        sys.modules.pop("tiny_ada", None)
-    yield path, tree
-    sys.modules.pop("tiny_ada", None)
+    with source_tree_pickle(tmp_path, "tiny_ada", TINY_ADA, snapshot, "network-snapshot.pkl") as made:
+        yield made
 
 
 def test_stylegan2_ada_pickle_hooks_the_feature_map_of_tuple_outputs(ada_pickle, monkeypatch):

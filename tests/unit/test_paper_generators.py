@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import pickle
 import sys
-import textwrap
 
 import pytest
 import torch
 import torch.nn.functional as F
+
+from pickle_support import source_tree_pickle
 
 from rosetta_core.zoo.hooks import capture
 from rosetta_core.inversion.optimize import InversionConfig, latent_prior, regulariser
@@ -170,20 +170,8 @@ class TinyGenerator(nn.Module):
 
 @pytest.fixture
 def tiny_pickle(tmp_path):
-    tree = tmp_path / "tiny_tree"
-    (tree / "tiny_networks").mkdir(parents=True)
-    (tree / "tiny_networks" / "__init__.py").write_text(textwrap.dedent(TINY_NETWORK))
-    sys.path.insert(0, str(tree))
-    try:
-        from tiny_networks import TinyGenerator
-
-        path = tmp_path / "network.pkl"
-        path.write_bytes(pickle.dumps({"G_ema": TinyGenerator(), "G": None}))
-    finally:
-        sys.path.remove(str(tree))
-        sys.modules.pop("tiny_networks", None)
-    yield path, tree
-    sys.modules.pop("tiny_networks", None)
+    with source_tree_pickle(tmp_path, "tiny_networks", TINY_NETWORK, lambda m: {"G_ema": m.TinyGenerator(), "G": None}) as made:
+        yield made
 
 
 def test_pickle_needs_explicit_trust_and_source_tree(tiny_pickle, tmp_path):
