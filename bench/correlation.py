@@ -15,7 +15,10 @@ the same run, and the peak memory of each.
 Timings on shared machines are noisy: ours runs ``--repeats`` times (default 3) with the matmul
 rate measured before each run and after the last; the best time is compared with the best rate.
 
-Usage: python bench/correlation.py [--n 20] [--small] [--repeats 3]
+``--json FILE`` also writes the measurements with their provenance (commit, command, seeds,
+machine, wall time; ``rosetta_core.evidence``): the source of the numbers in docs/performance.md.
+
+Usage: python bench/correlation.py [--n 20] [--small] [--repeats 3] [--json FILE]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -138,6 +142,7 @@ def main():
     parser.add_argument("--small", action="store_true", help="tiny layer shapes (a quick check)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of ours (each after a matmul rate measurement); the best of each is compared")
+    parser.add_argument("--json", type=Path, default=None, help="also write the measurements and their provenance here")
     parser.add_argument("--child", choices=["published", "ours"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.repeats < 1:
@@ -146,6 +151,12 @@ def main():
         run_child(args.child, args.n, args.small, args.repeats)
         return
     gen_spec, enc_spec = (SMALL_GENERATOR, SMALL_ENCODERS) if args.small else (GENERATOR, ENCODERS)
+    prov = None
+    if args.json:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from rosetta_core.evidence import start
+
+        prov = start(seeds={"generator_maps": 0, "encoder_maps": 1, "matmul_rate": 0})
     results = {}
     for method in ("ours", "published"):
         cmd = [sys.executable, __file__, "--child", method, "--n", str(args.n), "--repeats", str(args.repeats)]
@@ -179,6 +190,17 @@ def main():
         "max |(a) - (b)|: "
         f"{np.abs(ours_table - their_table).max():.3f} (the published per-batch average is not Eq. 2)"
     )
+    if args.json:
+        args.json.write_text(json.dumps({
+            "n": args.n, "small": args.small, "repeats": args.repeats, "generator_layers": gen_spec,
+            "encoder_layers": enc_spec, "units": units, "published": theirs, "ours": ours,
+            "speedup_best": theirs["seconds"] / ours["seconds"], "speedup_slowest": theirs["seconds"] / max(ours["all_seconds"]),
+            "gflop": {"cross": cross / 1e9, "projections": proj / 1e9, "squared_sums": sq / 1e9,
+                      "total": (cross + proj + sq) / 1e9},
+            "achieved_gflops": achieved, "best_matmul_gflops": rate, "fraction_of_matmul": achieved / rate,
+            "max_abs_difference": float(np.abs(ours_table - their_table).max()),
+            "provenance": prov.finish(),
+        }, indent=1) + "\n")
 
 
 if __name__ == "__main__":
