@@ -76,6 +76,7 @@ PREFECT_DEFAULTS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the exact command, for result files' provenance
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     try:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from rosetta_core.engine.planner import GPU_FP32_TFLOPS, matmul_flop_rate, plan_size
+from rosetta_core.evidence import start
 from rosetta_core.zoo.probe import model_layers
 
 from .cli_models import add_config_options, layer_patterns, trust_pickle_env
@@ -27,6 +29,7 @@ def _duration(seconds: float) -> str:
 
 def run_plan(args: argparse.Namespace) -> int:
     trust_pickle_env(args)
+    prov = start(getattr(args, "argv", None), program="rosetta") if args.json else None
     encoders = [e for e in args.encoders.split(",") if e]
     if args.gpu is not None and args.gpu not in GPU_FP32_TFLOPS:
         raise ValueError(f"--gpu {args.gpu!r} is not a known class; valid: {', '.join(GPU_FP32_TFLOPS)} (or give --gpu-tflops)")
@@ -40,7 +43,7 @@ def run_plan(args: argparse.Namespace) -> int:
     tflops = args.gpu_tflops or (GPU_FP32_TFLOPS[args.gpu] if args.gpu else None)
     gpu_name = args.gpu or (f"{tflops} TFLOP/s" if tflops else None)
     if args.json:
-        print(json.dumps({
+        text = json.dumps({
             "layers": {m: [list(l) for l in ls] for m, ls in layers.items()}, "units": size.units,
             "activation_bytes": size.activation_bytes, "image_bytes": size.image_bytes,
             "store_bytes": size.store_bytes, "peak_task_bytes": size.peak_task_bytes, "threads": size.threads,
@@ -49,8 +52,14 @@ def run_plan(args: argparse.Namespace) -> int:
                       for p in size.pairs],
             "total_flops": size.total_flops, "machine_flop_rate": rate, "seconds_here": size.seconds(rate),
             "gpu": gpu_name, "seconds_gpu": size.seconds(tflops * 1e12) if tflops else None,
-        }, indent=2))
-        return 0
+            "setup": {"generator": args.generator, "encoders": encoders, "n": args.n, "dtype": args.dtype,
+                      "chunk_size": size.chunk_size, "weights": args.weights, "layers": args.layers},
+            "provenance": prov.finish(),
+        }, indent=2)
+        if args.json == "-":
+            print(text)
+            return 0
+        Path(args.json).write_text(text + "\n")
     print(f"plan: {args.generator} vs {', '.join(encoders)}; n={args.n}, {args.dtype}, chunks of {size.chunk_size} images")
     for name, ls in layers.items():
         grids = ", ".join(f"{l}:{u}@{h}x{w}" for l, u, h, w in ls)
@@ -83,5 +92,7 @@ def add_plan_command(sub: argparse._SubParsersAction) -> None:
                    help="threads of one statistics task on the workers (default: ROSETTA_THREADS or this machine's CPUs)")
     p.add_argument("--gpu", default=None, help=f"GPU class for a time estimate: {', '.join(GPU_FP32_TFLOPS)}")
     p.add_argument("--gpu-tflops", type=float, default=None, help="or its float32 TFLOP/s")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                   help="machine-readable output with its provenance (commit, command, machine, wall time): "
+                   "printed instead of the table, or written to FILE (the table is printed too)")
     p.set_defaults(run=run_plan)

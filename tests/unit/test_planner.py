@@ -129,3 +129,20 @@ def test_model_layers_of_registry_models_come_from_the_zoo():
     assert finest == 64 and layers and all(isinstance(name, str) and min(dims) >= 1 for name, *dims in layers)
     chosen, _ = model_layers("mini-resnet.sup", ["layer4"])
     assert [l[0] for l in chosen] == ["layer4"]
+
+
+def test_plan_cli_json_file_records_its_provenance(tmp_path, capsys):
+    """``--json FILE`` writes the plan with the commit, the exact command and the machine, and
+    still prints the table; the printed JSON (``--json`` alone) carries the same record."""
+    from flows.cli import main
+
+    argv = ["plan", "--generator", "mini-gen", "--encoders", "mini-resnet.sup", "--n", "20",
+            "--layers", "mini-resnet.sup=layer4", "--json", str(tmp_path / "plan.json")]
+    assert main(argv) == 0
+    assert "plan: mini-gen vs mini-resnet.sup" in capsys.readouterr().out
+    out = json.loads((tmp_path / "plan.json").read_text())
+    prov = out["provenance"]
+    assert prov["command"] == "rosetta " + " ".join(argv[:-1]) + " " + str(tmp_path / "plan.json")
+    assert len(prov["commit"]) == 40 and isinstance(prov["dirty"], bool)
+    assert prov["machine"]["cpu_threads"] >= 1 and prov["machine"]["gpu"] is None and prov["wall_seconds"] > 0
+    assert out["setup"]["n"] == 20 and out["setup"]["encoders"] == ["mini-resnet.sup"]
