@@ -31,9 +31,9 @@ def quiet_logs() -> None:
 
 
 DESCRIPTION = (
-    "Generate images, extract activations of every model into a Zarr store, correlate every unit pair exactly, "
-    "keep best buddies, cluster concepts, write dictionary.json and report/index.html. Rerunning resumes: "
-    "finished chunks and pairs are skipped."
+    "Generate images (or read them from --images), extract activations of every model into a Zarr store, correlate "
+    "every unit pair exactly, keep best buddies, cluster concepts, write dictionary.json and report/index.html. "
+    "Rerunning resumes: finished chunks and pairs are skipped."
 )
 
 
@@ -47,6 +47,15 @@ def _truncation(value: str) -> float | str:
 def add_mine_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("mine", help="mine Rosetta Neurons (default: the embedded zoo)", description=DESCRIPTION)
     add_config_options(p)
+    p.add_argument("--images", default=None, metavar="SOURCE",
+                   help="mine the encoders against each other on these images instead of a generator's: a folder, "
+                   "a glob ('photos/*.jpg'), an fsspec URL prefix (s3://bucket/images/) or a .tar; unreadable files "
+                   "are skipped and listed in manifest.json")
+    p.add_argument("--anchor", default=None, metavar="ENCODER",
+                   help="with --images: the encoder every pair and Rosetta tuple is taken against, whose self best "
+                   "buddies cluster the concepts (default: the first of --encoders)")
+    # no --generator and no --images: the embedded generator; --n: 1600 generated images, or every readable image
+    p.set_defaults(generator=None, n=None)
     p.add_argument("--k", type=int, default=5, help="best-buddy K (default 5)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i (default 0)")
     p.add_argument("--class-index", type=int, default=None, help="class of a class-conditional generator")

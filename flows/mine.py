@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect_dask import DaskTaskRunner
 
+from rosetta_core.data.image_source import ImageIndex
 from rosetta_core.run import MineConfig, Run, location
 from rosetta_core.zoo.plugins import load_plugins
 from tasks import mining as t
@@ -31,6 +32,11 @@ LOCAL_CLUSTER = {
 
 
 def default_out(config: MineConfig) -> str:
+    """``runs/<generator>``, or ``runs/<source name>`` for an image run."""
+    if config.images is not None:
+        from rosetta_core.data.image_source import source_label
+
+        return f"runs/{source_label(config.images)}"
     return f"runs/{config.generator}"
 
 
@@ -45,8 +51,10 @@ def task_runner(dask_address: str | None) -> DaskTaskRunner:
 @flow(name="mine", on_running=[progress.announce_ui])
 def mine(config: MineConfig = MineConfig(), out: str | None = None, device: str = "cpu",
          dask_address: str | None = None, overwrite: bool = False, plugins: list[str] = []) -> dict:
-    """Mine Rosetta Neurons of ``config.generator`` against ``config.encoders`` into ``out``
-    (a directory or an fsspec URL such as ``s3://bucket/runs/x``; default ``runs/<generator>``).
+    """Mine Rosetta Neurons of ``config.generator`` against ``config.encoders`` (or, with
+    ``config.images``, of the encoders against each other on those images) into ``out`` (a
+    directory or an fsspec URL such as ``s3://bucket/runs/x``; default ``runs/<generator>`` or
+    ``runs/<source name>``).
 
     ``device``: where the models run; ``dask_address``: an existing Dask scheduler (default: a
     local cluster for this run); ``overwrite``: discard a run of another configuration at
@@ -61,9 +69,14 @@ def mine(config: MineConfig = MineConfig(), out: str | None = None, device: str 
     if done is not None:
         logger.info(f"{run.location} is already complete (manifest.json matches this configuration); nothing to do")
         return {"location": run.location, "report": run.report_path, "summary": done["summary"], "status": "complete"}
+    index = None
+    if config.images is not None:
+        index = run.image_index  # listed, hashed and decode-checked by run.validate
+        logger.info(f"images: {len(index.files)} readable files in {config.images}"
+                    + (f", {len(index.skipped)} skipped (listed in manifest.json)" if index.skipped else ""))
     with run.lock():
         stages = compute.with_options(task_runner=task_runner(dask_address))
-        summary, counts = stages(run.location, config, device, overwrite, plugins)
+        summary, counts = stages(run.location, config, device, overwrite, plugins, index)
     _artifact(run, summary, counts)
     logger.info(f"report: {run.report_path}{_viewing(run.report_path)}")
     return {"location": run.location, "report": run.report_path, "summary": summary, "status": "computed"}
@@ -71,30 +84,34 @@ def mine(config: MineConfig = MineConfig(), out: str | None = None, device: str 
 
 @flow(name="mine-stages")
 def compute(where: str, config: MineConfig, device: str = "cpu", overwrite: bool = False,
-            plugins: list[str] = []) -> tuple[dict, dict]:
-    """The stages of a mining run on the flow's Dask cluster; the caller holds the run's lock."""
+            plugins: list[str] = [], index: ImageIndex | None = None) -> tuple[dict, dict]:
+    """The stages of a mining run on the flow's Dask cluster; the caller holds the run's lock.
+    ``index``: an image run's files (the flow listed them)."""
     logger = get_run_logger()
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    n_chunks = progress.drain([t.prepare_run.submit(where, config, overwrite, device, plugins)], "prepare")[0]
+    n_chunks = progress.drain([t.prepare_run.submit(where, config, overwrite, device, plugins, index)], "prepare")[0]
     seconds["prepare"] = time.perf_counter() - start
 
-    stage = time.perf_counter()
-    done = progress.drain([t.generate_chunk.submit(where, c, n_chunks, device, plugins) for c in range(n_chunks)], "generate")
-    seconds["generate"] = time.perf_counter() - stage
-    logger.info(f"generate: {config.n} images in {n_chunks} chunks ({done.count('computed')} computed, "
-                f"{done.count('skipped')} already done)")
+    if config.generator is not None:
+        stage = time.perf_counter()
+        done = progress.drain([t.generate_chunk.submit(where, c, n_chunks, device, plugins) for c in range(n_chunks)],
+                              "generate")
+        seconds["generate"] = time.perf_counter() - stage
+        logger.info(f"generate: {config.n} images in {n_chunks} chunks ({done.count('computed')} computed, "
+                    f"{done.count('skipped')} already done)")
 
     stage = time.perf_counter()
-    jobs = [t.extract_chunk.submit(where, m, c, n_chunks, device, plugins) for m in config.encoders for c in range(n_chunks)]
+    encoders = sorted(config.encoders, key=lambda m: m != config.anchor_model)  # an image run's anchor stores the images
+    jobs = [t.extract_chunk.submit(where, m, c, n_chunks, device, plugins) for m in encoders for c in range(n_chunks)]
     done = progress.drain(jobs, "extract")
     seconds["extract"] = time.perf_counter() - stage
     logger.info(f"extract: {len(config.encoders)} encoders x {n_chunks} chunks ({done.count('computed')} computed, "
                 f"{done.count('skipped')} already done)")
 
     stage = time.perf_counter()
-    g = config.generator
-    pairs = [(g, e, False) for e in config.encoders] + [(g, None, False), (g, config.encoders[0], True)]
+    a, others = config.anchor_model, config.others
+    pairs = [(a, m, False) for m in others] + [(a, None, False), (a, others[0], True)]
     for a, b, null in progress.each(pairs, "statistics", len(pairs)):
         got = t.pair_statistics.submit(where, a, b, null).result()
         mean = got["mean_correlation"]
@@ -127,6 +144,10 @@ def summary_lines(where: str, report: str, summary: dict) -> list[str]:
         lines.append(f"  {pair}: {count} best buddies, mean r {mean if mean is None else round(mean, 3)}")
     for pair, null in summary["null"].items():
         lines.append(f"  shuffled null {pair}: {null['best_buddies']} best buddies, mean r {round(null['mean_correlation'] or 0, 3)}")
+    if "images" in summary:
+        skipped = summary["images"]["skipped"]
+        lines.append(f"  images: {summary['images']['used']} mined" + (
+            f", {skipped} unreadable files skipped (listed in manifest.json)" if skipped else ""))
     lines.append(f"  Rosetta units: {summary['rosetta_units']}, concepts: {summary['concepts']}")
     lines.append(f"  report: {report}{_viewing(report)}")
     return lines

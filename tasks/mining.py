@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 from prefect import task
 
+from rosetta_core.data.image_source import ImageIndex
 from rosetta_core.run import MineConfig, Run, plan_run
 from rosetta_core.run import extraction, outputs, statistics
 from rosetta_core.zoo.plugins import load_plugins
@@ -32,14 +33,20 @@ def _pair_name(parameters: dict) -> str:
     return f"statistics {a} x {b}" + (" (shuffled null)" if parameters.get("null") else "")
 
 
-@task(task_run_name="prepare {config.generator} run", **RETRY)
+def _prepare_name(parameters: dict) -> str:
+    config = parameters["config"]
+    return f"prepare {config.generator or 'images ' + str(config.images)} run"
+
+
+@task(task_run_name=_prepare_name, **RETRY)
 def prepare_run(where: str, config: MineConfig, overwrite: bool = False, device: str = "cpu",
-                plugins: list[str] = ()) -> int:
+                plugins: list[str] = (), index: ImageIndex | None = None) -> int:
     """Plan the run (load the models, probe their layers) and create the store; returns the
-    number of image chunks. ``plugins``: the flow's plugin modules, imported on this worker."""
+    number of image chunks. ``plugins``: the flow's plugin modules, imported on this worker;
+    ``index``: an image run's files, as the flow listed and checked them."""
     load_plugins(plugins, option="plugins")
-    plan = plan_run(config, device)
-    extraction.prepare_store(Run(where, config), plan, overwrite=overwrite)
+    plan = plan_run(config, device, index)
+    extraction.prepare_store(Run(where, config), plan, overwrite=overwrite, index=index)
     return len(plan.chunks)
 
 

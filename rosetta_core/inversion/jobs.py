@@ -241,7 +241,7 @@ def edit_job(run: Run, out: str | Path | None, kind: str, config: InversionConfi
     units = _concept_or_units(run, concept, unit)
     if kind in ("remove", "add") and units is None:
         raise ValueError(f"edit {kind!r} needs --concept ID or --unit N (a generator unit)")
-    rosetta = {u["unit"] for c in run.dictionary["concepts"] for u in c["generator_units"]}
+    rosetta = {u["unit"] for c in run.dictionary["concepts"] for u in c["anchor_units"]}
     matches = self_matches(run, sorted(rosetta | (units or set())))
     gen = _models(run, [run.plan.config.generator], device)[run.plan.config.generator]
     latent = torch.from_numpy(np.asarray(run.store.array("latents")[index : index + 1], dtype=np.float32))

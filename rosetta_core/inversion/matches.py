@@ -80,7 +80,7 @@ def concept_units(run: Run, concept: int) -> tuple[set[int], dict[str, set[int]]
         shown = f"{min(ids)}..{max(ids)}" if ids else "none (this run found no concepts)"
         raise ValueError(f"concept {concept} is not in {run.dictionary_path}; valid ids: {shown}")
     entry = next(c for c in run.dictionary["concepts"] if c["id"] == concept)
-    return {u["unit"] for u in entry["generator_units"]}, {m: {u["unit"] for u in us} for m, us in entry["members"].items()}
+    return {u["unit"] for u in entry["anchor_units"]}, {m: {u["unit"] for u in us} for m, us in entry["members"].items()}
 
 
 def _groups(run: Run, target: str, pairs: list[tuple[int, int]]) -> tuple[list[PairGroup], int]:
@@ -152,7 +152,7 @@ def self_matches(run: Run, units: list[int] | None = None) -> Matches:
     target is the generator's own (edited) map, normalised by its self statistics."""
     gen = run.plan.config.generator
     if units is None:
-        units = sorted({u["unit"] for c in run.dictionary["concepts"] for u in c["generator_units"]})
+        units = sorted({u["unit"] for c in run.dictionary["concepts"] for u in c["anchor_units"]})
     total = sum(s[0] for _, s in run.plan.layers[gen])
     bad = [u for u in units if not 0 <= int(u) < total]
     if bad:

@@ -1,9 +1,11 @@
 """The concept dictionary of a run: matching, Rosetta tuples, concepts, and its JSON schema.
 
-``dictionary.json`` (schema ``rosetta-dictionary/1``) lists every concept with its member
-units per model (global index, layer, channel, correlation with the generator unit) and the
-example images where the concept is most active, plus per-pair best-buddy statistics and the
-shuffled null.
+``dictionary.json`` (schema ``rosetta-dictionary/2``) names the run's ``anchor`` (the generator,
+or an image run's anchor encoder) and lists every concept with its anchor units, its member
+units per other model (global index, layer, channel, correlation with the anchor unit) and the
+example images where the concept is most active (with their files for an image run), plus
+per-pair best-buddy statistics and the shuffled null. Schema 1 (``generator_units``, no
+``anchor``) is read as schema 2 (:func:`upgrade_dictionary`).
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from pydantic import BaseModel, Field
 from .concepts import cluster_concepts, rosetta_tuples
 from .buddies import best_buddies, self_best_buddies
 
-__all__ = ["SCHEMA", "Dictionary", "build_dictionary", "pair_summary", "validate_dictionary"]
+__all__ = ["SCHEMA", "Dictionary", "build_dictionary", "pair_summary", "upgrade_dictionary", "validate_dictionary"]
 
-SCHEMA = "rosetta-dictionary/1"
+SCHEMA = "rosetta-dictionary/2"
 
 
 class Unit(BaseModel):
@@ -31,9 +33,10 @@ class Unit(BaseModel):
 class ConceptEntry(BaseModel):
     id: int = Field(ge=0)
     mean_correlation: float
-    generator_units: list[Unit]
+    anchor_units: list[Unit]
     members: dict[str, list[Unit]]
     examples: list[int]
+    example_files: list[str] | None = Field(default=None, description="an image run's files of the examples")
 
 
 class PairStats(BaseModel):
@@ -46,12 +49,22 @@ class PairStats(BaseModel):
 class Dictionary(BaseModel):
     schema_: str = Field(alias="schema")
     run: dict[str, Any]
+    anchor: str
     models: dict[str, list[dict[str, Any]]]
     pairs: dict[str, PairStats]
     null: dict[str, PairStats]
     rosetta_units: int = Field(ge=0)
     concepts: list[ConceptEntry]
-    best_buddies: dict[str, list[list[int]]] = Field(description="encoder -> (generator unit, encoder unit) pairs")
+    best_buddies: dict[str, list[list[int]]] = Field(description="model -> (anchor unit, model unit) pairs")
+
+
+def upgrade_dictionary(data: dict) -> dict:
+    """Dictionary content of schema 1 (a generator run before anchors) as schema 2; schema 2 as is."""
+    if data.get("schema") != "rosetta-dictionary/1":
+        return data
+    out = dict(data, schema=SCHEMA, anchor=(data.get("run") or {}).get("generator") or next(iter(data["models"])))
+    out["concepts"] = [{("anchor_units" if k == "generator_units" else k): v for k, v in c.items()} for c in data["concepts"]]
+    return out
 
 
 def validate_dictionary(data: dict) -> Dictionary:
@@ -86,16 +99,19 @@ def _locate(layers: list[tuple[str, tuple[int, int, int]]]):
 def build_dictionary(
     run: dict[str, Any],
     layers: dict[str, list[tuple[str, tuple[int, int, int]]]],
-    generator: str,
+    anchor: str,
     tables: dict[str, np.ndarray],
     self_table: np.ndarray,
     k: int,
     examples: dict[int, list[int]] | None = None,
+    files: list[str] | None = None,
 ) -> tuple[dict, list]:
-    """Best buddies per encoder, Rosetta tuples over all of them, concepts by G-G clustering.
+    """Best buddies per model, Rosetta tuples over all of them, concepts by clustering the
+    anchor's self best buddies (the paper's G-G clustering when the anchor is the generator).
 
-    ``tables``: encoder -> correlation table ``(G units, encoder units)``; ``self_table``:
-    ``(G, G)``. ``examples``: generator unit -> example image indices (optional).
+    ``tables``: model -> correlation table ``(anchor units, model units)``; ``self_table``:
+    ``(anchor, anchor)``. ``examples``: anchor unit -> example image indices (optional);
+    ``files``: an image run's file name per image (the examples' files are listed too).
     Returns ``(dictionary content without pairs/null, concepts)``.
     """
     bb = {m: best_buddies(t, min(k, t.shape[1]), min(k, t.shape[0])) for m, t in tables.items()}
@@ -115,24 +131,26 @@ def build_dictionary(
             members[m] = rows
         gens = []
         for g in g_units:
-            layer, channel = where[generator](g)
+            layer, channel = where[anchor](g)
             gens.append({"unit": g, "layer": layer, "channel": channel})
         shown = sorted({i for g in g_units for i in (examples or {}).get(g, [])})
-        entries.append(
-            {
-                "id": concept.id,
-                "mean_correlation": float(concept.mean_correlation),
-                "generator_units": gens,
-                "members": members,
-                "examples": shown[:8],
-            }
-        )
+        entry = {
+            "id": concept.id,
+            "mean_correlation": float(concept.mean_correlation),
+            "anchor_units": gens,
+            "members": members,
+            "examples": shown[:8],
+        }
+        if files is not None:
+            entry["example_files"] = [files[i] for i in shown[:8]]
+        entries.append(entry)
     models = {
         name: [{"layer": l, "units": s[0], "grid": [s[1], s[2]]} for l, s in ls] for name, ls in layers.items()
     }
     content = {
         "schema": SCHEMA,
         "run": run,
+        "anchor": anchor,
         "models": models,
         "rosetta_units": int(len(tuples.units)),
         "concepts": entries,

@@ -106,7 +106,7 @@ def _rows(concept: dict[str, Any], generator: str, encoders: list[str], tables: 
         vals = [float(tables[e][g["unit"], u["unit"]]) for e, u in reps.items() if e in tables]
         return float(np.mean(vals)) if vals else 0.0
 
-    gens = concept["generator_units"]
+    gens = concept["anchor_units"]
     rows = [_Row(generator, "generator", max(gens, key=score), gens)] if gens else []
     rows += [_Row(e, "encoder", reps[e], concept["members"][e]) for e in encoders if e in reps]
     return rows

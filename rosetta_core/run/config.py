@@ -14,21 +14,30 @@ from typing import Any, Literal
 from .. import __version__
 from ..engine import CENTERS
 
-__all__ = ["DEFAULT_ENCODERS", "DTYPES", "MineConfig", "chunk_bounds"]
+__all__ = ["DEFAULT_ENCODERS", "DEFAULT_GENERATOR", "DEFAULT_N", "DTYPES", "MineConfig", "chunk_bounds"]
 
 #: the embedded encoders a run mines by default: those that ship trained weights which pass
 #: their gates (``mini-resnet.ssl`` joins when its weights do; ``rosetta zoo list`` shows them)
 DEFAULT_ENCODERS = ("mini-resnet.sup", "mini-vit.mae", "mini-clip.rn")
 DTYPES = ("float16", "float32")
 #: the fields every model and pair of a run depends on (see :meth:`MineConfig.run_identity`)
-RUN_FIELDS = ("generator", "n", "k", "seed", "chunk_size", "dtype", "center", "class_index", "truncation")
+RUN_FIELDS = ("generator", "images", "anchor", "n", "k", "seed", "chunk_size", "dtype", "center", "class_index",
+              "truncation")
+#: the generator and image count of a run that names neither a generator nor an image source
+DEFAULT_GENERATOR, DEFAULT_N = "mini-gen", 1600
 
 
 @dataclass(frozen=True)
 class MineConfig:
     """What a mining run computes; every field is part of the run's identity.
 
-    ``generator`` and ``encoders``: model names (``rosetta zoo list``); ``n`` images, best-buddy
+    ``generator`` and ``encoders``: model names (``rosetta zoo list``). A run mines either a
+    generator's images against the encoders (the paper), or, with ``images`` (a folder, a glob,
+    an fsspec URL prefix or a tar: :mod:`rosetta_core.data.image_source`) and no generator, the
+    encoders against each other on a dataset. ``anchor``: the model every pair and Rosetta tuple
+    is taken against, whose self best buddies cluster the concepts: the generator, or for an
+    image run one of the encoders (default: the first). ``n`` images (default: 1600 generated,
+    or every readable image of the source; otherwise its first ``n`` in sorted order), best-buddy
     ``k`` (paper Eq. 3), image ``seed`` (image ``i`` uses ``seed + i``), ``chunk_size`` images
     per store chunk and task, activation ``dtype`` in the store, ``center``: what the Pearson
     correlation centres on (``global``: Eq. 2's one mean per unit; ``position``: a mean per
@@ -40,9 +49,9 @@ class MineConfig:
     (the paper's published code's value) or None (the generator's default).
     """
 
-    generator: str = "mini-gen"
+    generator: str | None = None
     encoders: tuple[str, ...] = DEFAULT_ENCODERS
-    n: int = 1600
+    n: int | None = None
     k: int = 5
     seed: int = 0
     chunk_size: int = 100
@@ -52,8 +61,13 @@ class MineConfig:
     class_index: int | None = None
     layers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     truncation: float | str | None = None
+    images: str | None = None
+    anchor: str | None = None
 
     def __post_init__(self) -> None:
+        if self.images is None:  # a run with neither a generator nor images mines the embedded generator
+            object.__setattr__(self, "generator", self.generator or DEFAULT_GENERATOR)
+            object.__setattr__(self, "n", DEFAULT_N if self.n is None else self.n)
         # lists from JSON, YAML or the command line become tuples, so equal configurations compare equal
         object.__setattr__(self, "encoders", tuple(self.encoders))
         object.__setattr__(self, "layers", {str(m): tuple(p) for m, p in sorted(dict(self.layers).items())})
@@ -66,7 +80,12 @@ class MineConfig:
             raise ValueError(f"encoders={list(self.encoders)} lists a model twice")
         if self.k < 1:
             raise ValueError(f"k={self.k} must be >= 1")
-        if self.n < 2 * self.k:
+        if self.images is not None:
+            self._validate_images()
+        elif self.anchor not in (None, self.generator):
+            raise ValueError(f"anchor={self.anchor!r}: a generator run anchors on its generator ({self.generator}); "
+                             "--anchor chooses among the encoders of an --images run")
+        if self.n is not None and self.n < 2 * self.k:
             raise ValueError(f"n={self.n} is too small for k={self.k}; need n >= 2k = {2 * self.k}")
         if self.chunk_size < 2:
             raise ValueError(f"chunk_size={self.chunk_size} must be >= 2 images")
@@ -76,6 +95,31 @@ class MineConfig:
             raise ValueError(f"center={self.center!r}; valid: {', '.join(CENTERS)}")
         if self.seed < 0:
             raise ValueError(f"seed={self.seed} must be >= 0")
+
+    def _validate_images(self) -> None:
+        if not isinstance(self.images, str) or not self.images.strip():
+            raise ValueError(f"images={self.images!r} is empty; give a folder, a glob, an fsspec URL prefix or a tar")
+        if self.generator is not None:
+            raise ValueError(f"generator={self.generator!r} and images={self.images!r} were both given; a run mines "
+                             "either a generator's images or an image dataset: leave one out")
+        for name in ("class_index", "truncation"):
+            if getattr(self, name) is not None:
+                raise ValueError(f"{name}={getattr(self, name)!r} is a generator setting; an --images run has no generator")
+        if len(self.encoders) < 2:
+            raise ValueError(f"encoders={list(self.encoders)}: an --images run compares encoders with each other; "
+                             "give at least two")
+        if self.anchor is not None and self.anchor not in self.encoders:
+            raise ValueError(f"anchor={self.anchor!r} is not one of the encoders {', '.join(self.encoders)}")
+
+    @property
+    def anchor_model(self) -> str:
+        """The model every pair is taken against: ``anchor``, else the generator, else the first encoder."""
+        return self.anchor or self.generator or self.encoders[0]
+
+    @property
+    def others(self) -> tuple[str, ...]:
+        """The models paired with the anchor, in order."""
+        return tuple(m for m in self.models if m != self.anchor_model)
 
     def identity(self) -> dict[str, Any]:
         """The JSON form recorded in the store and the manifest (with the code version)."""
@@ -105,13 +149,9 @@ class MineConfig:
         return cls(**fields)
 
     @property
-    def chunks(self) -> list[tuple[int, int]]:
-        """``(start, stop)`` image ranges of the store's chunks, one task each."""
-        return chunk_bounds(self.n, self.chunk_size)
-
-    @property
     def models(self) -> tuple[str, ...]:
-        return (self.generator, *self.encoders)
+        """The run's models: the generator (if any), then the encoders."""
+        return (self.generator, *self.encoders) if self.generator else tuple(self.encoders)
 
 
 def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+from ..data.image_source import read_images
 
 from .models import using_model
 from .plan import RunPlan
@@ -17,16 +20,27 @@ from .run import Run, run_identity
 __all__ = ["extract_chunk", "generate_chunk", "prepare_store"]
 
 
-def prepare_store(run: Run, plan: RunPlan, overwrite: bool = False) -> None:
+def prepare_store(run: Run, plan: RunPlan, overwrite: bool = False, index=None) -> None:
     """Create every array of the run with its labels (idempotent); refuse a store of another
     configuration (``overwrite`` empties it instead). A model the store does not hold yet is an
-    addition: its arrays are created beside the others, which stay as they are."""
+    addition: its arrays are created beside the others, which stay as they are. ``index``: an
+    image run's :class:`~rosetta_core.data.image_source.ImageIndex` (its file names become the
+    ``source`` coordinate)."""
     cfg, store = plan.config, run.store
-    store.check_or_set_identity(run_identity(cfg, plan.weights_hashes), overwrite=overwrite)
-    n, c = cfg.n, cfg.chunk_size
-    store.require("latents", (n, plan.latent_dim), (c, plan.latent_dim), "float32", ["image", "latent"])
-    store.require("images", (n, *plan.image_shape), (c, *plan.image_shape), "uint8", ["image", "rgb", "height", "width"])
-    keys = ["latents", "images"]
+    digest = plan.images["digest"] if plan.images else None
+    store.check_or_set_identity(run_identity(cfg, plan.weights_hashes, digest), overwrite=overwrite)
+    n, c = plan.n, cfg.chunk_size
+    keys = ["images"]
+    if index is None:
+        store.require("latents", (n, plan.latent_dim), (c, plan.latent_dim), "float32", ["image", "latent"])
+        keys.append("latents")
+        store.require("images", (n, *plan.image_shape), (c, *plan.image_shape), "uint8", ["image", "rgb", "height", "width"])
+    else:
+        store.require("images", (n, *plan.image_shape), (c, *plan.image_shape), "uint8", ["image", "rgb", "height", "width"],
+                      {"coordinates": "source"})
+        if "source" not in store:
+            store.write_variables("", {}, {"source": np.asarray(index.files[:n], dtype=str)})
+        store.group.attrs["skipped_images"] = [list(item) for item in index.skipped]
     for name, layers in plan.layers.items():
         coords = plan.unit_coords(name)
         for layer, (units, h, w) in layers:
@@ -75,20 +89,41 @@ def generate_chunk(run: Run, chunk: int, device: str = "cpu") -> str:
 
 
 def extract_chunk(run: Run, model_name: str, chunk: int, device: str = "cpu") -> str:
-    """Activations of one encoder on one chunk of the run's images."""
+    """Activations of one encoder on one chunk of the run's images: the generated images, or
+    for an image run the chunk's files, read here and brought to the encoder's input by its own
+    transform (the anchor also stores its view of them as the run's ``images``)."""
     cfg, plan, store = run.config, run.plan, run.store
     keys = run.model_keys(model_name)
+    previews = cfg.images is not None and model_name == cfg.anchor_model
+    if previews:
+        keys = ["images", *keys]
     if _chunk_ok(run, keys, chunk):
         return "skipped"
     start, stop = plan.chunks[chunk]
-    images = torch.from_numpy(np.asarray(store.array("images")[start:stop]))
+    if cfg.images is None:
+        images = torch.from_numpy(np.asarray(store.array("images")[start:stop]))
+    else:
+        files = read_images(cfg.images, run.sources(start, stop))
     with using_model(cfg, model_name, device) as enc, torch.no_grad():
+        if cfg.images is not None:
+            transform = enc.image_transform()
+            images = torch.stack([transform(rgb) for rgb in files])
         maps = enc.activations(images.to(enc.device), plan.layer_names(model_name))
+    if previews:
+        store.array("images")[start:stop] = _preview(images, plan.image_shape[-1])
     for layer in plan.layer_names(model_name):
         store.array(run.maps_key(model_name, layer))[start:stop] = _to_store(maps[layer], cfg.dtype)
     for key in keys:
         store.mark_done(key, chunk, len(plan.chunks))
     return "computed"
+
+
+def _preview(images: torch.Tensor, side: int) -> np.ndarray:
+    """uint8 ``(n, 3, S, S)`` -> ``(n, 3, side, side)`` (area-averaged when smaller)."""
+    if images.shape[-1] == side:
+        return images.numpy()
+    small = F.interpolate(images.float(), size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+    return small.round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 def _to_store(maps: torch.Tensor, dtype: str) -> np.ndarray:

@@ -22,8 +22,8 @@ def check_models(config: MineConfig) -> None:
 
     Unknown names fail listing the known ones; models with outside weights (the paper's zoo)
     check their own files, offline too."""
-    gen = get_spec(config.generator)
-    if gen.kind != "generator":
+    gen = get_spec(config.generator) if config.generator is not None else None
+    if gen is not None and gen.kind != "generator":
         raise ValueError(f"generator={config.generator!r} is an encoder, not a generator")
     for name in config.encoders:
         if get_spec(name).kind != "encoder":
@@ -39,6 +39,16 @@ def check_models(config: MineConfig) -> None:
             f"no trained weights for {', '.join(missing)}; train them (see the model zoo section of the "
             "README), choose other encoders, or run the null control with weights 'random'"
         )
+    if gen is not None:
+        _check_generator_settings(config, gen)
+    for name, patterns in config.layers.items():
+        if name not in config.models:
+            raise ValueError(f"--layers names {name!r}, which is not in this run; models: {', '.join(config.models)}")
+        model_layers(name, list(patterns), config.weights)  # a pattern that matches no layer fails here
+
+
+def _check_generator_settings(config: MineConfig, gen) -> None:
+    """Class index and truncation against what the generator has."""
     classes = gen.extra.get("classes")
     classes = len(classes) if isinstance(classes, (list, tuple)) else int(classes or 0)
     if config.class_index is not None and not classes:
@@ -53,10 +63,6 @@ def check_models(config: MineConfig) -> None:
                          "leave it out for this generator")
     if config.truncation is not None and config.truncation != "paper":
         check_truncation(config.generator, config.truncation)
-    for name, patterns in config.layers.items():
-        if name not in config.models:
-            raise ValueError(f"--layers names {name!r}, which is not in this run; models: {', '.join(config.models)}")
-        model_layers(name, list(patterns), config.weights)  # a pattern that matches no layer fails here
 
 
 @lru_cache(maxsize=16)

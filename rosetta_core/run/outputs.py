@@ -30,13 +30,14 @@ def unit_peaks(run: Run, model_name: str) -> np.ndarray:
 def write_dictionary(run: Run, examples: int = 6) -> dict[str, Any]:
     """Best buddies, Rosetta tuples and concepts -> ``dictionary.json``; returns its content."""
     cfg, plan = run.config, run.plan
-    g = cfg.generator
-    tables = {e: run.table(g, e) for e in cfg.encoders}
-    peaks = unit_peaks(run, g)
+    anchor = cfg.anchor_model
+    tables = {m: run.table(anchor, m) for m in cfg.others}
+    peaks = unit_peaks(run, anchor)
     top = np.argsort(-peaks, axis=0, kind="stable")[:examples]  # (examples, units)
     content, _ = build_dictionary(
-        cfg.identity(), plan.layers, g, tables, run.table(g), cfg.k,
+        cfg.identity(), plan.layers, anchor, tables, run.table(anchor), cfg.k,
         examples={u: top[:, u].tolist() for u in range(peaks.shape[1])},
+        files=run.sources() if cfg.images is not None else None,
     )
     content["pairs"], content["null"] = {}, {}
     for a, b in plan.pairs():
@@ -68,9 +69,14 @@ def write_manifest(run: Run, dictionary: dict[str, Any], seconds: dict[str, floa
             "concepts": len(dictionary["concepts"]),
             "null": {k: {"best_buddies": v["best_buddies"], "mean_correlation": v["mean_correlation"]} for k, v in null.items()},
             "center": plan.config.center,
+            "anchor": plan.config.anchor_model,
         },
         "seconds": seconds,
     }
+    if plan.images is not None:
+        skipped = run.store.attrs.get("skipped_images") or []
+        manifest["images"] = plan.images | {"skipped_files": [{"file": f, "reason": r} for f, r in skipped]}
+        manifest["summary"]["images"] = {"used": plan.n, "skipped": len(skipped)}
     run.store.consolidate()
     run.write_json(run.manifest_path, manifest)
     return manifest

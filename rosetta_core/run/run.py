@@ -9,7 +9,9 @@ The store ``<run>/store.zarr`` (Zarr v3, store version 2) opens whole as labelle
 ``xarray.open_datatree(run.store_path, engine="zarr")`` (or :meth:`Run.tree`):
 
 - ``latents`` ``(image, latent)`` float32, ``images`` ``(image, rgb, height, width)`` uint8 (pixel
-  dimensions are not named ``y``, ``x``: those are the activation grids');
+  dimensions are not named ``y``, ``x``: those are the activation grids'); an image run (``--images``)
+  has no latents, its ``images`` are the anchor encoder's view of each file (at most
+  :data:`~.plan.PREVIEW_SIDE` pixels) and the coordinate ``source`` ``(image,)`` names each file;
 - ``activations/<model>/<layer>/``: ``maps`` ``(image, unit, y, x)`` float16 or float32, with
   coordinates ``unit`` (the model's global unit index), ``channel``, ``layer``, ``model``;
 - ``pairs/<A>__<B>/`` (``__shuffled`` appended for the null): ``correlation``
@@ -199,15 +201,38 @@ class Run:
         config = self.config
         config.validate()
         check_models(config)
+        digest = None
+        if config.images is not None:
+            from .plan import image_count
+
+            image_count(config, self.image_index)  # an empty source or too few images: one clear error
+            digest = self.image_index.digest
         location.check_writable(self.location)
         if overwrite or not location.exists(location.join(self.store_path, "zarr.json")):
             return
         self._check_version()
         attrs = self.store.attrs
         if attrs.get("run") is not None:
-            conflicts = identity_conflicts({"run": attrs["run"], "models": attrs.get("models")}, run_identity(config))
+            asked = run_identity(config, images_digest=digest)
+            conflicts = identity_conflicts({"run": attrs["run"], "models": attrs.get("models")}, asked)
             if conflicts:
                 raise config_mismatch(str(self.location), conflicts)
+
+    @cached_property
+    def image_index(self):
+        """The :class:`~rosetta_core.data.image_source.ImageIndex` of an image run's source: every
+        file listed, hashed and decode-checked (once per ``Run`` object)."""
+        from ..data.image_source import index_images
+
+        if self.config.images is None:
+            raise ValueError(f"{self.location} mines a generator's images; it has no image source")
+        return index_images(self.config.images)
+
+    def sources(self, start: int = 0, stop: int | None = None) -> list[str]:
+        """The file names of images ``start:stop`` of an image run (relative to its source)."""
+        if "source" not in self.store:
+            raise ValueError(f"{self.location} mines a generator's images; its images have no source files")
+        return [str(v) for v in np.asarray(self.store.array("source")[start:stop])]
 
     @contextmanager
     def lock(self) -> Iterator[str | Path]:
@@ -235,16 +260,19 @@ class Run:
     @cached_property
     def dictionary(self) -> dict[str, Any]:
         """The content of ``dictionary.json`` (read once)."""
+        from ..matching.dictionary import upgrade_dictionary
+
         content = self.read_json(self.dictionary_path)
         if content is None:
             raise ValueError(f"{self.dictionary_path} does not exist: run the mining flow up to the dictionary step first")
-        return content
+        return upgrade_dictionary(content)
 
     def finished(self) -> dict[str, Any] | None:
         """The manifest when the run is complete with this configuration, else None."""
         manifest = self.manifest()
         if manifest and manifest.get("complete") and manifest.get("config") == self.config.identity():
-            return manifest
+            if self.config.images is None or (manifest.get("images") or {}).get("digest") == self.image_index.digest:
+                return manifest
         return None
 
     # -- co-moments ----------------------------------------------------------------------------
@@ -314,8 +342,11 @@ class Run:
         return dict(self.store.group[group].attrs["summary"])
 
 
-def run_identity(config: MineConfig, weights_hashes: dict[str, str] | None = None) -> dict[str, Any]:
-    """What a store records of the runs it holds: the run-level fields, and per model its
-    weights and layers (with the weights' hashes once the models are loaded)."""
+def run_identity(config: MineConfig, weights_hashes: dict[str, str] | None = None,
+                 images_digest: str | None = None) -> dict[str, Any]:
+    """What a store records of the runs it holds: the run-level fields (with an image run's
+    content digest: a changed folder is another configuration), and per model its weights and
+    layers (with the weights' hashes once the models are loaded)."""
     hashes = weights_hashes or {}
-    return {"run": config.run_identity(), "models": {m: config.model_identity(m, hashes.get(m)) for m in config.models}}
+    fields = config.run_identity() | ({"images_digest": images_digest} if images_digest else {})
+    return {"run": fields, "models": {m: config.model_identity(m, hashes.get(m)) for m in config.models}}

@@ -70,7 +70,7 @@ def pair_comoments(run: Run, a: str, b: str | None, shuffle_seed: int | None = N
     side_b = None if b is None else [run.store.array(k) for k in run.model_keys(b)]
     perm = None
     if shuffle_seed is not None and side_b is not None:
-        perm = np.random.default_rng(shuffle_seed).permutation(run.config.n)
+        perm = np.random.default_rng(shuffle_seed).permutation(run.plan.n)
     chunk = dask.delayed(chunk_comoments, pure=True)
     parts = [
         chunk(side_a, side_b, start, stop, None if perm is None else perm[start:stop], run.config.center)

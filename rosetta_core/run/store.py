@@ -179,7 +179,7 @@ class RunStore:
         ``(dims, values)`` for a coordinate along another dimension (e.g. ``layer_a`` along
         ``unit_a``); xarray labels the variables with them."""
         coords = dict(coords or {})
-        node = self.group.require_group(group)
+        node = self.group.require_group(group) if group else self.group  # "": the store's root
         if attrs:
             node.attrs.update(attrs)
         extra = " ".join(name for name, value in coords.items() if isinstance(value, tuple))

@@ -122,9 +122,31 @@ class ModelAdapter(ABC):
 
 
 class EncoderAdapter(ModelAdapter):
-    """A discriminative model: images in, activation maps out."""
+    """A discriminative model: images in, activation maps out.
+
+    To mine image datasets (``rosetta mine --images``) an encoder also brings a file's image to
+    its input: :meth:`image_transform`, by default resize-and-centre-crop to ``input_size``
+    (or the adapter's ``image_size``); encoders from timm and open_clip use their library's
+    eval transform (:mod:`rosetta_core.zoo.transforms`).
+    """
 
     kind = "encoder"
+    #: side of the square input a dataset image is resized and centre-cropped to; None: the
+    #: adapter's ``image_size`` attribute, if it has one
+    input_size: int | None = None
+
+    def image_transform(self):
+        """``(h, w, 3)`` uint8 array of any size -> uint8 ``(3, S, S)`` tensor this encoder takes
+        (:mod:`rosetta_core.zoo.transforms`); :meth:`activations` then normalises it."""
+        from .transforms import resize_crop
+
+        side = self.input_size if self.input_size is not None else getattr(self, "image_size", None)
+        if isinstance(side, (tuple, list)):
+            side = side[0]
+        if not side:
+            raise ValueError(f"encoder {self.name} cannot mine image files: its adapter sets neither input_size nor "
+                             "image_size and defines no image_transform() (see the adapter contract in the README)")
+        return resize_crop(int(side))
 
     @abstractmethod
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:

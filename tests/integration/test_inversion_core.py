@@ -343,7 +343,7 @@ def test_jobs_write_their_files(run_dir, tmp_path):
     assert np.load(tmp_path / "out" / f"concept-{concept}" / "latent.npy").shape[0] == 3
     assert shown["starts"] == 3 and len(shown["final_l_act"]) == 3  # a batch of starts: lists
     entry = run.dictionary["concepts"][0]
-    unit = entry["generator_units"][0]["unit"]
+    unit = entry["anchor_units"][0]["unit"]
     single = visualize_job(run, tmp_path / "out", concept, config, starts=1, unit=unit)
     assert isinstance(single["final_l_act"], list) and len(single["final_l_act"]) == 1
     one = encoder_matches(run, concept=concept, gen_unit=unit)

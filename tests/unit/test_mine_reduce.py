@@ -17,7 +17,7 @@ LAYERS = {"g": [("l1", (3, 8, 8)), ("l2", (2, 4, 4))], "e": [("m1", (4, 2, 2)), 
 
 def _run(tmp_path, n: int, chunk: int, bad: tuple[str, int] | None = None):
     config = MineConfig(generator="g", encoders=("e",), n=n, k=1, chunk_size=chunk, center="position")
-    plan = RunPlan(config, LAYERS, 1, (3, 8, 8), {})
+    plan = RunPlan(config, LAYERS, 1, (3, 8, 8), {}, config.n)
     run = Run(tmp_path, config)
     run.store.group.attrs["plan"] = plan.to_json()
     rng = np.random.default_rng(0)

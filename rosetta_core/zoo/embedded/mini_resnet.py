@@ -139,6 +139,12 @@ class MiniResNetAdapter(EncoderAdapter):
             ]
         return list(self._layers)
 
+    def image_transform(self):
+        """timm's eval transform of the model's own data config (resize, centre crop)."""
+        from ..transforms import timm_transform
+
+        return timm_transform(self.module)
+
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``(n, 3, 64, 64)`` -> normalised float32 ``(n, 3, 64, 64)`` on the model's device."""
         images = torch.as_tensor(images)

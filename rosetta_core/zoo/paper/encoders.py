@@ -50,7 +50,9 @@ def vit_block_table(size: int, depth: int, mlp_hidden: int, patch: int) -> list[
 class ImageNorm:
     """Input size, interpolation, mean and std of one model (from its library's config)."""
 
-    def __init__(self, size: int, interpolation: str, mean: Sequence[float], std: Sequence[float]):
+    def __init__(self, size: int, interpolation: str, mean: Sequence[float], std: Sequence[float], geometry=None):
+        #: the library's eval transform of a dataset image, geometric steps only (``EncoderAdapter.image_transform``)
+        self.geometry = geometry
         if interpolation not in ("bilinear", "bicubic"):
             interpolation = "bilinear"
         self.size, self.interpolation = int(size), interpolation
@@ -77,8 +79,10 @@ def timm_norm(module: nn.Module, size: int) -> ImageNorm:
     """timm's own data config of ``module`` (mean, std, interpolation) at input ``size``."""
     import timm.data
 
+    from ..transforms import timm_transform
+
     cfg = timm.data.resolve_model_data_config(module)
-    return ImageNorm(size, cfg["interpolation"], cfg["mean"], cfg["std"])
+    return ImageNorm(size, cfg["interpolation"], cfg["mean"], cfg["std"], geometry=timm_transform(module, size))
 
 
 def open_clip_norm(arch: str, tag: str, size: int) -> ImageNorm:
@@ -93,7 +97,9 @@ def open_clip_norm(arch: str, tag: str, size: int) -> ImageNorm:
     )
     norm = next(t for t in transform.transforms if isinstance(t, T.Normalize))
     resize = next(t for t in transform.transforms if isinstance(t, T.Resize))
-    return ImageNorm(size, resize.interpolation.value, norm.mean, norm.std)
+    from ..transforms import geometric_steps
+
+    return ImageNorm(size, resize.interpolation.value, norm.mean, norm.std, geometry=geometric_steps(transform))
 
 
 class _Stop(Exception):
@@ -108,6 +114,14 @@ class _HookedEncoder(EncoderAdapter):
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         return self.norm(images, self.device)
+
+    def image_transform(self):
+        """The library's own eval transform (resize, crop) at this model's input size."""
+        if self.norm.geometry is None:
+            from ..transforms import resize_crop
+
+            return resize_crop(self.norm.size, self.norm.interpolation)
+        return self.norm.geometry
 
     def _to_map(self, name: str, value: torch.Tensor) -> torch.Tensor:
         return value
