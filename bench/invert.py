@@ -56,6 +56,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rosetta_core.data import code_layout, render_batch  # noqa: E402
+from rosetta_core.evidence import start  # noqa: E402
 from rosetta_core.inversion import InversionConfig, edit, encoder_matches, invert, open_run, self_matches  # noqa: E402
 from rosetta_core.inversion import metrics as M  # noqa: E402
 from rosetta_core.inversion.edits import (FITS, PADS, SWITCHES, default_box, default_hold, resolve_fit, shift_maps,  # noqa: E402
@@ -342,6 +343,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    prov = start(device=args.device)
     ood_reg = _parse_ood_reg(ap, args.ood_reg)
     unknown = set(args.edit_kinds.split(",")) - set(MEASURED_EDITS)
     if unknown:
@@ -376,6 +378,14 @@ def main() -> int:
         results["speed"] = speed(ctx, args.speed_steps)
     results["seconds"] = time.perf_counter() - began
     print(f"total {results['seconds']:.0f} s")
+    prov.seeds.update({"run_images": cfg.seed, "inversion_starts": InversionConfig().seed})
+    if "table1" in parts or "speed" in parts:
+        prov.seeds["table1_and_speed_scenes"] = HELD_OUT_SEED
+    if "ood" in parts:
+        prov.seeds["ood_scenes"] = HELD_OUT_SEED if args.ood_seed is None else args.ood_seed
+    if "edits" in parts:
+        prov.seeds["edit_trials"] = f"run images {args.edits_first}-{args.edits_first + args.edits - 1}"
+    results["provenance"] = prov.finish()
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

@@ -23,7 +23,9 @@ The output says which weights and encoders each run used (from its manifest).
 ``--against DIR`` also runs a checkout of another commit (e.g. ``git worktree add /tmp/base
 <commit>``), alternating with this one ``--repeats`` times, and prints the wall-time ratio of
 this code to that baseline measured in the same session. ``--json FILE`` writes every run with
-the commits, the command, the machine (CPU model, cores, load) and the wall times.
+its provenance (``rosetta_core.evidence``: commit and dirty tree, the exact command, the runs'
+image seed, the machine: CPU model, threads, load; wall time) and, with ``--against``, the
+baseline checkout's commit.
 
 Usage: python bench/mine.py [--n 400 800 1600] [--weights default|trained|random] [--keep DIR]
                             [--against DIR] [--repeats R] [--json FILE]
@@ -43,6 +45,9 @@ import time
 from pathlib import Path
 
 import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rosetta_core.evidence import git_state, start  # noqa: E402
 
 TARGET_SECONDS, TARGET_RSS = 300.0, 3 * 1024**3
 
@@ -101,18 +106,6 @@ def _command() -> list[str]:
     return [sys.executable, "-m", "flows.cli"]
 
 
-def _commit(code: Path) -> str:
-    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=code, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=code, capture_output=True, text=True)
-    return done.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
-
-
-def _machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "unknown")
-    return {"cpu": model, "cores": os.cpu_count(), "load_average": os.getloadavg()}
-
-
 def run_once(n: int, weights: str, out: Path, code: Path = HERE) -> dict:
     """One `rosetta mine --n n` (plus ``--weights`` unless ``weights == "default"``) of the
     checkout ``code``."""
@@ -142,6 +135,7 @@ def run_once(n: int, weights: str, out: Path, code: Path = HERE) -> dict:
     return {
         "used": f"weights {manifest['config']['weights']}, encoders {', '.join(manifest['config']['encoders'])}",
         "n": n,
+        "seed": manifest["config"].get("seed"),
         "wall": wall,
         "stages": stages,
         "images_per_s": n / stages["extract"],
@@ -177,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1, help="runs per n and checkout (default 1)")
     parser.add_argument("--json", type=Path, default=None, help="write the runs and their provenance here")
     args = parser.parse_args(argv)
+    prov = start(argv)
     if args.against is not None:
-        return compare(args)
+        return compare(args, prov)
     bad = [n for n in args.n if n < 10]
     if bad:
         raise SystemExit(f"--n {bad[0]} is too small for the default K=5; give n >= 10")
@@ -200,32 +195,37 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(_table(rows, weights))
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    if args.json:
+        prov.seeds["images"] = sorted({r["seed"] for r in rows})
+        args.json.write_text(json.dumps({"weights": weights, "target_seconds": TARGET_SECONDS, "target_bytes": TARGET_RSS,
+                                         "runs": rows, "provenance": prov.finish()}, indent=1) + "\n")
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
-def compare(args: argparse.Namespace) -> int:
+def compare(args: argparse.Namespace, prov) -> int:
     """This checkout against ``--against``, alternating, ``--repeats`` times per n."""
     codes = {"baseline": args.against.resolve(), "this": HERE}
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-mine-"))
-    machine, runs = _machine(), []
+    runs = []
     for n in sorted(args.n):
         for r in range(args.repeats):
             for who, code in codes.items():
                 row = run_once(n, args.weights, root / f"{who}-n{n}-{r}", code)
                 runs.append({"code": who, "n": n, "repeat": r, "wall": row["wall"], "stages": row["stages"],
-                             "tree_pss": row["tree_pss"], "used": row["used"]})
+                             "tree_pss": row["tree_pss"], "used": row["used"], "seed": row["seed"]})
                 print(f"{who} n={n} #{r}: {row['wall']:.1f} s wall, stages "
                       f"{json.dumps({k: round(v, 1) for k, v in row['stages'].items()})}", flush=True)
         walls = {who: [x["wall"] for x in runs if x["code"] == who and x["n"] == n] for who in codes}
         print(f"n={n}: this / baseline wall time = {min(walls['this']) / min(walls['baseline']):.2f} "
               f"(best of {args.repeats} each; median ratio {sorted(walls['this'])[len(walls['this']) // 2] / sorted(walls['baseline'])[len(walls['baseline']) // 2]:.2f})")
     if args.json:
+        prov.seeds["images"] = sorted({r["seed"] for r in runs})
         args.json.write_text(json.dumps({
-            "command": " ".join(["python", "bench/mine.py", *sys.argv[1:]]), "machine": machine | {"load_after": os.getloadavg()},
-            "commits": {who: _commit(code) for who, code in codes.items()}, "weights": args.weights, "runs": runs,
-        }, indent=1))
+            "commits": {who: git_state(code) for who, code in codes.items()}, "weights": args.weights, "runs": runs,
+            "provenance": prov.finish(),
+        }, indent=1) + "\n")
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)
     return 0
