@@ -7,7 +7,8 @@
 - :mod:`.perceptual`: the perceptual loss (a zoo encoder's features when LPIPS is unavailable);
 - :mod:`.optimize`: the latent optimisation loop, :func:`invert`, :func:`visualize`;
 - :mod:`.edits`: shift / zoom / copy-paste / remove / add on matched maps, then re-optimisation;
-- :mod:`.metrics`: PSNR, SSIM, foreground masks and IoU for the benchmarks;
+- :mod:`.metrics`: PSNR, SSIM, foreground masks, areas, IoU and centroids for the benchmarks;
+- :mod:`.criteria`: the success criteria of edits and OOD inversion (docs/success-criteria.md);
 - :mod:`.images`: reading and checking user image files, encoding the jobs' PNGs;
 - :mod:`.jobs`: one job from files (or URLs) to files: :func:`~.jobs.check_job`, then
   :func:`~.jobs.invert_file`, :func:`~.jobs.edit_job` or :func:`~.jobs.visualize_job`.
