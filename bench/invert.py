@@ -151,7 +151,7 @@ def _object_concept(run, gen, latents, fg) -> int:
     """The concept whose generator units are, on average over the images, the most active
     inside the objects (foreground) relative to the background."""
     concepts = run.dictionary["concepts"]
-    layers = sorted({u["layer"] for c in concepts for u in c["generator_units"]})
+    layers = sorted({u["layer"] for c in concepts for u in c["anchor_units"]})
     _, maps = gen.generate(latents, layers)
     maps = {k: v.cpu() for k, v in maps.items()}
     mask = torch.from_numpy(fg).float()[:, None]
@@ -160,7 +160,7 @@ def _object_concept(run, gen, latents, fg) -> int:
         score = []
         for c in concepts:
             vals = []
-            for u in c["generator_units"]:
+            for u in c["anchor_units"]:
                 m = maps[u["layer"]][i : i + 1, u["channel"] : u["channel"] + 1]
                 big = torch.nn.functional.interpolate(m, size=fg.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
                 inside, outside = big[mask[i, 0] > 0].mean(), big[mask[i, 0] == 0].mean()
@@ -254,7 +254,7 @@ def edits(ctx, trials, steps, first=0, hold=None, kinds=MEASURED_EDITS, pad=PADS
                        "in_frame_within_25pct_of_4x_rate": float((np.abs(ratio[whole] / 4 - 1) <= 0.25).mean()) if whole.any() else float("nan")}
     if "remove" in kinds:
         cid = _object_concept(run, gen, latents, src_fg)
-        units = {u["unit"] for c in run.dictionary["concepts"] if c["id"] == cid for u in c["generator_units"]}
+        units = {u["unit"] for c in run.dictionary["concepts"] if c["id"] == cid for u in c["anchor_units"]}
         removed, _ = edit(gen, matches, latents, "remove", cfg, units=units, hold=hold, fit=fit, box=box)
         removed_fg = M.foreground(removed.images.cpu().numpy())
         left = M.area(removed_fg & src_fg) / np.maximum(M.area(src_fg), 1)  # share of the object's pixels left
