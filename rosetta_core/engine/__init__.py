@@ -1,5 +1,7 @@
 """The exact correlation engine: resize matrices, streaming co-moments, Pearson tables and the
-planner's arithmetic. Pure numpy/scipy; it knows nothing of runs, models or reports.
+planner's arithmetic. Numpy/scipy by default (``device=None``), torch on a device when asked
+(``device="cpu"``/``"cuda"``; torch is imported only then); it knows nothing of runs, models or
+reports.
 
 Modules, from the bottom up:
 
@@ -15,7 +17,17 @@ Modules, from the bottom up:
 - :mod:`.reduction`: chunks to one accumulator: a running fold (``fold_chunks``) or a binary
   tree of merges (``tree_reduce``; with dask tasks, ``merge_delayed``);
 - :mod:`.correlation`: ``comoments``, ``pearson_table``, ``self_table`` over any sliceable input;
-- :mod:`.planner`: how big and how long a mining run will be (pure arithmetic over shapes).
+- :mod:`.planner`: how big and how long a mining run will be (pure arithmetic over shapes);
+- the torch engine, the same algorithm on a torch device, sharing the layouts and the planning
+  above: :mod:`.devices` (which device, maps and resize matrices there, IEEE float32 matmuls),
+  :mod:`.torch_sums` (projections and squared sums on the device) and :mod:`.torch_fold`
+  (``DeviceMoments``: a ``CoMoments``' state on the device, updated chunk by chunk).
+
+Two engines, because on CPUs the numpy engine is several times faster than the same algorithm
+in torch (``bench/correlation.py --device cpu``; numbers in ``docs/performance.md``): it runs
+cache-sized blocks of units side by side on one BLAS thread each, which torch's whole-chunk
+kernels do not; on GPUs those big kernels are what is fast. Both pass the same oracle tests (``tests/unit/test_correlation.py`` runs each with
+``device`` None and ``"cpu"``).
 """
 
 from .centring import CENTERS, Centring, GlobalCentring, PositionCentring, get_centring

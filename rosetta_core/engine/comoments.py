@@ -127,21 +127,25 @@ class CoMoments:
         a: Sequence[np.ndarray],
         b: Sequence[np.ndarray] | None = None,
         center: str = "global",
+        device=None,
     ) -> "CoMoments":
         """Accumulator of one chunk of images; ``a``, ``b``: per layer ``(n, units, h, w)``.
 
         Inputs are validated by the callers in :mod:`rosetta_core.engine.correlation`; here they
         are taken as float arrays with one ``n``. NaN or inf values raise
         :class:`NonFiniteChunk` (found by the means, taken piece by piece right before the products).
+        ``device``: as in :meth:`update`.
         """
-        shapes_a = [np.shape(x)[1:] for x in a]
-        return cls(shapes_a, None if b is None else [np.shape(x)[1:] for x in b], center).update(a, b)
+        shapes_a = [_shape(x)[1:] for x in a]
+        shapes_b = None if b is None else [_shape(x)[1:] for x in b]
+        return cls(shapes_a, shapes_b, center).update(a, b, device=device)
 
     def update(
         self,
         a: Sequence[np.ndarray],
         b: Sequence[np.ndarray] | None = None,
         workspace: Workspace | None = None,
+        device=None,
     ) -> "CoMoments":
         """Add one chunk of images in place and return ``self``: the same result as
         ``self.merge(CoMoments.from_chunk(a, b, self.center))`` without building the chunk's
@@ -154,7 +158,18 @@ class CoMoments:
         and leave the accumulator unchanged. ``workspace``: scratch memory for the chunk's
         projections, reused across the chunks of a fold (:class:`rosetta_core.engine.Workspace`);
         optional.
+
+        ``device``: None (the numpy engine), or a torch device (``"cpu"``, ``"cuda"``,
+        ``"cuda:N"``) that runs the torch engine there (:mod:`rosetta_core.engine.torch_fold`;
+        same algorithm and precision; ``a``, ``b`` may then be tensors on any device, and
+        ``workspace`` is not used). The state moves to the device and back for this chunk:
+        to fold many chunks on a GPU, use :func:`~rosetta_core.engine.reduction.fold_chunks`
+        (or ``comoments``) with ``device``, which keeps it there between chunks.
         """
+        if device is not None:
+            from .torch_fold import update_on_device
+
+            return update_on_device(self, a, b, device)
         return fold_chunk(self, a, b, workspace)
 
     def _grid_means_of_running(self) -> dict[tuple[str, int, Grid], np.ndarray]:
@@ -332,6 +347,12 @@ class CoMoments:
             acc.m2_b_[l, m] = np.array(state[f"m2_b/{l}_{m}"], dtype=np.float64)
             acc.cross_[l, m] = np.array(state[f"cross/{l}_{m}"], dtype=np.float64)
         return acc
+
+
+def _shape(x) -> tuple[int, ...]:
+    """The shape of an array or tensor (a CUDA tensor has no numpy view)."""
+    shape = getattr(x, "shape", None)
+    return tuple(shape) if shape is not None else np.shape(x)
 
 
 def _offsets(shapes: Sequence[Shape]) -> np.ndarray:

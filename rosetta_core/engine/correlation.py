@@ -3,6 +3,11 @@
 Inputs are per-layer activations ``(n, units, h, w)`` of two models on the same ``n`` images:
 numpy arrays, torch tensors, Zarr arrays (anything sliceable along ``n``) or dask arrays.
 Rows and columns of a table are ordered layer by layer, channel by channel.
+
+``device=None`` runs the numpy engine; a torch device (``"cpu"``, ``"cuda"``, ``"cuda:N"``) runs
+the same algorithm in torch there (:mod:`rosetta_core.engine.torch_fold`): each chunk is moved
+to the device (torch inputs already there are not copied) and the co-moments stay there until
+the last chunk.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import numpy as np
 
 from .centring import get_centring
 from .comoments import CoMoments, NonFiniteChunk
+from .devices import as_device_maps, torch_device
 from .reduction import fold_chunks, merge_delayed
 
 __all__ = ["comoments", "pearson_table", "self_table", "LayerInput"]
@@ -72,14 +78,17 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
-def _chunk(named: list[tuple[str, Any]], start: int, stop: int) -> list[np.ndarray]:
-    return [_to_numpy(x[start:stop]) for _, x in named]
+def _chunk(named: list[tuple[str, Any]], start: int, stop: int, device=None) -> list[Any]:
+    if device is None:
+        return [_to_numpy(x[start:stop]) for _, x in named]
+    return [as_device_maps(x[start:stop], device) for _, x in named]
 
 
-def _chunk_moments(named_a, named_b, bounds: list[int], center: str, first_image: int = 0) -> CoMoments:
+def _chunk_moments(named_a, named_b, bounds: list[int], center: str, first_image: int = 0, device=None) -> CoMoments:
     """Co-moments of the images from ``bounds[0]`` to ``bounds[-1]``, folded chunk by chunk
     between consecutive ``bounds``. ``first_image``: the index of the arrays' first image in the
-    caller's numbering (a dask chunk is passed already cut out), for error messages."""
+    caller's numbering (a dask chunk is passed already cut out), for error messages;
+    ``device``: None (numpy engine) or the torch device of the torch engine."""
 
     def where(err: NonFiniteChunk, i: int) -> str:
         named = named_a if err.side == "a" else named_b
@@ -87,10 +96,10 @@ def _chunk_moments(named_a, named_b, bounds: list[int], center: str, first_image
         return f"{named[err.layer][0]} has non-finite values (NaN or inf) in images {images}; activations must be finite"
 
     chunks = (
-        (_chunk(named_a, s, e), None if named_b is None else _chunk(named_b, s, e))
+        (_chunk(named_a, s, e, device), None if named_b is None else _chunk(named_b, s, e, device))
         for s, e in zip(bounds[:-1], bounds[1:])
     )
-    return fold_chunks(chunks, center, where)
+    return fold_chunks(chunks, center, where, device=device)
 
 
 def _default_chunk(named: list[tuple[str, Any]], n: int) -> int:
@@ -107,15 +116,19 @@ def comoments(
     *,
     center: str = "global",
     chunk_size: int | None = None,
+    device=None,
 ) -> CoMoments:
     """Reduce the co-moments of ``a`` against ``b`` (or against itself when ``b`` is None).
 
     Memory is bounded by one chunk of images (``chunk_size``; default: equal chunks of at
     most about 1 GiB of float32 maps). With dask inputs, chunks follow the dask chunks along ``n`` (or
     ``chunk_size``) and are reduced as a tree with the active dask scheduler, e.g. a
-    ``dask.distributed`` client.
+    ``dask.distributed`` client (each task folds its chunk on ``device``; the merges are numpy).
+    ``device``: None for the numpy engine, or a torch device (``"cpu"``, ``"cuda"``, ``"cuda:N"``)
+    for the torch engine (same algorithm and precision: see :mod:`rosetta_core.engine.torch_fold`).
     """
     get_centring(center)  # a bad name fails here, before any input is read
+    device = None if device is None else torch_device(device)  # and a bad device
     named_a = _named_layers(a, "a")
     named_b = None if b is None else _named_layers(b, "b")
     n = _check_n(named_a + (named_b or []))
@@ -123,13 +136,13 @@ def comoments(
         raise ValueError(f"chunk_size={chunk_size!r} must be a positive integer (images per chunk)")
     everything = named_a + (named_b or [])
     if any(_is_dask(x) for _, x in everything):
-        return _dask_comoments(named_a, named_b, n, center, chunk_size)
+        return _dask_comoments(named_a, named_b, n, center, chunk_size, device)
     step = int(chunk_size or _default_chunk(everything, n))
     # a running fold keeps memory independent of n
-    return _chunk_moments(named_a, named_b, [*range(0, n, step), n], center)
+    return _chunk_moments(named_a, named_b, [*range(0, n, step), n], center, device=device)
 
 
-def _dask_comoments(named_a, named_b, n: int, center: str, chunk_size: int | None) -> CoMoments:
+def _dask_comoments(named_a, named_b, n: int, center: str, chunk_size: int | None, device=None) -> CoMoments:
     import dask
     import dask.array as da
 
@@ -158,6 +171,7 @@ def _dask_comoments(named_a, named_b, n: int, center: str, chunk_size: int | Non
             [0, e - s],
             center,
             first_image=s,
+            device=device,
         )
         for s, e in zip(bounds[:-1], bounds[1:])
     ])
@@ -169,6 +183,7 @@ def pearson_table(
     *,
     center: str = "global",
     chunk_size: int | None = None,
+    device=None,
 ) -> np.ndarray:
     """Pearson correlation of every unit of ``a`` with every unit of ``b``.
 
@@ -177,11 +192,13 @@ def pearson_table(
     elementwise-larger grid, over all images and positions (paper Eq. 1-2), without building
     the resized maps. ``center="position"`` subtracts each position's mean over images first.
     Returns float32 ``(sum units of a, sum units of b)``; constant units give 0 (their masks:
-    ``comoments(a, b).constant_units()``).
+    ``comoments(a, b).constant_units()``). ``device``: None (the numpy engine) or a torch
+    device (``"cpu"``, ``"cuda"``) that runs the same algorithm in torch there.
     """
-    return comoments(a, b, center=center, chunk_size=chunk_size).pearson()
+    return comoments(a, b, center=center, chunk_size=chunk_size, device=device).pearson()
 
 
-def self_table(a: LayerInput, *, center: str = "global", chunk_size: int | None = None) -> np.ndarray:
-    """The symmetric table of ``a`` against itself (the G-G table); diagonal 1 for live units."""
-    return comoments(a, None, center=center, chunk_size=chunk_size).pearson()
+def self_table(a: LayerInput, *, center: str = "global", chunk_size: int | None = None, device=None) -> np.ndarray:
+    """The symmetric table of ``a`` against itself (the G-G table); diagonal 1 for live units.
+    ``device``: as in :func:`pearson_table`."""
+    return comoments(a, None, center=center, chunk_size=chunk_size, device=device).pearson()

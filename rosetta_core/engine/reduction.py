@@ -32,6 +32,7 @@ def fold_chunks(
     chunks: Iterable[Chunk],
     center: str = "global",
     where: Callable[[NonFiniteChunk, int], str] | None = None,
+    device=None,
 ) -> CoMoments:
     """One accumulator over ``chunks``, added in order with :meth:`CoMoments.update` and one
     :class:`~rosetta_core.engine.grid_sums.Workspace` (memory: one chunk; a generator of chunks
@@ -43,20 +44,31 @@ def fold_chunks(
     when chunk ``i`` holds NaN or inf (``err``: the :class:`NonFiniteChunk`, with the layer's
     side and index and the images within the chunk), so a caller names layers and images its
     own way; without ``where`` the :class:`NonFiniteChunk` itself propagates.
+
+    ``device``: None (the numpy engine), or a torch device that runs the torch engine there
+    (:mod:`~rosetta_core.engine.torch_fold`; chunks may then hold tensors), the accumulator's
+    state staying on the device from the first chunk to the last.
     """
-    acc, workspace = None, Workspace()
+    acc, workspace, state = None, Workspace(), None
     for i, (a, b) in enumerate(chunks):
         try:
             if acc is None:
                 acc = CoMoments([x.shape[1:] for x in a], None if b is None else [x.shape[1:] for x in b], center)
-            acc.update(a, b, workspace)
+            if device is None:
+                acc.update(a, b, workspace)
+            else:
+                if state is None:
+                    from .torch_fold import DeviceMoments
+
+                    state = DeviceMoments(acc, device)
+                state.update(a, b)
         except NonFiniteChunk as err:
             if where is None:
                 raise
             raise ValueError(where(err, i)) from None
     if acc is None:
         raise ValueError("fold_chunks got no chunks; give at least one (a, b) chunk of images")
-    return acc
+    return acc if state is None else state.write_back()
 
 
 def tree_reduce(parts: Sequence[T], merge: Callable[[T, T], T]) -> T:

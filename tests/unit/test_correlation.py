@@ -15,6 +15,9 @@ from rosetta_core import CoMoments, comoments, pearson_table, self_table
 
 pytestmark = pytest.mark.unit
 
+#: the numpy engine (None) and the torch engine on the CPU run every oracle test below
+DEVICES = [None, "cpu"]
+
 # (grid of a, grid of b): equal, 2x, 4x, 8x, non-integer ratios, rectangular, mixed axes
 GRID_PAIRS = [
     ((8, 8), (8, 8)),
@@ -29,47 +32,53 @@ GRID_PAIRS = [
 ]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("center", ["global", "position"])
 @pytest.mark.parametrize("grid_a,grid_b", GRID_PAIRS)
-def test_matches_brute_force(grid_a, grid_b, center):
+def test_matches_brute_force(grid_a, grid_b, center, device):
     rng = np.random.default_rng(hash((grid_a, grid_b)) % 2**32)
     a = [activations(rng, 6, 5, *grid_a)]
     b = [activations(rng, 6, 4, *grid_b)]
-    got = pearson_table(a, b, center=center)
+    got = pearson_table(a, b, center=center, device=device)
     assert got.dtype == np.float32 and got.shape == (5, 4)
     np.testing.assert_allclose(got, brute_force_table(a, b, center), atol=1e-4)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("center", ["global", "position"])
-def test_several_layers_ordered_layer_by_layer(center):
+def test_several_layers_ordered_layer_by_layer(center, device):
     rng = np.random.default_rng(1)
     a = [activations(rng, 7, 3, 4, 4), activations(rng, 7, 2, 16, 16), activations(rng, 7, 4, 7, 5)]
     b = {"s1": activations(rng, 7, 5, 14, 14), "s2": activations(rng, 7, 2, 3, 3)}
-    got = pearson_table(a, b, center=center)
+    got = pearson_table(a, b, center=center, device=device)
     np.testing.assert_allclose(got, brute_force_table(a, list(b.values()), center), atol=1e-4)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("center", ["global", "position"])
-def test_self_table_is_symmetric_with_unit_diagonal(center):
+def test_self_table_is_symmetric_with_unit_diagonal(center, device):
     rng = np.random.default_rng(2)
     a = [activations(rng, 6, 3, 8, 8), activations(rng, 6, 4, 3, 5)]
-    got = self_table(a, center=center, chunk_size=4)
+    got = self_table(a, center=center, chunk_size=4, device=device)
     np.testing.assert_allclose(got, brute_force_table(a, a, center), atol=1e-4)
     np.testing.assert_array_equal(got, got.T)
     np.testing.assert_array_equal(np.diag(got), np.ones(7, dtype=np.float32))
-    np.testing.assert_allclose(got, pearson_table(a, a, center=center), atol=1e-5)
+    np.testing.assert_allclose(got, pearson_table(a, a, center=center, device=device), atol=1e-5)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("center", ["global", "position"])
-def test_chunking_dask_torch_and_merge_order_agree(center):
+def test_chunking_dask_torch_and_merge_order_agree(center, device):
     rng = np.random.default_rng(3)
     a = [activations(rng, 13, 4, 6, 6), activations(rng, 13, 3, 12, 12)]
     b = [activations(rng, 13, 5, 9, 9)]
-    whole = pearson_table(a, b, center=center, chunk_size=13)
-    chunked = pearson_table(a, b, center=center, chunk_size=3)
-    dasked = pearson_table([da.from_array(x, chunks=(4, 2, -1, -1)) for x in a], b, center=center)
-    torched = pearson_table([torch.from_numpy(x) for x in a], [torch.from_numpy(x) for x in b], center=center)
-    parts = [CoMoments.from_chunk([x[s : s + 2] for x in a], [x[s : s + 2] for x in b], center) for s in range(0, 13, 2)]
+    whole = pearson_table(a, b, center=center, chunk_size=13, device=device)
+    chunked = pearson_table(a, b, center=center, chunk_size=3, device=device)
+    dasked = pearson_table([da.from_array(x, chunks=(4, 2, -1, -1)) for x in a], b, center=center, device=device)
+    torched = pearson_table([torch.from_numpy(x) for x in a], [torch.from_numpy(x) for x in b], center=center,
+                            device=device)
+    parts = [CoMoments.from_chunk([x[s : s + 2] for x in a], [x[s : s + 2] for x in b], center, device=device)
+             for s in range(0, 13, 2)]
     forward, backward = parts[0], parts[-1]
     for p in parts[1:]:
         forward = forward.merge(p)
@@ -95,21 +104,22 @@ def test_state_dict_round_trip_and_unit_stats():
     np.testing.assert_allclose(stats["var_a"], ra.transpose(1, 0, 2, 3).reshape(3, -1).var(axis=1, ddof=1), rtol=1e-6)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("center", ["global", "position"])
-def test_constant_units_give_zero_not_nan_and_are_counted(center):
+def test_constant_units_give_zero_not_nan_and_are_counted(center, device):
     rng = np.random.default_rng(5)
     a0 = activations(rng, 8, 4, 6, 6)
     a0[:, 1] = 0.0
     a0[:, 2] = 2.5
     b0 = activations(rng, 8, 3, 12, 12)
     b0[:, 0] = 7.0
-    acc = comoments([a0], [b0], center=center, chunk_size=3)
+    acc = comoments([a0], [b0], center=center, chunk_size=3, device=device)
     table = acc.pearson()
     assert not np.isnan(table).any()
     assert np.all(table[[1, 2], :] == 0) and np.all(table[:, 0] == 0)
     dead_a, dead_b = acc.constant_units()
     assert dead_a.tolist() == [False, True, True, False] and dead_b.tolist() == [True, False, False]
-    s = self_table([a0], center=center)
+    s = self_table([a0], center=center, device=device)
     assert not np.isnan(s).any() and s[1, 1] == 0 and s[0, 0] == 1
 
 
@@ -160,12 +170,13 @@ def test_centrings_are_looked_up_once_by_name():
     assert pickle.loads(pickle.dumps(acc)).centring is get_centring("position")  # as dask ships it
 
 
-def test_non_finite_values_name_layer_and_images():
+@pytest.mark.parametrize("device", DEVICES)
+def test_non_finite_values_name_layer_and_images(device):
     x = np.ones((6, 2, 3, 3), dtype=np.float32)
     y = np.random.default_rng(0).random((6, 2, 4, 4)).astype(np.float32)
     y[4, 1, 0, 0] = np.nan
     with pytest.raises(ValueError, match=r"b\['layer2'\] has non-finite .* \[4\]"):
-        pearson_table([x], {"layer1": y[:, :1], "layer2": y}, chunk_size=2)
+        pearson_table([x], {"layer1": y[:, :1], "layer2": y}, chunk_size=2, device=device)
 
 
 @pytest.mark.parametrize(
@@ -193,12 +204,14 @@ def test_squared_sums_of_resized_maps_match_torch(grid, larges):
         np.testing.assert_array_equal(np.diag(diag) + np.diag(off, 1) + np.diag(off, -1), gram(n_in, n_out))
 
 
-def test_dask_chunks_empty_or_not_agree_and_name_the_right_image():
+@pytest.mark.parametrize("device", DEVICES)
+def test_dask_chunks_empty_or_not_agree_and_name_the_right_image(device):
     """A zero-length dask chunk adds nothing; a NaN is reported by its index in the whole input."""
     rng = np.random.default_rng(11)
     x, y = activations(rng, 6, 2, 3, 3), activations(rng, 6, 2, 5, 5)
-    got = pearson_table([da.from_array(x, chunks=((0, 3, 3), 2, 3, 3))], [da.from_array(y, chunks=((0, 3, 3), 2, 5, 5))])
+    got = pearson_table([da.from_array(x, chunks=((0, 3, 3), 2, 3, 3))], [da.from_array(y, chunks=((0, 3, 3), 2, 5, 5))],
+                        device=device)
     np.testing.assert_allclose(got, pearson_table([x], [y]), atol=1e-5)
     y[4, 1, 2, 2] = np.nan
     with pytest.raises(ValueError, match=r"has non-finite .* in images \[4\]"):
-        pearson_table([da.from_array(x, chunks=(3, 2, 3, 3))], [da.from_array(y, chunks=(3, 2, 5, 5))])
+        pearson_table([da.from_array(x, chunks=(3, 2, 3, 3))], [da.from_array(y, chunks=(3, 2, 5, 5))], device=device)

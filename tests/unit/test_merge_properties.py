@@ -69,9 +69,11 @@ def test_merging_different_layouts_is_refused():
     cuts=st.lists(st.integers(1, 11), max_size=4),
     center=st.sampled_from(["global", "position"]),
     symmetric=st.booleans(),
+    device=st.sampled_from([None, "cpu"]),
 )
-def test_updating_in_place_equals_merging_chunks(n, cuts, center, symmetric):
-    """``update`` (the running fold, with a reused workspace) gives the moments of ``merge``."""
+def test_updating_in_place_equals_merging_chunks(n, cuts, center, symmetric, device):
+    """``update`` (the running fold, with a reused workspace; or the torch engine on the CPU)
+    gives the moments of ``merge`` (of the numpy engine's chunks)."""
     from rosetta_core.engine import Workspace
 
     rng = np.random.default_rng(100 + n)
@@ -85,13 +87,14 @@ def test_updating_in_place_equals_merging_chunks(n, cuts, center, symmetric):
     folded = CoMoments([x.shape[1:] for x in a], None if b is None else [x.shape[1:] for x in b], center)
     workspace = Workspace()
     for part in chunks:
-        assert folded.update(*part, workspace=workspace) is folded
+        assert folded.update(*part, workspace=workspace, device=device) is folded
     assert folded.n_ == merged.n_ == n
     for key, value in _state(merged).items():
         np.testing.assert_allclose(_state(folded)[key], value, rtol=1e-6, atol=1e-6 * (1 + np.abs(value).max()))
 
 
-def test_a_non_finite_chunk_is_refused_and_leaves_the_accumulator_unchanged():
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_a_non_finite_chunk_is_refused_and_leaves_the_accumulator_unchanged(device):
     from rosetta_core import NonFiniteChunk
 
     rng = np.random.default_rng(1)
@@ -100,12 +103,12 @@ def test_a_non_finite_chunk_is_refused_and_leaves_the_accumulator_unchanged():
     bad = activations(rng, 3, 2, 5, 5)
     bad[2, 1, 4, 0] = np.inf
     with pytest.raises(NonFiniteChunk) as err:
-        acc.update([activations(rng, 3, 2, 3, 3)], [bad])
+        acc.update([activations(rng, 3, 2, 3, 3)], [bad], device=device)
     assert (err.value.side, err.value.layer, err.value.images) == ("b", 0, [2])
     for key, value in before.items():
         np.testing.assert_array_equal(_state(acc)[key], value)
     with pytest.raises(ValueError, match="does not fit"):
-        acc.update([activations(rng, 3, 2, 4, 4)], [activations(rng, 3, 2, 5, 5)])
+        acc.update([activations(rng, 3, 2, 4, 4)], [activations(rng, 3, 2, 5, 5)], device=device)
 
 
 def test_tree_reduce_merges_neighbours_level_by_level():
