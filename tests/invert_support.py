@@ -21,12 +21,15 @@ def mine_in_process(run_dir: Path, config: MineConfig, null: bool = True) -> tup
     returns the run, the chunk steps' states and the pair summaries."""
     run = Run(run_dir, config)
     run.validate()  # as the flow does at its start
-    prepare_store(run, plan_run(config))
+    index = run.image_index if config.images is not None else None
+    prepare_store(run, plan_run(config, index=index), index=index)
+    encoders = sorted(config.encoders, key=lambda m: m != config.anchor_model)  # as the flow orders them
     states = []
     for c in range(len(run.plan.chunks)):
-        states.append(generate_chunk(run, c))
-        states += [extract_chunk(run, e, c) for e in config.encoders]
-    pairs = [(a, b, False) for a, b in run.plan.pairs()] + ([(config.generator, config.encoders[0], True)] if null else [])
+        if config.generator is not None:
+            states.append(generate_chunk(run, c))
+        states += [extract_chunk(run, e, c) for e in encoders]
+    pairs = [(a, b, False) for a, b in run.plan.pairs()] + ([(config.anchor_model, config.others[0], True)] if null else [])
     with dask.config.set(scheduler="synchronous"):
         summaries = [pair_statistics(run, a, b, n) for a, b, n in pairs]
     write_manifest(run, write_dictionary(run), {})

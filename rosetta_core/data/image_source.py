@@ -22,6 +22,7 @@ import hashlib
 import io
 import os
 import tarfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -165,8 +166,12 @@ def _tar_members(source: str) -> list[str]:
     return [p for p in fs.find("") if fs.isfile(p)]
 
 
+_TAR_LOCK = threading.Lock()
+
+
 def _tar_read(source: str, name: str) -> bytes:
-    return _tar_fs(source).cat_file(name)
+    with _TAR_LOCK:  # members are read from one shared file object: one seek-and-read at a time
+        return _tar_fs(source).cat_file(name)
 
 
 def to_rgb(image) -> np.ndarray:

@@ -39,7 +39,7 @@ def prepare_store(run: Run, plan: RunPlan, overwrite: bool = False, index=None) 
         store.require("images", (n, *plan.image_shape), (c, *plan.image_shape), "uint8", ["image", "rgb", "height", "width"],
                       {"coordinates": "source"})
         if "source" not in store:
-            store.write_variables("", {}, {"source": np.asarray(index.files[:n], dtype=str)})
+            store.write_variables("", {}, {"source": (("image",), np.asarray(index.files[:n], dtype=str))})
         store.group.attrs["skipped_images"] = [list(item) for item in index.skipped]
     for name, layers in plan.layers.items():
         coords = plan.unit_coords(name)
