@@ -18,7 +18,12 @@ rate measured before each run and after the last; the best time is compared with
 ``--json FILE`` also writes the measurements with their provenance (commit, command, seeds,
 machine, wall time; ``rosetta_core.evidence``): the source of the numbers in docs/performance.md.
 
-Usage: python bench/correlation.py [--n 20] [--small] [--repeats 3] [--json FILE]
+``--device DEV`` (``cpu``, ``cuda``) also runs (c) ours on the torch engine on that device
+(``pearson_table(..., device=DEV)``), in its own subprocess with the same repeats, and prints its
+time against (b) in the same run and its rate against that device's float32 matmul rate
+(IEEE float32, TF32 off), measured before each of its runs and after the last.
+
+Usage: python bench/correlation.py [--n 20] [--small] [--repeats 3] [--device DEV] [--json FILE]
 """
 
 from __future__ import annotations
@@ -69,10 +74,10 @@ def published_method(gen, enc, batch=2):
     return np.concatenate(rows, axis=0)
 
 
-def our_method(gen, enc):
+def our_method(gen, enc, device=None):
     from rosetta_core import pearson_table  # imported (untimed) by run_child first
 
-    return pearson_table(gen, enc)
+    return pearson_table(gen, enc, device=device)
 
 
 def our_flops(gen_spec, enc_spec, n):
@@ -111,27 +116,58 @@ def matmul_rate(size=2048, repeats=5):
     return 2 * size**3 * repeats / (time.perf_counter() - t) / 1e9
 
 
-def run_child(method, n, small, repeats):
+def device_matmul_rate(device, repeats=5):
+    """GFLOP/s of float32 torch matmul on ``device`` in IEEE float32 (as the torch engine runs
+    them: TF32 off), 2048^3 on a CPU, 8192^3 on a GPU."""
+    import torch
+
+    from rosetta_core.engine.devices import ieee_fp32, torch_device
+
+    dev = torch_device(device)
+    size = 8192 if dev.type == "cuda" else 2048
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    x = torch.randn(size, size, generator=torch.Generator().manual_seed(0)).to(dev)
+    with ieee_fp32():
+        x @ x
+        sync()
+        t = time.perf_counter()
+        for _ in range(repeats):
+            x @ x
+        sync()
+    return 2 * size**3 * repeats / (time.perf_counter() - t) / 1e9
+
+
+def run_child(method, n, small, repeats, device=None):
     gen_spec, enc_spec = (SMALL_GENERATOR, SMALL_ENCODERS) if small else (GENERATOR, ENCODERS)
     gen, enc = make_layers(gen_spec, n, 0), make_layers(enc_spec, n, 1)
     import rosetta_core  # noqa: F401  (keep import time out of the measurement)
     import torch.nn.functional  # noqa: F401
 
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    fn = published_method if method == "published" else our_method
+    if method == "torch":  # the torch engine on --device (warmed up once: kernels, allocator)
+        our_method(gen[:1], enc[:1], device)
+
+        def rate():
+            return device_matmul_rate(device)
+
+        def fn(g, e):
+            return our_method(g, e, device)
+    else:
+        rate = matmul_rate
+        fn = published_method if method == "published" else our_method
     rates, times = [], []
-    for _ in range(repeats if method == "ours" else 1):
-        if method == "ours":  # the matmul rate right before each run, under the same load
-            rates.append(matmul_rate())
+    for _ in range(1 if method == "published" else repeats):
+        if method != "published":  # the matmul rate right before each run, under the same load
+            rates.append(rate())
         t = time.perf_counter()
         table = fn(gen, enc)
         times.append(time.perf_counter() - t)
-    if method == "ours":
-        rates.append(matmul_rate())
+    if method != "published":
+        rates.append(rate())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
     np.save(f"/tmp/bench_corr_{method}.npy", table)
     out = {"seconds": min(times), "all_seconds": times, "extra_peak_mib": peak / 1024, "shape": table.shape}
-    if method == "ours":
+    if method != "published":
         out["matmul_gflops"] = rates
     print(json.dumps(out))
 
@@ -143,12 +179,14 @@ def main():
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of ours (each after a matmul rate measurement); the best of each is compared")
     parser.add_argument("--json", type=Path, default=None, help="also write the measurements and their provenance here")
-    parser.add_argument("--child", choices=["published", "ours"], help=argparse.SUPPRESS)
+    parser.add_argument("--device", default=None,
+                        help="also run ours on the torch engine on this torch device (cpu, cuda) and compare")
+    parser.add_argument("--child", choices=["published", "ours", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error(f"--repeats {args.repeats}: need at least 1 run")
     if args.child:
-        run_child(args.child, args.n, args.small, args.repeats)
+        run_child(args.child, args.n, args.small, args.repeats, args.device)
         return
     gen_spec, enc_spec = (SMALL_GENERATOR, SMALL_ENCODERS) if args.small else (GENERATOR, ENCODERS)
     prov = None
@@ -158,9 +196,10 @@ def main():
 
         prov = start(seeds={"generator_maps": 0, "encoder_maps": 1, "matmul_rate": 0})
     results = {}
-    for method in ("ours", "published"):
+    for method in ("ours", "torch", "published") if args.device else ("ours", "published"):
         cmd = [sys.executable, __file__, "--child", method, "--n", str(args.n), "--repeats", str(args.repeats)]
         cmd += ["--small"] if args.small else []
+        cmd += ["--device", args.device] if method == "torch" else []
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         results[method] = json.loads(out.strip().splitlines()[-1])
     rate = max(results["ours"]["matmul_gflops"])
@@ -190,6 +229,30 @@ def main():
         "max |(a) - (b)|: "
         f"{np.abs(ours_table - their_table).max():.3f} (the published per-batch average is not Eq. 2)"
     )
+    device_summary = None
+    if args.device:
+        dev = results["torch"]
+        dev_rate = max(dev["matmul_gflops"])
+        dev_achieved = (cross + proj + sq) / dev["seconds"] / 1e9
+        dev_diff = float(np.abs(np.load("/tmp/bench_corr_torch.npy") - ours_table).max())
+        device_summary = {
+            "device": args.device, "torch": dev, "torch_over_numpy_best": dev["seconds"] / ours["seconds"],
+            "torch_over_numpy_slowest": max(dev["all_seconds"]) / max(ours["all_seconds"]),
+            "achieved_gflops": dev_achieved, "best_device_matmul_gflops": dev_rate,
+            "fraction_of_device_matmul": dev_achieved / dev_rate,
+            "published_over_torch": theirs["seconds"] / dev["seconds"],
+            "max_abs_difference_to_numpy_engine": dev_diff,
+        }
+        print(f"(c) ours, torch engine on {args.device}: {dev['seconds']:.2f} s best "
+              f"(all runs: {', '.join(f'{t:.2f}' for t in dev['all_seconds'])}), "
+              f"extra peak {dev['extra_peak_mib']:.0f} MiB")
+        print(f"(c)/(b): {device_summary['torch_over_numpy_best']:.2f} best vs best, "
+              f"{device_summary['torch_over_numpy_slowest']:.2f} slowest vs slowest; (a)/(c): "
+              f"{device_summary['published_over_torch']:.1f}x")
+        print(f"(c) achieved {dev_achieved:.1f} GFLOP/s vs torch float32 (IEEE) matmul on {args.device} "
+              f"{dev_rate:.1f} GFLOP/s (before each run and after the last: "
+              f"{', '.join(f'{r:.1f}' for r in dev['matmul_gflops'])}): {100 * dev_achieved / dev_rate:.0f}%")
+        print(f"max |(c) - (b)|: {dev_diff:.2e} (the same exact algorithm, float32 rounding)")
     if args.json:
         args.json.write_text(json.dumps({
             "n": args.n, "small": args.small, "repeats": args.repeats, "generator_layers": gen_spec,
@@ -199,6 +262,7 @@ def main():
                       "total": (cross + proj + sq) / 1e9},
             "achieved_gflops": achieved, "best_matmul_gflops": rate, "fraction_of_matmul": achieved / rate,
             "max_abs_difference": float(np.abs(ours_table - their_table).max()),
+            "device_engine": device_summary,
             "provenance": prov.finish(),
         }, indent=1) + "\n")
 
