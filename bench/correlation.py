@@ -31,8 +31,10 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -137,7 +139,7 @@ def device_matmul_rate(device, repeats=5):
     return 2 * size**3 * repeats / (time.perf_counter() - t) / 1e9
 
 
-def run_child(method, n, small, repeats, device=None):
+def run_child(method, n, small, repeats, device=None, tables=Path("/tmp")):
     gen_spec, enc_spec = (SMALL_GENERATOR, SMALL_ENCODERS) if small else (GENERATOR, ENCODERS)
     gen, enc = make_layers(gen_spec, n, 0), make_layers(enc_spec, n, 1)
     import rosetta_core  # noqa: F401  (keep import time out of the measurement)
@@ -165,7 +167,7 @@ def run_child(method, n, small, repeats, device=None):
     if method != "published":
         rates.append(rate())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
-    np.save(f"/tmp/bench_corr_{method}.npy", table)
+    np.save(tables / f"bench_corr_{method}.npy", table)
     out = {"seconds": min(times), "all_seconds": times, "extra_peak_mib": peak / 1024, "shape": table.shape}
     if method != "published":
         out["matmul_gflops"] = rates
@@ -182,11 +184,12 @@ def main():
     parser.add_argument("--device", default=None,
                         help="also run ours on the torch engine on this torch device (cpu, cuda) and compare")
     parser.add_argument("--child", choices=["published", "ours", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--tables", type=Path, default=Path("/tmp"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error(f"--repeats {args.repeats}: need at least 1 run")
     if args.child:
-        run_child(args.child, args.n, args.small, args.repeats, args.device)
+        run_child(args.child, args.n, args.small, args.repeats, args.device, args.tables)
         return
     gen_spec, enc_spec = (SMALL_GENERATOR, SMALL_ENCODERS) if args.small else (GENERATOR, ENCODERS)
     prov = None
@@ -196,8 +199,10 @@ def main():
 
         prov = start(seeds={"generator_maps": 0, "encoder_maps": 1, "matmul_rate": 0})
     results = {}
+    tables = Path(tempfile.mkdtemp(prefix="bench-corr-"))  # this run's own tables (others may run beside it)
     for method in ("ours", "torch", "published") if args.device else ("ours", "published"):
-        cmd = [sys.executable, __file__, "--child", method, "--n", str(args.n), "--repeats", str(args.repeats)]
+        cmd = [sys.executable, __file__, "--child", method, "--n", str(args.n), "--repeats", str(args.repeats),
+               "--tables", str(tables)]
         cmd += ["--small"] if args.small else []
         cmd += ["--device", args.device] if method == "torch" else []
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -206,7 +211,7 @@ def main():
     cross, proj, sq = our_flops(gen_spec, enc_spec, args.n)
     ours, theirs = results["ours"], results["published"]
     achieved = (cross + proj + sq) / ours["seconds"] / 1e9
-    ours_table, their_table = np.load("/tmp/bench_corr_ours.npy"), np.load("/tmp/bench_corr_published.npy")
+    ours_table, their_table = np.load(tables / "bench_corr_ours.npy"), np.load(tables / "bench_corr_published.npy")
     units = sum(u for u, _ in gen_spec), sum(u for u, _ in enc_spec)
     print(f"n={args.n} images, {units[0]} generator units x {units[1]} encoder units")
     print(f"{'method':<28}{'seconds':>10}{'extra peak MiB':>16}")
@@ -234,7 +239,7 @@ def main():
         dev = results["torch"]
         dev_rate = max(dev["matmul_gflops"])
         dev_achieved = (cross + proj + sq) / dev["seconds"] / 1e9
-        dev_diff = float(np.abs(np.load("/tmp/bench_corr_torch.npy") - ours_table).max())
+        dev_diff = float(np.abs(np.load(tables / "bench_corr_torch.npy") - ours_table).max())
         device_summary = {
             "device": args.device, "torch": dev, "torch_over_numpy_best": dev["seconds"] / ours["seconds"],
             "torch_over_numpy_slowest": max(dev["all_seconds"]) / max(ours["all_seconds"]),
@@ -265,6 +270,7 @@ def main():
             "device_engine": device_summary,
             "provenance": prov.finish(),
         }, indent=1) + "\n")
+    shutil.rmtree(tables, ignore_errors=True)
 
 
 if __name__ == "__main__":
