@@ -69,7 +69,8 @@ def add_mine_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dask-address", default=None, help="run the tasks on this Dask scheduler (default: a local "
                    "cluster of 2 worker processes)")
     p.add_argument("--device", default="cpu", help="where the models run: cpu, cuda, cuda:1, ...")
-    p.add_argument("--overwrite", action="store_true", help="discard a run of another configuration in --out")
+    p.add_argument("--overwrite", action="store_true", help="discard a run of another configuration (or changed --images) in --out; a finished run of this "
+                   "configuration is kept")
     p.add_argument("--verbose", action="store_true", help="show Prefect's and Dask's logs in the terminal")
     p.add_argument("--progress", action="store_true", help="draw progress bars even when stderr is not a terminal")
     p.set_defaults(run=run_mine)

@@ -58,14 +58,14 @@ def mine(config: MineConfig = MineConfig(), out: str | None = None, device: str 
 
     ``device``: where the models run; ``dask_address``: an existing Dask scheduler (default: a
     local cluster for this run); ``overwrite``: discard a run of another configuration at
-    ``out``; ``plugins``: modules that register more models (``--plugin``), imported here and
-    by every task. Returns ``{"location", "report", "summary", "status"}``; ``status`` is
+    ``out`` (a finished run of this configuration is kept); ``plugins``: modules that register
+    more models (``--plugin``), imported here and by every task. Returns ``{"location", "report", "summary", "status"}``; ``status`` is
     ``"complete"`` when the run was already finished and nothing was computed."""
     load_plugins(plugins, option="plugins")
     run = Run(out or default_out(config), config)
     run.validate(overwrite)  # the one place every caller's input is checked
     logger = get_run_logger()
-    done = None if overwrite else run.finished()
+    done = run.finished()  # this configuration (and data) is complete there: --overwrite has nothing to discard
     if done is not None:
         logger.info(f"{run.location} is already complete (manifest.json matches this configuration); nothing to do")
         return {"location": run.location, "report": run.report_path, "summary": done["summary"], "status": "complete"}

@@ -23,6 +23,7 @@ def _flow(entrypoint: str):
 
 @pytest.mark.parametrize(("name", "entrypoint", "pool", "default", "per_run"), [
     ("mine", "flows/mine.py:mine", "cpu", MineConfig(), {}),
+    ("mine-images", "flows/mine.py:mine", "cpu", MineConfig(), {}),
     ("invert", "flows/invert.py:invert_image", "gpu", InversionConfig(), {"image": "scene.png"}),  # one run per image
 ])
 def test_each_deployment_runs_as_written(name, entrypoint, pool, default, per_run):
