@@ -34,3 +34,14 @@ def test_lists_from_json_compare_equal_to_tuples():
     assert asked == MineConfig(encoders=("mini-vit.mae",), layers={"mini-gen": ("block1",)})
     assert MineConfig.from_identity(asked.identity()) == asked
     assert dataclasses.replace(asked, n=8).n == 8
+
+
+def test_images_on_the_command_line_make_an_image_run_with_the_same_defaults():
+    args = build_parser().parse_args(["mine", "--images", "data/scenes", "--encoders", "mini-vit.mae,mini-clip.rn",
+                                      "--anchor", "mini-clip.rn"])
+    config = config_from_args(args)
+    assert config == MineConfig(images="data/scenes", encoders=("mini-vit.mae", "mini-clip.rn"), anchor="mini-clip.rn")
+    assert (config.generator, config.n, config.anchor_model, config.others) == (None, None, "mini-clip.rn", ("mini-vit.mae",))
+    both = config_from_args(build_parser().parse_args(["mine", "--images", "x", "--generator", "mini-gen"]))
+    with pytest.raises(ValueError, match="were both given"):
+        both.validate()
