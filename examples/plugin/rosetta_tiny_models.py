@@ -46,6 +46,7 @@ class TinyGen(GeneratorAdapter):
 
 class TinyCNN(EncoderAdapter):
     name, arch, weights = "tiny-cnn", "3 x (conv3x3 stride 2, ReLU)", "random"
+    input_size = 64  # image files (rosetta mine --images) are resized and centre-cropped to 64x64
 
     def __init__(self):
         self.module = nn.ModuleList([nn.Conv2d(3, 16, 3, 2, 1), nn.Conv2d(16, 32, 3, 2, 1), nn.Conv2d(32, 32, 3, 2, 1)])

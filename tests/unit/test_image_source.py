@@ -10,6 +10,7 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from rosetta_core.data.image_source import index_images, read_images, source_label, to_rgb
@@ -150,3 +151,28 @@ def test_source_labels_name_the_default_run_folder():
     assert source_label("s3://bucket/x/cats.tar.gz") == "cats"
     assert source_label("photos/*.jpg") == "photos"
     assert source_label("/data/my photos/") == "my-photos"
+
+
+def test_an_encoder_of_ones_own_mines_files_when_it_says_its_input_size():
+    from rosetta_core.zoo import EncoderAdapter, LayerInfo
+
+    class Own(EncoderAdapter):  # the adapter contract, as examples/plugin's tiny-cnn follows it
+        name, arch, weights, input_size = "own", "none", "random", 64
+
+        def layers(self):
+            return [LayerInfo("x", 3, (64, 64))]
+
+        def preprocess(self, images):
+            return images.float()
+
+        def activations(self, images, layers=None):
+            return {"x": self.preprocess(images)}
+
+    x = Own().image_transform()(np.zeros((10, 30, 3), np.uint8))
+    assert tuple(x.shape) == (3, 64, 64) and x.dtype == torch.uint8
+
+    class Sizeless(Own):
+        name, input_size = "sizeless", None
+
+    with pytest.raises(ValueError, match="encoder sizeless cannot mine image files.*input_size"):
+        Sizeless().image_transform()
