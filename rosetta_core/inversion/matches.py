@@ -69,8 +69,12 @@ class Matches:
 
 def open_run(where: str | Path) -> Run:
     """A run whose mining finished (``manifest.json`` complete), at a path or an fsspec URL;
-    a clear error otherwise."""
-    return Run.open(where, finished=True)
+    a clear error otherwise, also for a run of an image dataset (it has no generator to invert)."""
+    run = Run.open(where, finished=True)
+    if run.config.generator is None:
+        raise ValueError(f"{run.location} mined the image dataset {run.config.images} (no generator): inversion, "
+                         "visualisation and editing need a run of a generator; mine one with --generator")
+    return run
 
 
 def concept_units(run: Run, concept: int) -> tuple[set[int], dict[str, set[int]]]:

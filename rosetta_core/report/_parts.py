@@ -194,6 +194,8 @@ nav.index a{padding:1px 7px;border:1px solid var(--line);border-radius:10px;back
 .rows figure{margin:0}
 .rows img{display:block;width:100%;height:auto;border-radius:2px}
 .rows figcaption{font-size:11px;color:var(--muted);text-align:center}
+.rows figure{min-width:0;overflow:hidden}
+.rows figcaption .file{display:block;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .label{font-size:12px;line-height:1.25;padding-right:4px;overflow-wrap:anywhere}
 .label b{display:block;font-size:12.5px}
 .label.gen b{color:var(--accent)}

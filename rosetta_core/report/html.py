@@ -69,6 +69,7 @@ class _Page:
         self.word = "generator" if cfg.get("generator") else "anchor"
         self.files = run.sources() if cfg.get("images") else None
         self.encoders = [m for m in _encoders(content) if m != self.generator]
+        self.n = cfg.get("n") if cfg.get("n") is not None else run.plan.n  # an image run: every readable file
         self.k = int(cfg.get("k", 5))
         self.tables = {e: t for e in self.encoders if (t := run.table(self.generator, e)) is not None}
         self._image_uris: dict[int, str] = {}
@@ -82,7 +83,7 @@ class _Page:
             ("rosetta_units", f"Rosetta units ({self.word})", c["rosetta_units"]),
             ("generator_units", f"{self.word} units", int(sum(l["units"] for l in models.get(self.generator, [])))),
             ("encoders", "encoders", len(self.encoders)),
-            ("n", "images", self.run.plan.n),
+            ("n", "images", self.n),
             ("k", "K (best buddies)", cfg.get("k")),
             ("center", "centring", cfg.get("center")),
         ]
@@ -215,7 +216,9 @@ class _Page:
         if self.files is None:
             return f"#{image}"
         name = self.files[image]
-        return f'#{image} <span class="file" title="{escape(name)}">{escape(name.rsplit("/", 1)[-1])}</span>'
+        short = name.rsplit("/", 1)[-1]
+        short = short if len(short) <= 14 else "…" + short[-13:]  # the end tells files apart (scene_00012.png)
+        return f'#{image} <span class="file" title="{escape(name)}">{escape(short)}</span>'
 
     def _image_uri(self, maps: _Maps, tiles: np.ndarray, image: int) -> str:
         if image not in self._image_uris:
@@ -348,7 +351,7 @@ class _Page:
             (f"images <code>{escape(str(cfg.get('images')))}</code> · " if self.files is not None else "")
             + f"{self.word} <code>{escape(self.generator)}</code> · {'encoders' if self.files is None else 'other encoders'} "
             + ", ".join(f"<code>{escape(e)}</code>" for e in self.encoders)
-            + f" · n = {self.run.plan.n} images · K = {self.k} · centring {escape(str(cfg.get('center')))}"
+            + f" · n = {self.n} images · K = {self.k} · centring {escape(str(cfg.get('center')))}"
             + f" · weights {escape(str(cfg.get('weights', '?')))} · seed {escape(str(cfg.get('seed', '?')))}"
         )
         summary = (

@@ -103,6 +103,11 @@ def test_an_image_folder_is_mined_with_each_encoders_own_preprocessing(prefect_a
         Run(out, config).validate()
     assert Run.open(out).table("mini-vit.mae", "mini-resnet.sup") is not None
 
+    from rosetta_core.inversion import open_run
+
+    with pytest.raises(ValueError, match="no generator.*need a run of a generator"):
+        open_run(out)  # inversion needs a generator: one clear line, not a crash deep in a job
+
 
 @pytest.mark.parametrize("count, message", [
     (0, "holds no image files"),
