@@ -42,3 +42,25 @@ def activations(rng: np.random.Generator, n: int, units: int, h: int, w: int, of
     profile = rng.normal(size=(units, 1, 1)) * (xx + yy**2)[None]
     x = rng.normal(size=(n, units, h, w)) + profile[None] + offset * rng.random((1, units, 1, 1))
     return np.maximum(x, 0).astype(np.float32)
+
+
+def dissection_ious(maps: np.ndarray, masks: np.ndarray, quantile: float) -> tuple[np.ndarray, np.ndarray]:
+    """Network Dissection IoU by brute force in float64: ``maps (n, units, h, w)``, bool ``masks
+    (n, factors, H, W)`` -> ``(ious (units, factors), thresholds (units,))``. Each unit is resized
+    with torch, thresholded at numpy's ``quantile`` of all its resized values (mask: ``> T``),
+    and intersection and union are counted image by image, pixel by pixel, over the whole set."""
+    n, units, _, _ = maps.shape
+    _, factors, H, W = masks.shape
+    up = resized(maps, (H, W))
+    ious, thresholds = np.zeros((units, factors)), np.zeros(units)
+    for u in range(units):
+        t = np.quantile(up[:, u].ravel(), quantile)
+        thresholds[u] = t
+        for f in range(factors):
+            inter = union = 0
+            for i in range(n):
+                on = up[i, u] > t
+                inter += int(np.logical_and(on, masks[i, f]).sum())
+                union += int(np.logical_or(on, masks[i, f]).sum())
+            ious[u, f] = inter / union if union else 0.0
+    return ious, thresholds

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import __version__
 from ..matching.dictionary import build_dictionary, validate_dictionary
+from .ground_truth import label_concepts
 from .run import Run
 
 __all__ = ["unit_peaks", "write_dictionary", "write_manifest"]
@@ -45,6 +46,7 @@ def write_dictionary(run: Run, examples: int = 6) -> dict[str, Any]:
             summary = run.pair_summary(a, b, null)
             if summary is not None:
                 target[run.pair_name(a, b)] = summary
+    label_concepts(run, content)  # "ground_truth" labels and summary, when the generator's world has a truth
     validate_dictionary(content)
     run.write_json(run.dictionary_path, content)
     return content
@@ -77,6 +79,8 @@ def write_manifest(run: Run, dictionary: dict[str, Any], seconds: dict[str, floa
         skipped = run.store.attrs.get("skipped_images") or []
         manifest["images"] = plan.images | {"skipped_files": [{"file": f, "reason": r} for f, r in skipped]}
         manifest["summary"]["images"] = {"used": plan.n, "skipped": len(skipped)}
+    if "ground_truth" in dictionary:
+        manifest["summary"]["ground_truth"] = dictionary["ground_truth"]
     run.store.consolidate()
     run.write_json(run.manifest_path, manifest)
     return manifest

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...data import WorldConfig, code_dim, code_layout, render_batch
+from ...data import Scenes, WorldConfig, code_dim, code_layout, render_batch
 from ..hooks import capture
 from ..base import GeneratorAdapter, LayerInfo
 from . import register_embedded
@@ -201,6 +201,15 @@ class MiniGenAdapter(GeneratorAdapter):
         ``(seed, i)`` of the mini-gen world, then ``z`` seeded from ``(seed, i)``."""
         scenes = render_batch(seed, indices, self.world)
         return latents_from_codes(scenes.codes, seed, scenes.indices).to(self.device)
+
+    def ground_truth(self, seed: int, indices: Sequence[int] | np.ndarray) -> Scenes:
+        """The scenes behind the images of ``sample_latents(seed, indices)``, with their masks.
+
+        The latent holds the code of scene ``(seed, i)`` and mini-gen is trained to render that
+        scene, so the scene's masks are the generated image's ground truth up to the generator's
+        rendering error (measure it against ``Scenes.images``; about 2/255 per pixel for the
+        shipped weights, far more for random ones)."""
+        return render_batch(seed, indices, self.world)
 
     def generate(
         self, latents: torch.Tensor, layers: Sequence[str] | None = ()
