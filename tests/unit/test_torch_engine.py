@@ -189,3 +189,27 @@ def test_cuda_matches_the_oracle_even_when_the_caller_allows_tf32(center):
     np.testing.assert_allclose(got, brute_force_table(a, b, center), atol=1e-4)
     np.testing.assert_allclose(got, pearson_table(a, b, center=center), atol=1e-6)
     _assert_same_moments(comoments(a, None, center=center, device="cuda"), comoments(a, None, center=center))
+
+
+@pytest.mark.parametrize(
+    "grid,larges",
+    [((7, 7), [(7, 7), (8, 8), (16, 16), (256, 256)]), ((5, 9), [(12, 9), (5, 14), (13, 31)]),
+     ((1, 6), [(1, 6), (4, 6), (3, 11)]), ((6, 1), [(9, 1), (6, 5)]), ((1, 1), [(3, 4)]), ((4, 4), [(4, 4)])],
+)
+def test_squared_sums_and_projections_match_the_numpy_engine(grid, larges):
+    """The torch engine's squared sums (1-pixel axes, one axis unchanged, own grid only) and
+    projections onto smaller grids equal the numpy engine's on the same centred maps."""
+    from rosetta_core.engine.grid_sums import layer_sums
+    from rosetta_core.engine.torch_sums import projections, squared_sums
+
+    rng = np.random.default_rng(8)
+    x = activations(rng, 70, 3, *grid)  # more than one block of 64 images
+    center = x.mean(axis=0)
+    smalls = sorted({(max(1, grid[0] // 2), grid[1]), (grid[0], max(1, grid[1] - 1)), grid})
+    want_proj, want_sq = layer_sums(x, smalls, larges, center)
+    d = torch.from_numpy(x - center)
+    got_proj, got_sq = projections(d, smalls), squared_sums(d, larges)
+    for large in larges:
+        np.testing.assert_allclose(got_sq[large].numpy(), want_sq[large], rtol=1e-6)
+    for small in smalls:
+        np.testing.assert_allclose(got_proj[small].numpy(), want_proj[small], rtol=1e-5, atol=1e-5)
