@@ -131,8 +131,11 @@ class MineConfig:
 
     def run_identity(self) -> dict[str, Any]:
         """The fields every model and pair of a run depends on: changing one is another run.
-        The models are not among them: a run can gain an encoder (:meth:`model_identity`)."""
-        return {f: getattr(self, f) for f in RUN_FIELDS} | {"code_version": __version__}
+        The models are not among them: a run can gain an encoder (:meth:`model_identity`). The
+        anchor is recorded as resolved, so an encoder listed first later does not silently
+        re-anchor an image run whose anchor was its first encoder."""
+        fields = {f: getattr(self, f) for f in RUN_FIELDS} | {"anchor": self.anchor_model}
+        return fields | {"code_version": __version__}
 
     def model_identity(self, name: str, weights_hash: str | None = None) -> dict[str, Any]:
         """What one model of the run is: its weights choice and hooked layer patterns (and, once

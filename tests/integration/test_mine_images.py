@@ -146,3 +146,19 @@ def test_a_generator_run_keeps_its_defaults_and_refuses_an_encoder_anchor():
     assert (config.generator, config.n, config.anchor_model) == ("mini-gen", 1600, "mini-gen")
     with pytest.raises(ValueError, match="anchors on its generator"):
         MineConfig(anchor="mini-vit.mae").validate()
+
+
+def test_the_default_anchor_is_recorded_so_a_reordered_run_is_another_configuration(tmp_path):
+    from invert_support import mine_in_process
+
+    folder = tmp_path / "six"
+    write_scenes(folder, 8, seed=2)
+    config = MineConfig(images=str(folder), encoders=ENCODERS, k=3, chunk_size=4, weights="random")
+    mine_in_process(tmp_path / "run", config, null=False)
+    grown = MineConfig(images=str(folder), encoders=("mini-clip.rn", *ENCODERS), k=3, chunk_size=4, weights="random")
+    with pytest.raises(StoreMismatch, match="anchor: stored 'mini-resnet.sup', asked 'mini-clip.rn'"):
+        Run(tmp_path / "run", grown).validate()
+    # the same encoder added after the anchor is an addition: only its activations and pairs are computed
+    added = MineConfig(images=str(folder), encoders=(*ENCODERS, "mini-clip.rn"), k=3, chunk_size=4, weights="random")
+    run, states, _ = mine_in_process(tmp_path / "run", added, null=False)
+    assert states.count("computed") == 2 and run.table("mini-resnet.sup", "mini-clip.rn") is not None
