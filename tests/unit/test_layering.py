@@ -19,6 +19,8 @@ FORBIDDEN_BETWEEN_SUBPACKAGES = {
     "matching": ("run", "zoo", "report", "inversion"),
     "zoo": ("run", "report", "inversion", "matching"),
     "data": ("run", "report", "inversion", "matching"),
+    # provenance of result files: the standard library only, so any script or command may record it
+    "evidence": ("engine", "run", "zoo", "report", "matching", "inversion", "data"),
 }
 
 
