@@ -19,6 +19,7 @@ random groups are drawn (:data:`DRAWS` per concept).
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ from ..matching.ground_truth import (DEFAULT_QUANTILE, DEFAULT_THRESHOLD, draw_g
                                      summarise, unit_ious)
 from .run import Run
 
-__all__ = ["DRAWS", "IMAGES", "MAX_IMAGE_ERROR", "POOL", "label_concepts", "run_truth"]
+__all__ = ["DRAWS", "IMAGES", "MAX_IMAGE_ERROR", "POOL", "Dissection", "dissect", "label_concepts", "run_truth"]
 
 #: images of the run the dissection uses (its first ones; all of them when the run has fewer)
 IMAGES = 512
@@ -85,6 +86,77 @@ def _read_units(run: Run, model: str, layer: str, channels: np.ndarray, m: int) 
     return np.concatenate(parts, axis=0)
 
 
+Group = dict  # model -> [(layer, channel), ...]: the units of a concept or of a random group
+
+
+@dataclass(frozen=True)
+class Dissection:
+    """The unit-level part of :func:`label_concepts`: ``groups`` (one per concept: model ->
+    ``[(layer, channel)]``), ``pools`` ((model, layer) -> the sampled units in no concept),
+    ``ious`` ((model, layer, channel) -> IoU per factor ``(factors,)``) for every unit of both,
+    and the truth's ``names``."""
+
+    groups: list[Group]
+    pools: dict[tuple[str, str], np.ndarray]
+    ious: dict[tuple[str, str, int], np.ndarray]
+    names: list[str]
+
+    def scores(self, group: Group) -> np.ndarray:
+        """A group's score per factor (:func:`~rosetta_core.matching.ground_truth.group_scores`)."""
+        return group_scores({model: np.stack([self.ious[(model, layer, ch)] for layer, ch in rows])
+                             for model, rows in group.items() if rows})
+
+    def random_groups(self, group: Group, draws: int, rng: np.random.Generator) -> list[Group]:
+        """``draws`` groups of pool units from the same (model, layer)s in the same numbers."""
+        composition: dict[tuple[str, str], int] = defaultdict(int)
+        for model, rows in group.items():
+            for layer, _ in rows:
+                composition[(model, layer)] += 1
+        out = []
+        for g in draw_groups(composition, self.pools, draws, rng):
+            by_model: Group = defaultdict(list)
+            for (model, layer), chosen in g.items():
+                by_model[model] += [(layer, int(ch)) for ch in chosen]
+            out.append(dict(by_model))
+        return out
+
+
+def dissect(run: Run, content: dict[str, Any], masks: np.ndarray, names: list[str], *,
+            quantile: float = DEFAULT_QUANTILE, pool: int = POOL, rng: np.random.Generator,
+            known: dict[tuple[str, str, int], np.ndarray] | None = None) -> Dissection:
+    """IoUs of every concept unit of ``content`` and of a pool of at most ``pool`` units in no
+    concept per (model, layer) the concepts use, on the run's first ``len(masks)`` images.
+    ``known``: IoUs already computed with these masks and ``quantile`` (reused, and updated)."""
+    anchor = content.get("anchor") or run.config.generator
+    groups = [{model: [(u["layer"], int(u["channel"])) for u in rows]
+               for model, rows in _concept_units(c, anchor).items()} for c in content["concepts"]]
+    taken: dict[tuple[str, str], set[int]] = defaultdict(set)
+    largest: dict[tuple[str, str], int] = defaultdict(int)
+    for group in groups:
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        for model, rows in group.items():
+            for layer, ch in rows:
+                taken[(model, layer)].add(ch)
+                counts[(model, layer)] += 1
+        for key, count in counts.items():
+            largest[key] = max(largest[key], count)
+    sizes = {(model, entry["layer"]): int(entry["units"]) for model, layers in content["models"].items() for entry in layers}
+    pools: dict[tuple[str, str], np.ndarray] = {}
+    for key in sorted(taken):
+        free = np.setdiff1d(np.arange(sizes[key]), sorted(taken[key]))
+        if not len(free):  # every unit of the layer is in a concept: draw from the whole layer
+            free = np.arange(sizes[key])
+        pools[key] = np.sort(rng.choice(free, size=min(len(free), max(pool, largest[key])), replace=False))
+    ious: dict[tuple[str, str, int], np.ndarray] = {} if known is None else known
+    for key in sorted(taken):
+        channels = np.union1d(sorted(taken[key]), pools[key]).astype(np.int64)
+        channels = np.asarray([ch for ch in channels.tolist() if (*key, ch) not in ious], dtype=np.int64)
+        if len(channels):
+            table, _ = unit_ious(_read_units(run, *key, channels, len(masks)), masks, quantile)
+            ious.update({(*key, int(ch)): row for ch, row in zip(channels.tolist(), table)})
+    return Dissection(groups, pools, ious, list(names))
+
+
 def label_concepts(run: Run, content: dict[str, Any], *, quantile: float = DEFAULT_QUANTILE,
                    threshold: float = DEFAULT_THRESHOLD, images: int = IMAGES, draws: int = DRAWS,
                    pool: int = POOL, truth: tuple[list[str], np.ndarray, float] | None = None) -> dict | None:
@@ -101,62 +173,22 @@ def label_concepts(run: Run, content: dict[str, Any], *, quantile: float = DEFAU
     if truth is None:
         return None
     names, masks, error = truth
-    m = len(masks)
-    anchor = content.get("anchor") or run.config.generator
-    concepts = content["concepts"]
-    units = [_concept_units(c, anchor) for c in concepts]
-    taken: dict[tuple[str, str], set[int]] = defaultdict(set)
-    largest: dict[tuple[str, str], int] = defaultdict(int)
-    for members in units:
-        counts: dict[tuple[str, str], int] = defaultdict(int)
-        for model, rows in members.items():
-            for u in rows:
-                taken[(model, u["layer"])].add(int(u["channel"]))
-                counts[(model, u["layer"])] += 1
-        for key, count in counts.items():
-            largest[key] = max(largest[key], count)
-    sizes = {(model, entry["layer"]): int(entry["units"]) for model, layers in content["models"].items() for entry in layers}
     rng = np.random.default_rng([int(run.config.seed), 21])
-    pools: dict[tuple[str, str], np.ndarray] = {}
-    for key in sorted(taken):
-        free = np.setdiff1d(np.arange(sizes[key]), sorted(taken[key]))
-        if not len(free):  # every unit of the layer is in a concept: draw from the whole layer
-            free = np.arange(sizes[key])
-        pools[key] = np.sort(rng.choice(free, size=min(len(free), max(pool, largest[key])), replace=False))
-    ious: dict[tuple[str, str, int], np.ndarray] = {}
-    for key in sorted(taken):
-        channels = np.union1d(sorted(taken[key]), pools[key]).astype(np.int64)
-        table, _ = unit_ious(_read_units(run, *key, channels, m), masks, quantile)
-        ious.update({(*key, int(ch)): row for ch, row in zip(channels.tolist(), table)})
-
-    def scores(group: dict[str, list[tuple[str, int]]]) -> np.ndarray:
-        return group_scores({model: np.stack([ious[(model, layer, ch)] for layer, ch in rows])
-                             for model, rows in group.items() if rows})
-
+    found = dissect(run, content, masks, names, quantile=quantile, pool=pool, rng=rng)
     concept_scores, random_scores = [], []
-    for concept, members in zip(concepts, units):
-        group = {model: [(u["layer"], int(u["channel"])) for u in rows] for model, rows in members.items()}
-        score = scores(group)
+    for concept, group in zip(content["concepts"], found.groups):
+        score = found.scores(group)
         entry = label(score, names)
         entry["aligned"] = bool(entry["iou"] >= threshold)
-        entry["models"] = {model: {k: v for k, v in label(scores({model: rows}), names).items() if k != "runner_up"}
+        entry["models"] = {model: {k: v for k, v in label(found.scores({model: rows}), names).items() if k != "runner_up"}
                            for model, rows in group.items() if rows}
         concept["ground_truth"] = entry
         concept_scores.append(score)
-        composition: dict[tuple[str, str], int] = defaultdict(int)
-        for model, rows in group.items():
-            for layer, _ in rows:
-                composition[(model, layer)] += 1
-        drawn = []
-        for g in draw_groups(composition, pools, draws, rng):
-            by_model: dict[str, list[tuple[str, int]]] = defaultdict(list)
-            for (model, layer), chosen in g.items():
-                by_model[model] += [(layer, int(ch)) for ch in chosen]
-            drawn.append(scores(by_model))
-        random_scores.append(drawn)
-    shape = (len(concepts), draws, len(names))
-    summary = summarise(np.reshape(concept_scores, (len(concepts), len(names))), np.reshape(random_scores, shape),
+        random_scores.append([found.scores(g) for g in found.random_groups(group, draws, rng)])
+    c, m = len(found.groups), len(masks)
+    summary = summarise(np.reshape(concept_scores, (c, len(names))), np.reshape(random_scores, (c, draws, len(names))),
                         names, threshold, quantile, coverage=masks.mean(axis=(0, 2, 3)), seed=int(run.config.seed))
+    anchor = content.get("anchor") or run.config.generator
     summary.update({"images": m, "image_error": round(error, 3), "pool": int(pool),
                     "source": f"scenes behind {anchor}'s latents (its ground_truth), first {m} images"})
     content["ground_truth"] = summary
