@@ -8,6 +8,7 @@ location, device, Dask scheduler) are not fields: they do not change what is com
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -23,6 +24,9 @@ DTYPES = ("float16", "float32")
 #: the fields every model and pair of a run depends on (see :meth:`MineConfig.run_identity`)
 RUN_FIELDS = ("generator", "images", "anchor", "n", "k", "seed", "chunk_size", "dtype", "center", "class_index",
               "truncation")
+#: run fields added after the first runs of store version 2: recorded only when not at their
+#: default, so the runs written before them are still the same configuration
+LATER_FIELDS = ("images", "anchor", "activations")
 #: the generator and image count of a run that names neither a generator nor an image source
 DEFAULT_GENERATOR, DEFAULT_N = "mini-gen", 1600
 
@@ -134,7 +138,9 @@ class MineConfig:
         The models are not among them: a run can gain an encoder (:meth:`model_identity`). The
         anchor is recorded as resolved, so an encoder listed first later does not silently
         re-anchor an image run whose anchor was its first encoder."""
-        fields = {f: getattr(self, f) for f in RUN_FIELDS} | {"anchor": self.anchor_model}
+        fields = {f: getattr(self, f) for f in RUN_FIELDS} | {"anchor": self.anchor_model if self.images else None}
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        fields = {f: v for f, v in fields.items() if not (f in LATER_FIELDS and v == defaults.get(f))}
         return fields | {"code_version": __version__}
 
     def model_identity(self, name: str, weights_hash: str | None = None) -> dict[str, Any]:

@@ -270,10 +270,18 @@ class Run:
     def finished(self) -> dict[str, Any] | None:
         """The manifest when the run is complete with this configuration, else None."""
         manifest = self.manifest()
-        if manifest and manifest.get("complete") and manifest.get("config") == self.config.identity():
+        if manifest and manifest.get("complete") and self._same_config(manifest.get("config")):
             if self.config.images is None or (manifest.get("images") or {}).get("digest") == self.image_index.digest:
                 return manifest
         return None
+
+    def _same_config(self, recorded: dict[str, Any] | None) -> bool:
+        """``recorded`` (a manifest's config) is this run's configuration; fields added to
+        :class:`MineConfig` since it was written count as their defaults."""
+        try:
+            return recorded is not None and MineConfig.from_identity(recorded) == self.config
+        except TypeError:  # a field this code does not know: written by a newer version
+            return False
 
     # -- co-moments ----------------------------------------------------------------------------
     def write_moments(self, a: str, b: str | None, acc: CoMoments, null: bool = False) -> None:

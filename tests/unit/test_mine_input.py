@@ -165,3 +165,21 @@ def test_truncation_is_checked_and_set_per_run():
     # the cached adapter goes back to its default for a run that sets none
     assert model(MineConfig(**cat), "stylegan2.lsun-cat").truncation == paper.default_truncation != 1.0
     assert MineConfig(**cat, truncation=0.5).run_identity()["truncation"] == 0.5  # part of the run's identity
+
+
+def test_runs_written_before_image_runs_existed_are_still_this_configuration(tmp_path):
+    """Stores and manifests of generator runs written before the images/anchor fields existed:
+    the same configuration (no conflict, and a finished run is still finished)."""
+    import json
+
+    from rosetta_core.run.run import run_identity
+    from rosetta_core.run.store import identity_conflicts
+
+    config = MineConfig(weights="random", n=400)
+    asked = run_identity(config)
+    old = {"run": {k: v for k, v in asked["run"].items() if k not in ("images", "anchor")}, "models": asked["models"]}
+    assert identity_conflicts(old, asked) == {}
+    recorded = {k: v for k, v in config.identity().items() if k not in ("images", "anchor")}
+    (tmp_path / "manifest.json").write_text(json.dumps({"complete": True, "config": recorded}))
+    assert Run(tmp_path, config).finished() is not None
+    assert Run(tmp_path, MineConfig(weights="random", n=800)).finished() is None
