@@ -122,3 +122,78 @@ def augment_view(x: torch.Tensor, gen: torch.Generator, with_coordinates: bool =
     x, where = _flips([both[:, :3], both[:, 3:]], gen)
     x = _degrade(colour_jitter(x, gen, strength=SSL_JITTER), gen, p_blur=0.5, p_down=0.1, p_noise=0.3)
     return (x, where) if with_coordinates else x
+
+
+# ------------------------------------------------------------------ fast batched SSL views
+#: the 8 symmetries of the square as signed permutation matrices acting on (x, y) output coordinates
+_DIHEDRAL = torch.tensor([
+    [[1, 0], [0, 1]], [[-1, 0], [0, 1]], [[1, 0], [0, -1]], [[-1, 0], [0, -1]],
+    [[0, 1], [1, 0]], [[0, -1], [1, 0]], [[0, 1], [-1, 0]], [[0, -1], [-1, 0]],
+], dtype=torch.float32)
+_GREY = _RGB_TO_YIQ[0]
+
+
+def draw_views(n: int, gen: torch.Generator, scale=(0.35, 1.0), ratio=(0.75, 1.333),
+               strength=SSL_JITTER, p_jitter: float = 0.8, p_grey: float = 0.2) -> dict[str, torch.Tensor]:
+    """The random parameters of ``n`` views (one per image), drawn from ``gen``.
+
+    - ``theta`` ``(n, 2, 3)``: the affine map of ``affine_grid`` from view to source coordinates
+      (in [-1, 1]): a resized crop (area fraction ``scale``, aspect ``ratio``, inside the image)
+      composed with one of the 8 flips/transposes of the square (``symmetry`` ``(n,)``);
+    - ``brightness``, ``contrast``, ``saturation`` ``(n,)`` factors and ``hue`` ``(n,)`` radians
+      (jitter applied with probability ``p_jitter``, else 1, 1, 1, 0); ``grey`` ``(n,)`` bool.
+    """
+    area = _uniform(gen, n, *scale)
+    aspect = torch.exp(_uniform(gen, n, math.log(ratio[0]), math.log(ratio[1])))
+    sx = torch.sqrt(area * aspect).clamp(max=1.0)
+    sy = torch.sqrt(area / aspect).clamp(max=1.0)
+    tx = (1 - sx) * _uniform(gen, n, -1.0, 1.0)
+    ty = (1 - sy) * _uniform(gen, n, -1.0, 1.0)
+    symmetry = torch.randint(0, 8, (n,), generator=gen)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, :, :2] = torch.diag_embed(torch.stack([sx, sy], 1)) @ _DIHEDRAL[symmetry]
+    theta[:, 0, 2], theta[:, 1, 2] = tx, ty
+    apply = _chance(gen, n, p_jitter).float()
+    b, c, s = (1 + apply * _uniform(gen, n, -v, v) for v in strength[:3])
+    hue = apply * _uniform(gen, n, -strength[3], strength[3]) * 2 * math.pi
+    return {"theta": theta, "symmetry": symmetry, "brightness": b, "contrast": c, "saturation": s, "hue": hue,
+            "grey": _chance(gen, n, p_grey)}
+
+
+def view_slice(params: dict[str, torch.Tensor], rows) -> dict[str, torch.Tensor]:
+    """The parameters of the views ``rows`` (a slice or an index tensor)."""
+    return {k: v[rows] for k, v in params.items()}
+
+
+def colour_matrices(params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``(n, 3, 3)``: saturation, then hue (rotation of YIQ's chroma plane), then greying, as
+    one linear map of RGB per view (brightness and contrast are applied by :func:`apply_views`)."""
+    n = len(params["hue"])
+    s = params["saturation"].view(-1, 1, 1)
+    eye, grey_rows = torch.eye(3).expand(n, 3, 3), _GREY.view(1, 1, 3).expand(n, 3, 3)
+    saturation = s * eye + (1 - s) * grey_rows
+    cos, sin = torch.cos(params["hue"]), torch.sin(params["hue"])
+    rot = torch.zeros(n, 3, 3)
+    rot[:, 0, 0], rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = 1, cos, -sin, sin, cos
+    hue = torch.linalg.inv(_RGB_TO_YIQ) @ rot @ _RGB_TO_YIQ
+    grey = torch.where(params["grey"].view(-1, 1, 1), grey_rows, eye)
+    return grey @ hue @ saturation
+
+
+def apply_views(images: torch.Tensor, params: dict[str, torch.Tensor], size: int = 64) -> torch.Tensor:
+    """Views of ``images`` (uint8 or float in [0, 1], ``(n, 3, h, w)``) with ``params`` from
+    :func:`draw_views`: float ``(n, 3, size, size)`` in [0, 1].
+
+    Per view: bilinear resized crop with its flip/transpose (one ``grid_sample``, reflection at
+    the border), brightness ``b`` (x * b), contrast ``c`` about the view's mean grey level ``m``
+    ((x - m) * c + m), then :func:`colour_matrices`, and one clamp to [0, 1] at the end (the
+    jitter is one affine map per view: no clamps in between)."""
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    n = len(x)
+    grid = F.affine_grid(params["theta"], [n, 3, size, size], align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    b, c = params["brightness"].view(-1, 1, 1, 1), params["contrast"].view(-1, 1, 1, 1)
+    mean_grey = (x * _GREY.view(1, 3, 1, 1)).sum(1).mean((1, 2)).view(-1, 1, 1, 1)
+    x = (x - mean_grey) * (b * c) + b * mean_grey  # brightness then contrast about b * m
+    x = torch.einsum("nij,njhw->nihw", colour_matrices(params), x)
+    return x.clamp_(0.0, 1.0)
