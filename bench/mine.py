@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -106,9 +107,9 @@ def _command() -> list[str]:
     return [sys.executable, "-m", "flows.cli"]
 
 
-def run_once(n: int, weights: str, out: Path, code: Path = HERE) -> dict:
-    """One `rosetta mine --n n` (plus ``--weights`` unless ``weights == "default"``) of the
-    checkout ``code``."""
+def run_once(n: int, weights: str, out: Path, code: Path = HERE, extra: list[str] = ()) -> dict:
+    """One `rosetta mine --n n` (plus ``--weights`` unless ``weights == "default"``, and the
+    ``extra`` arguments) of the checkout ``code``."""
     home = tempfile.mkdtemp(prefix="prefect-home-")
     env = os.environ | {"PYTHONPATH": str(code),
         "PREFECT_HOME": home,
@@ -120,6 +121,7 @@ def run_once(n: int, weights: str, out: Path, code: Path = HERE) -> dict:
     cmd = [*_command(), "mine", "--n", str(n), "--out", str(out)]
     if weights != "default":
         cmd += ["--weights", weights]
+    cmd += list(extra)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=code, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = _PeakRss(proc.pid)
@@ -128,7 +130,7 @@ def run_once(n: int, weights: str, out: Path, code: Path = HERE) -> dict:
     peak.stop()
     shutil.rmtree(home, ignore_errors=True)
     if proc.returncode != 0:
-        raise SystemExit(f"rosetta mine --n {n} failed (exit {proc.returncode}):\n{output[-4000:]}")
+        raise SystemExit(f"rosetta mine --n {n} {' '.join(extra)} failed (exit {proc.returncode}):\n{output[-4000:]}")
     manifest = json.loads((out / "manifest.json").read_text())
     stages = manifest["seconds"]
     encoders = len(manifest["config"]["encoders"])
@@ -139,6 +141,8 @@ def run_once(n: int, weights: str, out: Path, code: Path = HERE) -> dict:
         "wall": wall,
         "stages": stages,
         "images_per_s": n / stages["extract"],
+        "stage_images_per_s": {k: n / v for k, v in stages.items() if k in ("generate", "extract", "statistics") and v > 0},
+        "command": cmd[2:],
         "model_images_per_s": n * encoders / stages["extract"],
         "tree_rss": peak.tree_peak,
         "tree_pss": peak.pss_peak,
@@ -170,7 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", type=Path, default=None, help="a checkout of the baseline commit to run alternately")
     parser.add_argument("--repeats", type=int, default=1, help="runs per n and checkout (default 1)")
     parser.add_argument("--json", type=Path, default=None, help="write the runs and their provenance here")
+    parser.add_argument("--mine-args", default="", help="more `rosetta mine` arguments, e.g. \"--generator "
+                        "biggan-deep-256 --encoders resnet50.tv_in1k --device cuda\" (bench/gpu.sh)")
     args = parser.parse_args(argv)
+    extra = shlex.split(args.mine_args)
     prov = start(argv)
     if args.against is not None:
         return compare(args, prov)
@@ -183,9 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-mine-"))
     rows = []
     for n in sorted(args.n):
-        row = run_once(n, weights, root / f"n{n}")
+        row = run_once(n, weights, root / f"n{n}", extra=extra)
         rows.append(row)
         verdict = "ok" if row["wall"] <= TARGET_SECONDS and row["tree_pss"] <= TARGET_RSS else "MISSES TARGET"
+        verdict = verdict if not extra else "the embedded run's targets do not apply"
         print(f"n={n}: {row['wall']:.1f} s wall, peak memory {row['tree_pss'] / 1024**3:.2f} GiB PSS "
               f"({row['tree_rss'] / 1024**3:.2f} GiB RSS summed over the process tree), "
               f"stages {json.dumps({k: round(v, 1) for k, v in row['stages'].items()})} [{verdict}]", flush=True)
@@ -197,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if args.json:
         prov.seeds["images"] = sorted({r["seed"] for r in rows})
-        args.json.write_text(json.dumps({"weights": weights, "target_seconds": TARGET_SECONDS, "target_bytes": TARGET_RSS,
+        args.json.write_text(json.dumps({"weights": weights, "mine_args": extra, "target_seconds": TARGET_SECONDS, "target_bytes": TARGET_RSS,
                                          "runs": rows, "provenance": prov.finish()}, indent=1) + "\n")
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)
