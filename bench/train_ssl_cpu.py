@@ -22,25 +22,29 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
 
-import torch  # noqa: E402
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rosetta_core.data import WorldConfig  # noqa: E402
-from rosetta_core.evidence import start  # noqa: E402
-from rosetta_core.zoo.embedded import mini_resnet as mr  # noqa: E402
-from rosetta_core.zoo.embedded.scene_cache import cached_scenes  # noqa: E402
-from rosetta_core.zoo.embedded.ssl_recipes import OBJECTIVES, VALIDATION_SEED, CachedSSLRecipe, ProbeSet  # noqa: E402
-from rosetta_core.zoo.training import train  # noqa: E402
-
-TRAIN_WORLD_SEED = 2
+from rosetta_core.data import WorldConfig
+from rosetta_core.evidence import start
+from rosetta_core.zoo.embedded import mini_resnet as mr
+from rosetta_core.zoo.embedded.scene_cache import cached_scenes
+from rosetta_core.zoo.embedded.ssl_recipes import (
+    OBJECTIVES,
+    TRAIN_WORLD_SEED,
+    VALIDATION_SEED,
+    CachedSSLRecipe,
+    ProbeSet,
+)
+from rosetta_core.zoo.training import train
 
 
 def _load() -> float:
@@ -110,7 +114,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     prov = start(seeds={"train_world": TRAIN_WORLD_SEED, "torch": 0, "augment": "(0, step)",
                         "probe_train": mr.PROBE_WORLD_SEED, "probe_val": VALIDATION_SEED,
-                        "test": mr.HELD_OUT_SEED})
+                        "test": args.test_seed})
     if args.curves:
         return curves(args, prov)
     t0 = time.perf_counter()
