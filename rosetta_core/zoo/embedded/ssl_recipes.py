@@ -21,6 +21,8 @@ features) fitted on a small labelled set and scored on a validation set of other
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -28,15 +30,26 @@ from torch import nn
 
 from ...data import WorldConfig, render_batch
 from .augmentations import SSL_JITTER, apply_views, draw_views
-from .mini_resnet import SSL_NAME, MiniResNetAdapter, build_resnet, build_ssl, linear_probe, presence_labels, set_metrics
+from .mini_resnet import (
+    SSL_NAME,
+    MiniResNetAdapter,
+    build_resnet,
+    build_ssl,
+    linear_probe,
+    presence_labels,
+    set_metrics,
+)
 from .resnet_recipes import _Recipe, nt_xent
 
-__all__ = ["OBJECTIVES", "VALIDATION_SEED", "CachedSSLRecipe", "ProbeSet", "vicreg_loss"]
+__all__ = ["OBJECTIVES", "SHIPPED", "TRAIN_N", "TRAIN_WORLD_SEED", "VALIDATION_SEED", "CachedSSLRecipe", "ProbeSet",
+           "ShippedRecipe", "shipped_training_set", "vicreg_loss"]
 
 OBJECTIVES = ("simclr", "vicreg")
 #: world seed of the validation scenes on which recipe settings are chosen (the gate's test
 #: scenes are world seed ``HELD_OUT_SEED``; the probe's training scenes ``PROBE_WORLD_SEED``)
 VALIDATION_SEED = 20_000_000
+#: the cached training set: scenes 0 .. TRAIN_N - 1 of the simple world, world seed TRAIN_WORLD_SEED
+TRAIN_N, TRAIN_WORLD_SEED = 50_000, 2
 
 
 def vicreg_loss(za: torch.Tensor, zb: torch.Tensor, sim: float = 25.0, var: float = 25.0,
@@ -149,3 +162,33 @@ class ProbeSet:
         finally:
             adapter.module.train(was_training)
         return set_metrics(linear_probe(train, self.train_labels, val), self.val_labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShippedRecipe:
+    """The settings of the shipped ``mini-resnet.ssl`` (issue 23: chosen on the validation probe)."""
+
+    objective: str = "simclr"
+    batch: int = 256
+    lr: float = 2e-3
+    temperature: float = 0.2
+    view_size: int = 48
+    scale: tuple[float, float] = (0.35, 1.0)
+    p_grey: float = 0.2
+    steps: int = 3000
+
+    def recipe(self, images, steps: int | None = None, batch: int | None = None,
+               device: str | torch.device = "cpu") -> CachedSSLRecipe:
+        return CachedSSLRecipe(images, steps=steps or self.steps, objective=self.objective, batch=batch or self.batch,
+                               lr=self.lr, temperature=self.temperature, seed=0, view_size=self.view_size,
+                               scale=self.scale, p_grey=self.p_grey, device=device)
+
+
+SHIPPED = ShippedRecipe()
+
+
+def shipped_training_set(folder) -> np.ndarray:
+    """The shipped recipe's training set, rendered into ``folder`` once (614 MB)."""
+    from .scene_cache import cached_scenes
+
+    return cached_scenes(folder, TRAIN_N, TRAIN_WORLD_SEED, WorldConfig.simple())
