@@ -55,7 +55,7 @@ def make_recipe(args, images, steps: int) -> CachedSSLRecipe:
     torch.manual_seed(0)
     return CachedSSLRecipe(images, steps=steps, objective=args.objective, batch=args.batch, lr=args.lr,
                            temperature=args.temperature, seed=0, view_size=args.view_size,
-                           scale=(args.min_scale, 1.0), p_grey=args.p_grey)
+                           scale=(args.min_scale, 1.0), p_grey=args.p_grey, device=args.device)
 
 
 def measure(args, images, prov) -> dict:
@@ -96,6 +96,7 @@ def main() -> int:
     ap.add_argument("--min-scale", type=float, default=0.35, help="smallest crop area fraction")
     ap.add_argument("--p-grey", type=float, default=0.2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda); views are made on CPU")
     ap.add_argument("--cache", type=Path, default=Path("/work/zoo-train/ssl-cpu/cache"))
     ap.add_argument("--cache-n", type=int, default=50_000)
     ap.add_argument("--out", type=Path, default=Path("/work/zoo-train/ssl-cpu/run"))
@@ -197,6 +198,7 @@ def gate(args, recipe: CachedSSLRecipe, checkpoint: Path, prov) -> int:
 
     payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
     recipe.load_state_dict(payload["recipe"])
+    recipe.trainable.cpu()
     adapter = recipe.adapter
     half = {k: (v.half().float() if v.is_floating_point() else v) for k, v in adapter.module.state_dict().items()}
     adapter.module.load_state_dict(half)

@@ -151,7 +151,7 @@ class ProbeSet:
 
     @staticmethod
     def features(adapter: MiniResNetAdapter, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
-        return torch.cat([adapter.features(images[i:i + batch]) for i in range(0, len(images), batch)])
+        return torch.cat([adapter.features(images[i:i + batch]).cpu() for i in range(0, len(images), batch)])
 
     def score(self, adapter: MiniResNetAdapter) -> dict[str, float]:
         was_training = adapter.module.training
