@@ -16,7 +16,7 @@ WEIGHTS_HELP = (
 
 def add_config_options(p: argparse.ArgumentParser) -> None:
     """The options of a run's models and size (the MineConfig fields `mine` and `plan` share)."""
-    from rosetta_core.run.config import DEFAULT_ENCODERS, DTYPES
+    from rosetta_core.run.config import ACTIVATIONS, DEFAULT_ENCODERS, DTYPES
 
     p.add_argument("--generator", default="mini-gen")
     p.add_argument("--encoders", default=",".join(DEFAULT_ENCODERS), help="comma-separated encoder names "
@@ -24,6 +24,10 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=1600, help="images (default 1600)")
     p.add_argument("--chunk-size", type=int, default=100, help="images per chunk and task (default 100)")
     p.add_argument("--dtype", choices=DTYPES, default="float16", help="activations in the store (default float16)")
+    p.add_argument("--activations", choices=ACTIVATIONS, default="keep",
+                   help="keep: store every activation map (default); none: fold each chunk's co-moments right after "
+                   "its extraction and store no maps (same tables, a small store; the report runs the models again on "
+                   "its example images)")
     add_model_options(p)
 
 
@@ -32,7 +36,7 @@ def config_from_args(args: argparse.Namespace):
     from rosetta_core.run.config import MineConfig
 
     fields = {"generator": args.generator, "encoders": tuple(e for e in args.encoders.split(",") if e), "n": args.n,
-              "chunk_size": args.chunk_size, "dtype": args.dtype, "weights": args.weights,
+              "chunk_size": args.chunk_size, "dtype": args.dtype, "activations": args.activations, "weights": args.weights,
               "layers": layer_patterns(args.layers)}
     for name in ("k", "seed", "class_index", "center", "truncation", "images", "anchor"):
         if hasattr(args, name):

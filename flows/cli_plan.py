@@ -6,19 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from rosetta_core.engine.planner import GPU_FP32_TFLOPS, matmul_flop_rate, plan_size
+from rosetta_core.engine.planner import GPU_FP32_TFLOPS, matmul_flop_rate
 from rosetta_core.evidence import start
-from rosetta_core.zoo.probe import model_layers
+from rosetta_core.run import disk, location
 
-from .cli_models import add_config_options, layer_patterns, trust_pickle_env
+from .cli_models import add_config_options, config_from_args, trust_pickle_env
 
 
-def _bytes(value: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
-        value /= 1000
-    return ""
+_bytes = disk.format_bytes
 
 
 def _duration(seconds: float) -> str:
@@ -33,12 +28,11 @@ def run_plan(args: argparse.Namespace) -> int:
     encoders = [e for e in args.encoders.split(",") if e]
     if args.gpu is not None and args.gpu not in GPU_FP32_TFLOPS:
         raise ValueError(f"--gpu {args.gpu!r} is not a known class; valid: {', '.join(GPU_FP32_TFLOPS)} (or give --gpu-tflops)")
-    patterns = layer_patterns(args.layers)
-    layers, image = {}, 0
-    for name in [args.generator, *encoders]:
-        layers[name], finest = model_layers(name, patterns.get(name), args.weights)
-        image = finest if name == args.generator else image
-    size = plan_size(args.generator, layers, encoders, args.n, image, args.dtype, args.chunk_size, args.threads)
+    config = config_from_args(args)
+    layers, image = disk.run_layers(config)
+    size = disk.run_size(config, threads=args.threads)
+    out = args.out or f"runs/{args.generator}"
+    needed = disk.needed_bytes(out, config, size)
     rate = matmul_flop_rate()
     tflops = args.gpu_tflops or (GPU_FP32_TFLOPS[args.gpu] if args.gpu else None)
     gpu_name = args.gpu or (f"{tflops} TFLOP/s" if tflops else None)
@@ -47,17 +41,22 @@ def run_plan(args: argparse.Namespace) -> int:
             "layers": {m: [list(l) for l in ls] for m, ls in layers.items()}, "units": size.units,
             "activation_bytes": size.activation_bytes, "image_bytes": size.image_bytes,
             "store_bytes": size.store_bytes, "peak_task_bytes": size.peak_task_bytes, "threads": size.threads,
+            "activations": size.activations, "fold_bytes": size.fold_bytes, "disk_bytes": size.disk_bytes,
+            "out": out, "needed_bytes": needed,
+            "free_bytes": None if location.is_url(out) else disk.free_bytes(out),
             "pairs": [{"a": p.a, "b": p.b, "cross_flops": p.cross_flops, "projection_flops": p.projection_flops,
                        "moments_bytes": p.moments_bytes, "table_bytes": p.table_bytes, "task_bytes": p.task_bytes}
                       for p in size.pairs],
             "total_flops": size.total_flops, "machine_flop_rate": rate, "seconds_here": size.seconds(rate),
             "gpu": gpu_name, "seconds_gpu": size.seconds(tflops * 1e12) if tflops else None,
             "setup": {"generator": args.generator, "encoders": encoders, "n": args.n, "dtype": args.dtype,
+                      "activations": args.activations,
                       "chunk_size": size.chunk_size, "weights": args.weights, "layers": args.layers},
             "provenance": prov.finish(),
         }, indent=2)
         if args.json == "-":
             print(text)
+            disk.check_fits(out, needed, config, done=size.disk_bytes - needed)
             return 0
         Path(args.json).write_text(text + "\n")
     print(f"plan: {args.generator} vs {', '.join(encoders)}; n={args.n}, {args.dtype}, chunks of {size.chunk_size} images")
@@ -72,11 +71,24 @@ def run_plan(args: argparse.Namespace) -> int:
               f"Dask task peak {_bytes(p.task_bytes)}")
     print(f"  total: {size.total_flops / 1e9:.2f} GFLOP; store {_bytes(size.store_bytes)}; "
           f"peak memory per Dask task {_bytes(size.peak_task_bytes)} ({size.threads} threads each)")
+    if size.activations == "none":
+        print(f"  activations none: no maps stored (they would take {_bytes(sum(size.activation_bytes.values()))}); "
+              f"up to {_bytes(size.fold_bytes)} more of partial co-moments while the run folds its chunks")
+    print(f"  disk: {_disk_line(out, needed, size)}")
     print(f"  statistics time here: {_duration(size.seconds(rate))} (float32 matmul measured at {rate / 1e9:.1f} GFLOP/s)")
     if tflops:
         print(f"  statistics time on {gpu_name}: {_duration(size.seconds(tflops * 1e12))} at its float32 peak ({tflops} TFLOP/s)")
     print("  (times are lower bounds for the correlation step: FLOPs at the measured/peak rate; model forward passes not included)")
+    disk.check_fits(out, needed, config, done=size.disk_bytes - needed)  # one line and exit status 2 when it will not fit
     return 0
+
+
+def _disk_line(out: str, needed: int, size) -> str:
+    if location.is_url(out):
+        return f"{out} is an fsspec URL: no free space to compare with (not checked)"
+    done = size.disk_bytes - needed
+    written = f" ({_bytes(done)} of {_bytes(size.disk_bytes)} already there)" if done else ""
+    return f"needs {_bytes(needed)} at {out}{written}, {_bytes(disk.free_bytes(out))} free there"
 
 
 def add_plan_command(sub: argparse._SubParsersAction) -> None:
@@ -90,6 +102,8 @@ def add_plan_command(sub: argparse._SubParsersAction) -> None:
     add_config_options(p)
     p.add_argument("--threads", type=int, default=None,
                    help="threads of one statistics task on the workers (default: ROSETTA_THREADS or this machine's CPUs)")
+    p.add_argument("--out", default=None, help="the run's directory: compare the store's size with the free space "
+                   "there (default runs/<generator>; an fsspec URL is not checked)")
     p.add_argument("--gpu", default=None, help=f"GPU class for a time estimate: {', '.join(GPU_FP32_TFLOPS)}")
     p.add_argument("--gpu-tflops", type=float, default=None, help="or its float32 TFLOP/s")
     p.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",

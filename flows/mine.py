@@ -14,6 +14,7 @@ from prefect_dask import DaskTaskRunner
 
 from rosetta_core.data.image_source import ImageIndex
 from rosetta_core.run import MineConfig, Run, location
+from rosetta_core.run.folding import fold_steps
 from rosetta_core.zoo.plugins import load_plugins
 from tasks import mining as t
 
@@ -93,6 +94,38 @@ def compute(where: str, config: MineConfig, device: str = "cpu", overwrite: bool
     n_chunks = progress.drain([t.prepare_run.submit(where, config, overwrite, device, plugins, index)], "prepare")[0]
     seconds["prepare"] = time.perf_counter() - start
 
+    if config.activations == "none":
+        stage = time.perf_counter()
+        done = progress.drain(_fold(where, n_chunks, device, plugins), "fold")
+        seconds["fold"] = time.perf_counter() - stage
+        logger.info(f"fold: {n_chunks} chunks, every model and pair folded, no activations kept "
+                    f"({done.count('computed')} tasks computed, {done.count('skipped')} already done)")
+    else:
+        _generate_and_extract(where, config, n_chunks, device, plugins, seconds)
+
+    stage = time.perf_counter()
+    a, others = config.anchor_model, config.others
+    pairs = [(a, m, False) for m in others] + [(a, None, False), (a, others[0], True)]
+    for a, b, null in progress.each(pairs, "statistics", len(pairs)):
+        got = t.pair_statistics.submit(where, a, b, null).result()
+        mean = got["mean_correlation"]
+        logger.info(f"statistics {Run.pair_name(a, b, null)}: {got['best_buddies']} best buddies, mean r "
+                    f"{'-' if mean is None else f'{mean:.3f}'} ({got['status']})")
+    seconds["statistics"] = time.perf_counter() - stage
+
+    stage = time.perf_counter()
+    counts = progress.drain([t.write_dictionary.submit(where)], "dictionary")[0]
+    logger.info(f"dictionary: {counts['concepts']} concepts from {counts['rosetta_units']} Rosetta units")
+    progress.drain([t.render_report.submit(where, plugins)], "report")
+    seconds["dictionary_and_report"] = time.perf_counter() - stage
+    manifest = t.write_manifest.submit(where, seconds).result()
+    return manifest["summary"], counts
+
+
+def _generate_and_extract(where: str, config: MineConfig, n_chunks: int, device: str, plugins: list[str],
+                          seconds: dict[str, float]) -> None:
+    """The activations of every model, one task per (model, chunk), into the store."""
+    logger = get_run_logger()
     if config.generator is not None:
         stage = time.perf_counter()
         done = progress.drain([t.generate_chunk.submit(where, c, n_chunks, device, plugins) for c in range(n_chunks)],
@@ -109,23 +142,22 @@ def compute(where: str, config: MineConfig, device: str = "cpu", overwrite: bool
     logger.info(f"extract: {len(config.encoders)} encoders x {n_chunks} chunks ({done.count('computed')} computed, "
                 f"{done.count('skipped')} already done)")
 
-    stage = time.perf_counter()
-    a, others = config.anchor_model, config.others
-    pairs = [(a, m, False) for m in others] + [(a, None, False), (a, others[0], True)]
-    for a, b, null in progress.each(pairs, "statistics", len(pairs)):
-        got = t.pair_statistics.submit(where, a, b, null).result()
-        mean = got["mean_correlation"]
-        logger.info(f"statistics {Run.pair_name(a, b, null)}: {got['best_buddies']} best buddies, mean r "
-                    f"{'-' if mean is None else f'{mean:.3f}'} ({got['status']})")
-    seconds["statistics"] = time.perf_counter() - stage
 
-    stage = time.perf_counter()
-    counts = progress.drain([t.write_dictionary.submit(where)], "dictionary")[0]
-    logger.info(f"dictionary: {counts['concepts']} concepts from {counts['rosetta_units']} Rosetta units")
-    progress.drain([t.render_report.submit(where)], "report")
-    seconds["dictionary_and_report"] = time.perf_counter() - stage
-    manifest = t.write_manifest.submit(where, seconds).result()
-    return manifest["summary"], counts
+def _fold(where: str, n_chunks: int, device: str, plugins: list[str]) -> list:
+    """A run that keeps no activations: one task per chunk folds every pair's co-moments, and
+    merge tasks combine them as a binary tree, each submitted right after the chunk that
+    completes it (:func:`~rosetta_core.run.folding.fold_steps`), so the cluster merges as soon
+    as it can and few partial co-moments wait on disk. Returns every task's future."""
+    futures: dict[tuple[int, int], object] = {}
+    for step in fold_steps(n_chunks):
+        if step[0] == "chunk":
+            c = step[1]
+            futures[c, c + 1] = t.fold_chunk.submit(where, c, n_chunks, device, plugins)
+        else:
+            _, first, mid, stop = step
+            futures[first, stop] = t.merge_folds.submit(where, first, mid, stop, n_chunks,
+                                                        wait_for=[futures[first, mid], futures[mid, stop]])
+    return list(futures.values())
 
 
 def _viewing(report: str) -> str:

@@ -14,7 +14,7 @@ from prefect import task
 
 from rosetta_core.data.image_source import ImageIndex
 from rosetta_core.run import MineConfig, Run, plan_run
-from rosetta_core.run import extraction, outputs, statistics
+from rosetta_core.run import extraction, folding, outputs, statistics
 from rosetta_core.zoo.plugins import load_plugins
 
 RETRY = {"retries": 2, "retry_delay_seconds": 2}
@@ -31,6 +31,11 @@ def _chunk_name(verb: str):
 def _pair_name(parameters: dict) -> str:
     a, b = parameters["a"], parameters["b"] or parameters["a"]
     return f"statistics {a} x {b}" + (" (shuffled null)" if parameters.get("null") else "")
+
+
+def _merge_name(parameters: dict) -> str:
+    first, stop = parameters["first"] + 1, parameters["stop"]
+    return f"merge folds of chunks {first}-{stop}/{parameters['chunks']}"
 
 
 def _prepare_name(parameters: dict) -> str:
@@ -60,6 +65,20 @@ def generate_chunk(where: str, chunk: int, chunks: int, device: str = "cpu", plu
 def extract_chunk(where: str, model: str, chunk: int, chunks: int, device: str = "cpu", plugins: list[str] = ()) -> str:
     load_plugins(plugins, option="plugins")
     return extraction.extract_chunk(Run.open(where, mode="a"), model, chunk, device)
+
+
+@task(task_run_name=_chunk_name("fold"), tags=["extract"], **RETRY)
+def fold_chunk(where: str, chunk: int, chunks: int, device: str = "cpu", plugins: list[str] = ()) -> str:
+    """A run that keeps no activations: one chunk's images, every model's maps and every pair's
+    co-moments, folded on this worker (the maps never leave it)."""
+    load_plugins(plugins, option="plugins")
+    return folding.fold_chunk(Run.open(where, mode="a"), chunk, device)
+
+
+@task(task_run_name=_merge_name, tags=["statistics"], **RETRY)
+def merge_folds(where: str, first: int, mid: int, stop: int, chunks: int) -> str:
+    """Merge the folded co-moments of chunks ``first:mid`` and ``mid:stop`` (every pair)."""
+    return folding.merge_folds(Run.open(where, mode="a"), first, mid, stop)
 
 
 @task(task_run_name=_pair_name, tags=["statistics"], **RETRY)
@@ -97,9 +116,12 @@ def write_dictionary(where: str) -> dict:
 
 
 @task(task_run_name="report", **RETRY)
-def render_report(where: str) -> str:
+def render_report(where: str, plugins: list[str] = ()) -> str:
+    """The HTML report (a run that keeps no activations runs its models on the example images:
+    ``plugins`` are imported for them)."""
     from rosetta_core.report import render_report
 
+    load_plugins(plugins, option="plugins")
     return str(render_report(where))
 
 

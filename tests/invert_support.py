@@ -11,6 +11,7 @@ from PIL import Image
 from rosetta_core.data import render_batch
 from rosetta_core.run import MineConfig, Run, plan_run
 from rosetta_core.run.extraction import extract_chunk, generate_chunk, prepare_store
+from rosetta_core.run.folding import fold_chunk, fold_steps, merge_folds
 from rosetta_core.run.outputs import write_dictionary, write_manifest
 from rosetta_core.run.statistics import pair_statistics
 from rosetta_core.zoo.embedded.mini_gen import GEN_WORLD
@@ -25,7 +26,10 @@ def mine_in_process(run_dir: Path, config: MineConfig, null: bool = True) -> tup
     prepare_store(run, plan_run(config, index=index), index=index)
     encoders = sorted(config.encoders, key=lambda m: m != config.anchor_model)  # as the flow orders them
     states = []
-    for c in range(len(run.plan.chunks)):
+    if config.activations == "none":  # one task per chunk folds every pair; merges as the flow submits them
+        for step in fold_steps(len(run.plan.chunks)):
+            states.append(fold_chunk(run, step[1]) if step[0] == "chunk" else merge_folds(run, *step[1:]))
+    for c in range(len(run.plan.chunks)) if config.activations == "keep" else ():
         if config.generator is not None:
             states.append(generate_chunk(run, c))
         states += [extract_chunk(run, e, c) for e in encoders]

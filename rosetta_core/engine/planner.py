@@ -13,7 +13,9 @@ model is run here (the layers of a registry model come from :func:`rosetta_core.
   ``h > hs``); per-unit sums are lower-order and not counted;
 - store: activations ``n * units * h * w`` at the run's dtype, images ``n * 3 * S * S`` uint8,
   per pair a float32 correlation table and float64 moments (cross ``ua * ub``, two second
-  moments per layer pair, mean maps);
+  moments per layer pair, mean maps); a run that keeps no activations (``activations="none"``)
+  stores instead each anchor unit's peak per image (float32) and, while it runs, the co-moments
+  of groups of chunks waiting to be merged (:attr:`RunSize.fold_bytes`);
 - peak memory of one Dask task: the larger of a chunk task (both sides' float32 maps of one
   chunk, their float32 mean maps and projections onto every small grid, the layer's own grid
   included (a centred copy), one float32 scratch table of the largest layer pair per thread,
@@ -30,12 +32,14 @@ import numpy as np
 
 from .threads import engine_threads
 
-__all__ = ["GPU_FP32_TFLOPS", "LayerShape", "PairCost", "RunSize", "matmul_flop_rate", "plan_size"]
+__all__ = ["ACTIVATIONS", "GPU_FP32_TFLOPS", "LayerShape", "PairCost", "RunSize", "matmul_flop_rate", "plan_size"]
 
 #: peak dense float32 TFLOP/s of common GPU classes (vendor data sheets, no tensor cores)
 GPU_FP32_TFLOPS = {"T4": 8.1, "V100": 15.7, "A10": 31.2, "A100": 19.5, "L4": 30.3, "L40S": 91.6,
                    "RTX4090": 82.6, "H100": 67.0, "H200": 67.0}
 DTYPE_BYTES = {"float16": 2, "float32": 4}
+#: what a run keeps of the activation maps (``MineConfig.activations``)
+ACTIVATIONS = ("keep", "none")
 
 LayerShape = tuple[str, int, int, int]  # (layer, units, h, w)
 
@@ -73,6 +77,8 @@ class RunSize:
     image_bytes: int
     pairs: list[PairCost] = field(default_factory=list)
     threads: int = 1  # threads of one statistics task (the per-thread scratch of a chunk task)
+    activations: str = "keep"  # "none": no maps stored (only the anchor's peaks); see fold_bytes
+    peaks_bytes: int = 0  # activations="none": (n, anchor units) float32 peaks, the dictionary's examples
 
     @property
     def total_flops(self) -> int:
@@ -80,8 +86,29 @@ class RunSize:
 
     @property
     def store_bytes(self) -> int:
+        """The finished store: activations (or, keeping none, the anchor's peaks), images,
+        moments and tables."""
         tables = sum(p.moments_bytes + p.table_bytes for p in self.pairs)
-        return sum(self.activation_bytes.values()) + self.image_bytes + tables
+        maps = sum(self.activation_bytes.values()) if self.activations == "keep" else self.peaks_bytes
+        return maps + self.image_bytes + tables
+
+    @property
+    def fold_bytes(self) -> int:
+        """``activations="none"``: the most co-moment states of groups of chunks on disk at once
+        while the run folds them (each pair's chunks merge as the balanced binary tree of
+        :func:`~rosetta_core.engine.reduction.tree_reduce`, a node as soon as its two halves
+        are there): one per tree level below the root, plus the two halves of the node being
+        merged, when chunks finish about in order. 0 when the maps are kept, or for one chunk."""
+        chunks = -(-self.n // self.chunk_size)
+        if self.activations == "keep" or chunks < 2:
+            return 0
+        levels = int(np.ceil(np.log2(chunks)))
+        return min(2 * chunks - 2, levels + 2) * sum(p.moments_bytes for p in self.pairs)
+
+    @property
+    def disk_bytes(self) -> int:
+        """The most the run holds on disk at once: the store, plus :attr:`fold_bytes` while it runs."""
+        return self.store_bytes + self.fold_bytes
 
     @property
     def peak_task_bytes(self) -> int:
@@ -134,16 +161,22 @@ def plan_size(
     dtype: str = "float16",
     chunk_size: int = 100,
     threads: int | None = None,
+    activations: str = "keep",
 ) -> RunSize:
     """The size of a run of ``generator`` against ``encoders`` over ``n`` images.
 
     ``layers``: model -> hooked layers ``(name, units, h, w)`` in forward order (every model of
     the run); ``image_size``: the generator's image side in pixels; ``threads``: threads of one
-    statistics task (default: ``ROSETTA_THREADS`` or this machine's CPUs, as the engine uses).
+    statistics task (default: ``ROSETTA_THREADS`` or this machine's CPUs, as the engine uses);
+    ``activations``: ``"keep"`` (the maps are stored) or ``"none"`` (see :class:`RunSize`).
+    An image run (``--images``) passes its anchor encoder as ``generator`` and its stored
+    preview side as ``image_size``.
     """
     threads = engine_threads() if threads is None else threads
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"dtype={dtype!r}; valid: {', '.join(DTYPE_BYTES)}")
+    if activations not in ACTIVATIONS:
+        raise ValueError(f"activations={activations!r}; valid: {', '.join(ACTIVATIONS)}")
     if n < 1 or chunk_size < 1 or threads < 1:
         raise ValueError(f"n={n}, chunk_size={chunk_size} and threads={threads} must be >= 1")
     missing = [m for m in [generator, *encoders] if m not in layers]
@@ -159,7 +192,8 @@ def plan_size(
         null = pairs[0]
         pairs.append(PairCost(null.a, f"{null.b} (shuffled null)", null.cross_flops, null.projection_flops,
                               null.moments_bytes, null.table_bytes, null.chunk_task_bytes))
-    return RunSize(n, chunk, dtype, units, acts, n * 3 * image_size * image_size, pairs, threads)
+    return RunSize(n, chunk, dtype, units, acts, n * 3 * image_size * image_size, pairs, threads, activations,
+                   4 * n * units[generator] if activations == "none" else 0)
 
 
 def matmul_flop_rate(size: int = 1024, seconds: float = 0.5) -> float:

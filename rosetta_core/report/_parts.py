@@ -113,7 +113,9 @@ def _rows(concept: dict[str, Any], generator: str, encoders: list[str], tables: 
 
 
 class _Maps:
-    """Example images and the needed units' maps, read with one orthogonal read per layer."""
+    """Example images and the needed units' maps, read with one orthogonal read per layer; a
+    run that keeps no activations computes them again instead, each model once on the example
+    images only (:func:`rosetta_core.run.maps.model_maps`)."""
 
     def __init__(self, run: Run, images: Iterable[int], needs: dict[tuple[str, str], set[int]]):
         self.images = sorted({int(i) for i in images})
@@ -124,10 +126,23 @@ class _Maps:
             return
         idx = np.asarray(self.images, dtype=np.int64)
         self.pixels = np.asarray(run.store.array("images").oindex[idx])
+        if not run.keeps_maps:
+            self._compute(run, idx, needs)
+            return
         for (model, layer), channels in sorted(needs.items()):
             chans = sorted(channels)
             data = run.store.array(run.maps_key(model, layer)).oindex[idx, np.asarray(chans, dtype=np.int64)]
             self.maps[(model, layer)] = (np.asarray(data, dtype=np.float32), {c: i for i, c in enumerate(chans)})
+
+    def _compute(self, run: Run, idx: np.ndarray, needs: dict[tuple[str, str], set[int]]) -> None:
+        from ..run.maps import model_maps  # runs the models (torch): only for a run without stored maps
+
+        for model in sorted({m for m, _ in needs}):
+            layers = sorted(layer for m, layer in needs if m == model)
+            got = model_maps(run, model, idx, layers)
+            for layer in layers:
+                chans = sorted(needs[(model, layer)])
+                self.maps[(model, layer)] = (got.pop(layer)[:, chans], {c: i for i, c in enumerate(chans)})
 
     def unit(self, model: str, layer: str, channel: int, images: list[int]) -> np.ndarray:
         """``(len(images), h, w)`` maps of one unit on the given example images."""

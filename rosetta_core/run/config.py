@@ -15,15 +15,18 @@ from typing import Any, Literal
 from .. import __version__
 from ..engine import CENTERS
 
-__all__ = ["DEFAULT_ENCODERS", "DEFAULT_GENERATOR", "DEFAULT_N", "DTYPES", "MineConfig", "chunk_bounds"]
+__all__ = ["ACTIVATIONS", "DEFAULT_ENCODERS", "DEFAULT_GENERATOR", "DEFAULT_N", "DTYPES", "MineConfig", "chunk_bounds"]
 
 #: the embedded encoders a run mines by default: those that ship trained weights which pass
 #: their gates (``mini-resnet.ssl`` joins when its weights do; ``rosetta zoo list`` shows them)
 DEFAULT_ENCODERS = ("mini-resnet.sup", "mini-vit.mae", "mini-clip.rn")
 DTYPES = ("float16", "float32")
+#: what a run keeps of the activation maps: ``keep`` stores them all; ``none`` folds each chunk's
+#: co-moments right after its extraction and stores no maps (:mod:`~rosetta_core.run.folding`)
+ACTIVATIONS = ("keep", "none")
 #: the fields every model and pair of a run depends on (see :meth:`MineConfig.run_identity`)
 RUN_FIELDS = ("generator", "images", "anchor", "n", "k", "seed", "chunk_size", "dtype", "center", "class_index",
-              "truncation")
+              "truncation", "activations")
 #: run fields added after the first runs of store version 2: recorded only when not at their
 #: default, so the runs written before them are still the same configuration
 LATER_FIELDS = ("images", "anchor", "activations")
@@ -50,7 +53,11 @@ class MineConfig:
     generator, ``layers``: model -> glob patterns (or ``@preset`` names such as ``@paper``) of
     the layers to hook (default: the model's default layers), ``truncation`` of a generator that
     has the setting (the paper's BigGAN and StyleGAN models): a number in (0, 1], ``"paper"``
-    (the paper's published code's value) or None (the generator's default).
+    (the paper's published code's value) or None (the generator's default). ``activations``:
+    ``keep`` stores every activation map (``activations/<model>/<layer>/maps``); ``none`` folds
+    each chunk's co-moments right after its extraction and keeps no maps (the tables are the
+    same; the maps are rounded to ``dtype`` first either way): for runs whose maps do not fit
+    on disk, at the price of recomputing what needs maps later (the report's example heatmaps).
     """
 
     generator: str | None = None
@@ -67,6 +74,7 @@ class MineConfig:
     truncation: float | str | None = None
     images: str | None = None
     anchor: str | None = None
+    activations: Literal["keep", "none"] = "keep"
 
     def __post_init__(self) -> None:
         if self.images is None:  # a run with neither a generator nor images mines the embedded generator
@@ -99,6 +107,9 @@ class MineConfig:
             raise ValueError(f"center={self.center!r}; valid: {', '.join(CENTERS)}")
         if self.seed < 0:
             raise ValueError(f"seed={self.seed} must be >= 0")
+        if self.activations not in ACTIVATIONS:
+            raise ValueError(f"activations={self.activations!r}; valid: {', '.join(ACTIVATIONS)} (none: keep no "
+                             "activation maps, fold each chunk's co-moments as it is extracted)")
 
     def _validate_images(self) -> None:
         if not isinstance(self.images, str) or not self.images.strip():

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ..data.image_source import read_images
 
+from .maps import to_store
 from .models import using_model
 from .plan import RunPlan
 from .run import Run, run_identity
@@ -25,7 +26,8 @@ def prepare_store(run: Run, plan: RunPlan, overwrite: bool = False, index=None) 
     configuration (``overwrite`` empties it instead). A model the store does not hold yet is an
     addition: its arrays are created beside the others, which stay as they are. ``index``: an
     image run's :class:`~rosetta_core.data.image_source.ImageIndex` (its file names become the
-    ``source`` coordinate)."""
+    ``source`` coordinate). A run that keeps no activations gets no ``maps`` arrays but its
+    anchor's ``peaks`` (:mod:`.folding`)."""
     cfg, store = plan.config, run.store
     digest = plan.images["digest"] if plan.images else None
     store.check_or_set_identity(run_identity(cfg, plan.weights_hashes, digest), overwrite=overwrite)
@@ -50,9 +52,16 @@ def prepare_store(run: Run, plan: RunPlan, overwrite: bool = False, index=None) 
                 "unit": coords["unit"][own], "channel": (("unit",), coords["channel"][own]),
                 "layer": (("unit",), coords["layer"][own]), "model": ((), np.asarray(name)),
             }, {"model": name, "layer": layer, "units": units})
-            store.require(run.maps_key(name, layer), (n, units, h, w), (c, units, h, w), cfg.dtype,
-                          ["image", "unit", "y", "x"], {"coordinates": "channel layer model"})
-            keys.append(run.maps_key(name, layer))
+            if cfg.activations == "keep":
+                store.require(run.maps_key(name, layer), (n, units, h, w), (c, units, h, w), cfg.dtype,
+                              ["image", "unit", "y", "x"], {"coordinates": "channel layer model"})
+                keys.append(run.maps_key(name, layer))
+    if cfg.activations == "none":
+        anchor = cfg.anchor_model
+        units = plan.unit_coords(anchor)["unit"]
+        key = run.peaks_key(anchor)
+        store.require(key, (n, len(units)), (c, len(units)), "float32", ["image", "unit"], {"model": anchor})
+        keys.append(key)
     store.require_flags(keys, len(plan.chunks))
     store.group.attrs.update({"plan": plan.to_json(), "config": cfg.identity()})
     store.consolidate()  # readers of a grown run (xarray) see the new arrays, not the last run's list
@@ -68,10 +77,17 @@ def _chunk_ok(run: Run, keys: list[str], chunk: int) -> bool:
     return all(run.store.chunk_readable(k, slice(start, stop)) is None for k in keys)
 
 
+def _check_keeps(run: Run) -> None:
+    if not run.keeps_maps:
+        raise ValueError(f"{run.location} keeps no activations (activations='none'): its chunks are computed and "
+                         "folded by rosetta_core.run.folding.fold_chunk, not generated and extracted apart")
+
+
 def generate_chunk(run: Run, chunk: int, device: str = "cpu") -> str:
     """Latents, images and generator activations of one chunk of images; ``"computed"`` or
     ``"skipped"`` (already done)."""
     cfg, plan, store = run.config, run.plan, run.store
+    _check_keeps(run)
     keys = ["latents", "images", *run.model_keys(cfg.generator)]
     if _chunk_ok(run, keys, chunk):
         return "skipped"
@@ -82,7 +98,7 @@ def generate_chunk(run: Run, chunk: int, device: str = "cpu") -> str:
     store.array("latents")[start:stop] = latents.cpu().numpy().astype(np.float32)
     store.array("images")[start:stop] = images.cpu().numpy()
     for layer in plan.layer_names(cfg.generator):
-        store.array(run.maps_key(cfg.generator, layer))[start:stop] = _to_store(maps[layer], cfg.dtype)
+        store.array(run.maps_key(cfg.generator, layer))[start:stop] = to_store(maps[layer], cfg.dtype)
     for key in keys:
         store.mark_done(key, chunk, len(plan.chunks))
     return "computed"
@@ -93,6 +109,7 @@ def extract_chunk(run: Run, model_name: str, chunk: int, device: str = "cpu") ->
     for an image run the chunk's files, read here and brought to the encoder's input by its own
     transform (the anchor also stores its view of them as the run's ``images``)."""
     cfg, plan, store = run.config, run.plan, run.store
+    _check_keeps(run)
     keys = run.model_keys(model_name)
     previews = cfg.images is not None and model_name == cfg.anchor_model
     if previews:
@@ -112,7 +129,7 @@ def extract_chunk(run: Run, model_name: str, chunk: int, device: str = "cpu") ->
     if previews:
         store.array("images")[start:stop] = _preview(images, plan.image_shape[-1])
     for layer in plan.layer_names(model_name):
-        store.array(run.maps_key(model_name, layer))[start:stop] = _to_store(maps[layer], cfg.dtype)
+        store.array(run.maps_key(model_name, layer))[start:stop] = to_store(maps[layer], cfg.dtype)
     for key in keys:
         store.mark_done(key, chunk, len(plan.chunks))
     return "computed"
@@ -124,10 +141,3 @@ def _preview(images: torch.Tensor, side: int) -> np.ndarray:
         return images.numpy()
     small = F.interpolate(images.float(), size=(side, side), mode="bilinear", antialias=True, align_corners=False)
     return small.round().clamp(0, 255).to(torch.uint8).numpy()
-
-
-def _to_store(maps: torch.Tensor, dtype: str) -> np.ndarray:
-    values = maps.detach().float().cpu().numpy()
-    if dtype == "float16":
-        values = np.clip(values, -65000, 65000)  # float16's range; activations beyond it saturate
-    return values.astype(dtype)

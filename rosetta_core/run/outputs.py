@@ -20,7 +20,10 @@ __all__ = ["unit_peaks", "write_dictionary", "write_manifest"]
 
 
 def unit_peaks(run: Run, model_name: str) -> np.ndarray:
-    """``(n, units)``: each unit's maximum over positions per image, read chunk by chunk."""
+    """``(n, units)``: each unit's maximum over positions per image, read chunk by chunk (a run
+    that keeps no activations stored them for its anchor while folding)."""
+    if not run.keeps_maps:
+        return np.asarray(run.store.array(run.peaks_key(model_name))[...], dtype=np.float32)
     parts = []
     for start, stop in run.plan.chunks:
         row = [np.asarray(run.store.array(k)[start:stop], dtype=np.float32).max(axis=(2, 3)) for k in run.model_keys(model_name)]

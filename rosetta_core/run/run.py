@@ -23,6 +23,13 @@ The store ``<run>/store.zarr`` (Zarr v3, store version 2) opens whole as labelle
   ``m2_a`` ``(unit_a,)``, ``m2_b`` ``(unit_b,)``, ``cross`` ``(unit_a, unit_b)``, all float64);
   the attribute ``summary``, written last, marks the pair done;
 - ``done/<array key>`` ``(chunk,)`` uint8: 1 once a chunk of images is written.
+
+A run that keeps no activations (``activations="none"``, :mod:`.folding`) has no ``maps``
+arrays; it has instead ``peaks/<anchor>`` ``(image, unit)`` float32 (each anchor unit's largest
+value per image: the dictionary's example images) and, while it runs, ``folds/<pair>/<first>-<stop>``:
+the co-moments of chunks ``first:stop`` packed in one float64 array (attribute ``folded``,
+written last, marks one done), merged into ``moments/<pair>`` as a binary tree and deleted
+once merged.
 """
 
 from __future__ import annotations
@@ -154,6 +161,61 @@ class Run:
     def moments_group(cls, a: str, b: str | None = None, null: bool = False) -> str:
         return f"moments/{cls.pair_name(a, b, null)}"
 
+    @staticmethod
+    def peaks_key(model: str) -> str:
+        """``(image, unit)`` float32: each unit's largest value per image (a run that keeps no
+        activations stores them for its anchor)."""
+        return f"peaks/{model}"
+
+    def fold_key(self, a: str, b: str | None, null: bool, first: int, stop: int) -> str:
+        """Where a run that keeps no activations holds the co-moments of image chunks
+        ``first:stop`` of a pair: ``folds/<pair>/<first>-<stop>`` (one packed array,
+        :meth:`~.store.RunStore.write_state`), or for all chunks the pair's ``moments`` group."""
+        if (first, stop) == (0, len(self.plan.chunks)):
+            return self.moments_group(a, b, null)
+        return f"folds/{self.pair_name(a, b, null)}/{first}-{stop}"
+
+    def write_fold(self, a: str, b: str | None, null: bool, first: int, stop: int, acc: CoMoments) -> None:
+        """Store the co-moments of chunks ``first:stop`` (:meth:`fold_key`), marked ``folded`` last."""
+        key = self.fold_key(a, b, null, first, stop)
+        if key != self.moments_group(a, b, null):
+            self.store.write_state(key, acc.state_dict(), {"folded": [first, stop]})
+            return
+        self.write_moments(a, b, acc, null)
+        self.store.group[key].attrs["folded"] = [first, stop]
+
+    def read_fold(self, a: str, b: str | None, null: bool, first: int, stop: int) -> CoMoments:
+        """The co-moments of chunks ``first:stop`` of a pair (:meth:`write_fold`)."""
+        key = self.fold_key(a, b, null, first, stop)
+        if key == self.moments_group(a, b, null):
+            return self.moments(a, b, null)
+        return CoMoments.from_state_dict(self.store.read_state(key))
+
+    def folded(self, a: str, b: str | None, null: bool, first: int, stop: int) -> bool:
+        """True when the co-moments of chunks ``first:stop`` of a pair are stored whole."""
+        key = self.fold_key(a, b, null, first, stop)
+        return key in self.store and "folded" in self.store.group[key].attrs
+
+    def drop_fold(self, a: str, b: str | None, null: bool, first: int, stop: int) -> None:
+        """Delete the partial co-moments of chunks ``first:stop`` (never the pair's moments)."""
+        key = self.fold_key(a, b, null, first, stop)
+        if key != self.moments_group(a, b, null) and key in self.store:
+            del self.store.group[key]
+
+    def drop_folds(self, a: str, b: str | None, null: bool = False) -> None:
+        """Delete what is left of a pair's partial co-moments (``folds/<pair>``)."""
+        key = f"folds/{self.pair_name(a, b, null)}"
+        if key in self.store:
+            del self.store.group[key]
+
+    @property
+    def keeps_maps(self) -> bool:
+        """True when the run stores every activation map (``activations="keep"``, recorded in
+        the store's identity only when not; a store without one keeps them)."""
+        if self._config is not None:
+            return self._config.activations == "keep"
+        return (self.store.attrs.get("run") or {}).get("activations", "keep") == "keep"
+
     # -- units ---------------------------------------------------------------------------------
     def offsets(self, model: str) -> dict[str, int]:
         """layer -> the global index of its first unit."""
@@ -192,31 +254,37 @@ class Run:
     # -- validation ----------------------------------------------------------------------------
     def validate(self, overwrite: bool = False) -> None:
         """Every check before anything is computed, with one clear error: the configuration's
-        values, the models and their weights, the location is writable, and an existing run
-        there has this configuration and store version (``overwrite`` discards it instead).
-        Encoders the run does not have yet are an addition, not another configuration: the
-        run computes only their activations and pairs."""
+        values, the models and their weights, the location is writable, an existing run
+        there has this configuration and store version (``overwrite`` discards it instead),
+        and what the run has still to write fits in the free space of a local location
+        (:mod:`.disk`; an fsspec URL is not checked). Encoders the run does not have yet are
+        an addition, not another configuration: the run computes only their activations and pairs."""
+        from .disk import check_fits, remaining_bytes, run_size
         from .models import check_models
 
         config = self.config
         config.validate()
         check_models(config)
-        digest = None
+        digest, n = None, config.n
         if config.images is not None:
             from .plan import image_count
 
-            image_count(config, self.image_index)  # an empty source or too few images: one clear error
+            n = image_count(config, self.image_index)  # an empty source or too few images: one clear error
             digest = self.image_index.digest
         location.check_writable(self.location)
-        if overwrite or not location.exists(location.join(self.store_path, "zarr.json")):
-            return
-        self._check_version()
-        attrs = self.store.attrs
-        if attrs.get("run") is not None:
-            asked = run_identity(config, images_digest=digest)
-            conflicts = identity_conflicts({"run": attrs["run"], "models": attrs.get("models")}, asked)
-            if conflicts:
-                raise config_mismatch(str(self.location), conflicts)
+        existing = not overwrite and location.exists(location.join(self.store_path, "zarr.json"))
+        if existing:
+            self._check_version()
+            attrs = self.store.attrs
+            if attrs.get("run") is not None:
+                asked = run_identity(config, images_digest=digest)
+                conflicts = identity_conflicts({"run": attrs["run"], "models": attrs.get("models")}, asked)
+                if conflicts:
+                    raise config_mismatch(str(self.location), conflicts)
+        if not location.is_url(self.location):
+            size = run_size(config, n)
+            needed = remaining_bytes(self, size, existing)
+            check_fits(self.location, needed, config, n, done=size.disk_bytes - needed)
 
     @cached_property
     def image_index(self):
@@ -274,6 +342,14 @@ class Run:
             if self.config.images is None or (manifest.get("images") or {}).get("digest") == self.image_index.digest:
                 return manifest
         return None
+
+    def _same_config(self, recorded: dict[str, Any] | None) -> bool:
+        """``recorded`` (a manifest's config) is this run's configuration; fields added to
+        :class:`MineConfig` since it was written count as their defaults."""
+        try:
+            return recorded is not None and MineConfig.from_identity(recorded) == self.config
+        except TypeError:  # a field this code does not know: written by a newer version
+            return False
 
     def _same_config(self, recorded: dict[str, Any] | None) -> bool:
         """``recorded`` (a manifest's config) is this run's configuration; fields added to

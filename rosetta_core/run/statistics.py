@@ -25,12 +25,20 @@ SHUFFLE_SEED = 12345
 def pair_statistics(run: Run, a: str, b: str | None, null: bool = False) -> dict[str, Any]:
     """Co-moments, table, top-K lists and best-buddy summary of one model pair (``b=None``:
     ``a`` with itself), skipped when done. ``null=True`` computes the shuffled null instead:
-    ``b``'s image order is permuted."""
+    ``b``'s image order is permuted. A run that keeps no activations folded the pair's
+    co-moments while it extracted its chunks (:mod:`.folding`): they are read, not reduced."""
     done = run.pair_summary(a, b, null)
     if done is not None:
+        run.drop_folds(a, b, null)  # what a killed run left after the pair was done
         return done | {"status": "skipped"}
-    acc = pair_comoments(run, a, b, shuffle_seed=SHUFFLE_SEED if null else None)
-    run.write_moments(a, b, acc, null)
+    if run.keeps_maps:
+        acc = pair_comoments(run, a, b, shuffle_seed=SHUFFLE_SEED if null else None)
+        run.write_moments(a, b, acc, null)
+    else:  # folded chunk by chunk as the run extracted them (rosetta_core.run.folding)
+        if not run.folded(a, b, null, 0, len(run.plan.chunks)):
+            raise ValueError(f"{run.location}: the co-moments of {run.pair_name(a, b, null)} are not folded over all "
+                             f"{len(run.plan.chunks)} chunks yet; run the mining again to finish them")
+        acc = run.moments(a, b, null)
     table = acc.pearson()
     k = run.config.k
     k_b, k_a = min(k, table.shape[1]), min(k, table.shape[0])
@@ -40,6 +48,7 @@ def pair_statistics(run: Run, a: str, b: str | None, null: bool = False) -> dict
     dead_a, dead_b = acc.constant_units()
     summary = pair_summary(table, pairs, dead_a, dead_b)
     run.store.group[run.moments_group(a, b, null)].attrs["summary"] = summary  # written last: marks the pair done
+    run.drop_folds(a, b, null)
     return summary | {"status": "computed"}
 
 
@@ -81,9 +90,8 @@ def pair_comoments(run: Run, a: str, b: str | None, shuffle_seed: int | None = N
 
 def chunk_comoments(side_a, side_b, start: int, stop: int, rows_b: np.ndarray | None, center: str) -> CoMoments:
     """Co-moments of images ``start:stop`` (``b`` at ``rows_b`` instead when given) of the stored
-    arrays ``(image, unit, y, x)``. The chunk is read once in its stored dtype and reduced in
-    near-equal steps of at most :data:`REDUCE_IMAGES` images in float32, which bounds a
-    worker's memory."""
+    arrays ``(image, unit, y, x)``. The chunk is read once in its stored dtype and reduced by
+    :func:`fold_rows`."""
     a = [arr[start:stop] for arr in side_a]
     if side_b is None:
         b = None
@@ -91,16 +99,28 @@ def chunk_comoments(side_a, side_b, start: int, stop: int, rows_b: np.ndarray | 
         b = [arr[start:stop] for arr in side_b]
     else:
         b = [arr.get_orthogonal_selection((rows_b,)) for arr in side_b]
-    m = stop - start
+
+    def where(side: str, layer: int, images: list[int]) -> str:
+        arr = (side_a if side == "a" else side_b)[layer]
+        return (f"{arr.path} has non-finite values (NaN or inf) in images {[start + i for i in images]} "
+                "(shuffled positions for the null); the model produced them: rerun that chunk or check the model")
+
+    return fold_rows(a, b, center, where)
+
+
+def fold_rows(a, b, center: str, where) -> CoMoments:
+    """Co-moments of one chunk's maps ``a`` (and ``b``; None: ``a`` with itself), per layer
+    ``(images, unit, y, x)`` arrays in any float dtype, reduced in near-equal steps of at most
+    :data:`REDUCE_IMAGES` images in float32, which bounds a worker's memory. ``where(side,
+    layer, images)``: the message for maps with NaN or inf (``images``: within the chunk)."""
+    m = a[0].shape[0]
     steps = -(-m // REDUCE_IMAGES)
     bounds = [round(i * m / steps) for i in range(steps + 1)]
 
     def as_float(side, lo, hi):
         return None if side is None else [np.asarray(x[lo:hi], dtype=np.float32) for x in side]
 
-    def where(err, i) -> str:
-        arr = (side_a if err.side == "a" else side_b)[err.layer]
-        return (f"{arr.path} has non-finite values (NaN or inf) in images {[start + bounds[i] + k for k in err.images]} "
-                "(shuffled positions for the null); the model produced them: rerun that chunk or check the model")
+    def named(err, i) -> str:
+        return where(err.side, err.layer, [bounds[i] + k for k in err.images])
 
-    return fold_chunks(((as_float(a, lo, hi), as_float(b, lo, hi)) for lo, hi in zip(bounds[:-1], bounds[1:])), center, where)
+    return fold_chunks(((as_float(a, lo, hi), as_float(b, lo, hi)) for lo, hi in zip(bounds[:-1], bounds[1:])), center, named)

@@ -32,9 +32,12 @@ class StoreMismatch(ValueError):
 def identity_conflicts(stored: dict[str, Any], asked: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """What makes ``asked`` another configuration than ``stored`` (both ``{"run": {...},
     "models": {name: {...}}}``): any run-level field, and any field of a model both name that
-    both record. A model only one of them names is an addition, not a conflict."""
+    both record. A model only one of them names is an addition, not a conflict. A field of
+    :data:`~.config.LATER_FIELDS` that a record lacks has its default there (it is recorded
+    only when set otherwise), so a difference names both values."""
     out: dict[str, tuple[Any, Any]] = {}
-    run_a, run_b = stored.get("run") or {}, asked.get("run") or {}
+    later = _later_defaults()
+    run_a, run_b = later | (stored.get("run") or {}), later | (asked.get("run") or {})
     for key in sorted(set(run_a) | set(run_b)):
         if run_a.get(key) != run_b.get(key):
             out[key] = (run_a.get(key), run_b.get(key))
@@ -44,6 +47,14 @@ def identity_conflicts(stored: dict[str, Any], asked: dict[str, Any]) -> dict[st
             if name in known and key in known[name] and known[name][key] != value:
                 out[f"{name} {key}"] = (known[name][key], value)
     return out
+
+
+def _later_defaults() -> dict[str, Any]:
+    from dataclasses import fields
+
+    from .config import LATER_FIELDS, MineConfig
+
+    return {f.name: f.default for f in fields(MineConfig) if f.name in LATER_FIELDS}
 
 
 def config_mismatch(where: str, conflicts: dict[str, tuple[Any, Any]]) -> StoreMismatch:
@@ -202,6 +213,37 @@ class RunStore:
     def read(self, key: str) -> np.ndarray:
         """The whole array ``key``."""
         return np.asarray(self.group[key][...])
+
+    # -- packed states -----------------------------------------------------------------------
+    def write_state(self, key: str, state: dict[str, np.ndarray], attrs: dict[str, Any] | None = None) -> None:
+        """A flat dict of arrays (a checkpoint such as ``CoMoments.state_dict()``) as one array
+        ``key``: the float64 entries concatenated (exact), the others (counts, names, shapes) and
+        each entry's shape in its attributes. One array to write and delete, where one array
+        per entry costs a metadata round trip each. ``attrs`` are added after the data, so an
+        attribute such as a completion mark is there only once the data are."""
+        floats = {k: np.asarray(v) for k, v in state.items() if np.asarray(v).dtype == np.float64}
+        layout = [[k, list(v.shape)] for k, v in floats.items()]
+        other = {k: np.asarray(v).tolist() for k, v in state.items() if k not in floats}
+        flat = np.concatenate([v.ravel() for v in floats.values()]) if floats else np.zeros(0)
+        if key in self.group:
+            del self.group[key]
+        arr = self.group.create_array(key, shape=flat.shape, chunks=(max(1, min(flat.size, 1 << 24)),), dtype="float64",
+                                      dimension_names=["value"], compressors=_codecs(),
+                                      attributes={"layout": layout, "other": other})
+        arr[...] = flat
+        if attrs:
+            arr.attrs.update(attrs)
+
+    def read_state(self, key: str) -> dict[str, np.ndarray]:
+        """Inverse of :meth:`write_state`."""
+        arr = self.group[key]
+        flat, at = np.asarray(arr[...]), 0
+        state = {k: np.asarray(v) for k, v in arr.attrs["other"].items()}
+        for k, shape in arr.attrs["layout"]:
+            size = int(np.prod(shape, dtype=np.int64))
+            state[k] = flat[at : at + size].reshape(shape)
+            at += size
+        return state
 
     def consolidate(self) -> None:
         with warnings.catch_warnings():
