@@ -10,7 +10,6 @@ import time
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
-from prefect_dask import DaskTaskRunner
 
 from rosetta_core.data.image_source import ImageIndex
 from rosetta_core.run import MineConfig, Run, location
@@ -18,7 +17,7 @@ from rosetta_core.run.folding import fold_steps
 from rosetta_core.zoo.plugins import load_plugins
 from tasks import mining as t
 
-from flows import progress  # absolute: a deployment loads this file by path, outside the package
+from flows import cluster, progress  # absolute: a deployment loads this file by path, outside the package
 
 #: the cluster a run starts when it is given no Dask scheduler address: 2 worker threads in the
 #: flow's process. Measured on 2 loaded cores (rosetta mine --n 256): 60 s with threads against
@@ -41,12 +40,15 @@ def default_out(config: MineConfig) -> str:
     return f"runs/{config.generator}"
 
 
-def task_runner(dask_address: str | None) -> DaskTaskRunner:
+def task_runner(dask_address: str | None, device: str = "cpu") -> cluster.ClusterTaskRunner:
     """The Dask cluster the run's tasks go to: the scheduler at ``dask_address``, or a
-    :data:`LOCAL_CLUSTER` in this process that lives as long as the run."""
+    :data:`LOCAL_CLUSTER` in this process that lives as long as the run (on an accelerator,
+    one worker with one ``GPU`` resource: :func:`flows.cluster.local_cluster`). Tasks that run
+    models on an accelerator ask for the ``GPU`` resource (:mod:`flows.cluster`)."""
     if dask_address:
-        return DaskTaskRunner(address=dask_address)
-    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=LOCAL_CLUSTER)
+        return cluster.ClusterTaskRunner(address=dask_address)
+    return cluster.ClusterTaskRunner(cluster_class="distributed.LocalCluster",
+                                     cluster_kwargs=cluster.local_cluster(LOCAL_CLUSTER, device))
 
 
 @flow(name="mine", on_running=[progress.announce_ui])
@@ -76,7 +78,7 @@ def mine(config: MineConfig = MineConfig(), out: str | None = None, device: str 
         logger.info(f"images: {len(index.files)} readable files in {config.images}"
                     + (f", {len(index.skipped)} skipped (listed in manifest.json)" if index.skipped else ""))
     with run.lock():
-        stages = compute.with_options(task_runner=task_runner(dask_address))
+        stages = compute.with_options(task_runner=task_runner(dask_address, device))
         summary, counts = stages(run.location, config, device, overwrite, plugins, index)
     _artifact(run, summary, counts)
     logger.info(f"report: {run.report_path}{_viewing(run.report_path)}")
@@ -106,9 +108,9 @@ def compute(where: str, config: MineConfig, device: str = "cpu", overwrite: bool
     stage = time.perf_counter()
     a, others = config.anchor_model, config.others
     pairs = [(a, m, False) for m in others] + [(a, None, False), (a, others[0], True)]
-    for a, b, null in progress.each(pairs, "statistics", len(pairs)):
-        got = t.pair_statistics.submit(where, a, b, null).result()
-        mean = got["mean_correlation"]
+    jobs = [t.pair_statistics.submit(where, a, b, null) for a, b, null in pairs]  # all at once: Dask interleaves them
+    for i, got in progress.completed(jobs, "statistics"):
+        (a, b, null), mean = pairs[i], got["mean_correlation"]
         logger.info(f"statistics {Run.pair_name(a, b, null)}: {got['best_buddies']} best buddies, mean r "
                     f"{'-' if mean is None else f'{mean:.3f}'} ({got['status']})")
     seconds["statistics"] = time.perf_counter() - stage

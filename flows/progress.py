@@ -3,9 +3,11 @@ and the elapsed time. Off unless the CLI turns it on (a deployment's run logs to
 
 from __future__ import annotations
 
+import queue
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 #: None: not run from the command line; False: the CLI without bars (stderr is not a terminal)
 _shown: bool | None = None
@@ -41,13 +43,50 @@ def stage(name: str, total: int) -> Iterator:
 def drain(futures: list, name: str) -> list:
     """Wait for ``futures`` (Prefect futures), advancing the stage's bar as each one finishes;
     returns their results in submission order (the first failure raises)."""
-    from prefect.futures import as_completed
+    results = [None] * len(futures)
+    for i, result in completed(futures, name):
+        results[i] = result
+    return results
 
+
+#: seconds between two looks at the cluster while no task of a stage finishes
+CHECK_EVERY = 2.0
+
+
+def completed(futures: list, name: str) -> Iterator[tuple[int, Any]]:
+    """Yield ``(index, result)`` of each of ``futures`` (Prefect futures) as it finishes,
+    advancing the stage's bar; the first failure raises. While nothing finishes, the flow's
+    task runner is asked every :data:`CHECK_EVERY` s whether the waiting tasks can still run
+    (:meth:`flows.cluster.ClusterTaskRunner.check_workers`, which raises when the cluster has
+    had no worker for them for too long): a run never waits forever on a cluster that lost
+    its workers."""
+    finished: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for i, future in enumerate(futures):
+        future.add_done_callback(lambda _, i=i: finished.put(i))
+    check = _worker_check()
+    pending = set(range(len(futures)))
     with stage(name, len(futures)) as bar:
-        for future in as_completed(futures):
-            future.result()
+        while pending:
+            try:
+                i = finished.get(timeout=CHECK_EVERY)
+            except queue.Empty:
+                if check is not None:
+                    check([futures[j] for j in pending])
+                continue
+            if i not in pending:
+                continue
+            pending.discard(i)
+            result = futures[i].result()
             bar.advance()
-    return [f.result() for f in futures]
+            yield i, result
+
+
+def _worker_check():
+    """The running flow's ``task_runner.check_workers``, when it has one."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    return getattr(context.task_runner, "check_workers", None) if context is not None else None
 
 
 def each(items: Iterable, name: str, total: int) -> Iterator:

@@ -1,0 +1,121 @@
+"""The Dask cluster a mining run's tasks go to: GPU resources for the tasks that run models on
+an accelerator, and a watch that fails a run whose cluster has no worker left to run its tasks
+(instead of waiting forever).
+
+**GPU resources.** A task whose ``device`` parameter names an accelerator (``cuda``,
+``cuda:1``, anything but ``cpu``) is submitted inside ``dask.annotate(resources={"GPU": 1})``
+(prefect-dask passes Dask annotations on to the scheduler), so it runs only on a worker started
+with ``--resources GPU=1``, and such a worker runs one of them at a time. In a mining run these
+are the tasks that load models: planning, generation and extraction (and any later task that
+takes the run's ``device``). Tasks without a ``device`` (statistics, dictionary, report) go to
+any worker.
+
+**No workers.** A Dask scheduler keeps a task it cannot place waiting, forever by default: all
+workers died and none came back (no nanny, a lost machine), or the task asks for a GPU that no
+worker offers. :meth:`ClusterTaskRunner.check_workers`, called by :func:`flows.progress.drain`
+while it waits, raises :class:`NoWorkers` once that has lasted :func:`no_workers_timeout`
+seconds. Workers that come back within it (a nanny restarts a killed worker in seconds) are
+fine: Dask reruns what they lost.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import dask
+from prefect_dask import DaskTaskRunner
+
+__all__ = ["GPU", "ClusterTaskRunner", "NoWorkers", "local_cluster", "no_workers_timeout", "uses_gpu"]
+
+#: the Dask worker resource a task running models on an accelerator asks for, one per task
+GPU = "GPU"
+#: seconds a run waits for a worker able to run its tasks before it fails (environment variable)
+NO_WORKERS_ENV = "ROSETTA_NO_WORKERS_TIMEOUT"
+#: its default: long enough for a nanny's restart or an adaptive cluster's new worker
+NO_WORKERS_DEFAULT = 300.0
+
+
+class NoWorkers(RuntimeError):
+    """The run's Dask cluster has had no worker able to run its tasks for too long."""
+
+
+def uses_gpu(device: Any) -> bool:
+    """Whether a task with this ``device`` parameter runs on an accelerator (not ``cpu``)."""
+    return isinstance(device, str) and device.split(":")[0].strip().lower() not in ("", "cpu")
+
+
+def no_workers_timeout() -> float:
+    """:data:`NO_WORKERS_ENV` in seconds, or :data:`NO_WORKERS_DEFAULT`."""
+    raw = os.environ.get(NO_WORKERS_ENV)
+    if not raw:
+        return NO_WORKERS_DEFAULT
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{NO_WORKERS_ENV}={raw!r} is not a number of seconds (e.g. 300)") from None
+    if value <= 0:
+        raise ValueError(f"{NO_WORKERS_ENV}={raw!r} must be a positive number of seconds")
+    return value
+
+
+def local_cluster(kwargs: dict[str, Any], device: str) -> dict[str, Any]:
+    """The ``LocalCluster`` arguments of a run without a scheduler address: ``kwargs`` as they
+    are on the CPU; on an accelerator, one worker whose threads share one ``GPU`` resource, so
+    the model tasks take the GPU one at a time while another thread reduces statistics."""
+    if not uses_gpu(device):
+        return kwargs
+    threads = kwargs.get("n_workers", 1) * kwargs.get("threads_per_worker", 1)
+    return kwargs | {"n_workers": 1, "threads_per_worker": max(threads, 2), "resources": {GPU: 1}}
+
+
+class ClusterTaskRunner(DaskTaskRunner):
+    """prefect-dask's ``DaskTaskRunner`` (same arguments) that asks for the :data:`GPU`
+    resource for tasks on an accelerator and can tell a waiting flow that its tasks have no
+    worker (see the module's docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._gpu_runs: set = set()
+        self._stuck_since: float | None = None
+
+    def submit(self, task, parameters, wait_for=None, dependencies=None):
+        if not uses_gpu(parameters.get("device")):
+            return super().submit(task, parameters, wait_for, dependencies)
+        with dask.annotate(resources={GPU: 1}):
+            future = super().submit(task, parameters, wait_for, dependencies)
+        self._gpu_runs.add(future.task_run_id)
+        return future
+
+    def check_workers(self, waiting: Iterable) -> None:
+        """Raise :class:`NoWorkers` when, for :func:`no_workers_timeout` seconds in a row, no
+        worker of the cluster could run the ``waiting`` futures (none at all, or none offering
+        the GPU that some of them ask for)."""
+        waiting = list(waiting)
+        gpu = any(f.task_run_id in self._gpu_runs for f in waiting)
+        workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
+        able = [w for w in workers if not gpu or w.get("resources", {}).get(GPU, 0) >= 1]
+        if able or not waiting:
+            self._stuck_since = None
+            return
+        now = time.monotonic()
+        if self._stuck_since is None:
+            self._stuck_since = now
+        limit = no_workers_timeout()
+        if now - self._stuck_since < limit:
+            return
+        where = f"the Dask cluster at {self.client.scheduler.address}"
+        if gpu and workers:
+            raise NoWorkers(
+                f"no worker of {where} offers the {GPU} resource that tasks on an accelerator ask for "
+                f"(waited {limit:.0f} s; {len(waiting)} tasks waiting); start GPU workers with "
+                f"`dask worker {self.client.scheduler.address} --resources {GPU}=1` (one per GPU, "
+                f"CUDA_VISIBLE_DEVICES set), or run with --device cpu"
+            )
+        raise NoWorkers(
+            f"{where} has had no worker for {limit:.0f} s while {len(waiting)} tasks wait (its workers died "
+            f"or were stopped, and none came back); start workers (`dask worker {self.client.scheduler.address}`) "
+            f"and run again: finished chunks and pairs are kept. {NO_WORKERS_ENV} sets how long to wait"
+        )
