@@ -20,6 +20,10 @@ shipped trained weights, leaving out default encoders that ship none yet. ``--we
 runs the same architectures with random init (same cost) for when trained weights are missing.
 The output says which weights and encoders each run used (from its manifest).
 
+``--activations keep none`` runs each n with each choice in turn (alternating, ``--repeats``
+times) and prints the ratios of wall time and store size (bytes on disk of ``store.zarr``,
+recorded for every run) of ``none`` to ``keep`` measured in the same session.
+
 ``--against DIR`` also runs a checkout of another commit (e.g. ``git worktree add /tmp/base
 <commit>``), alternating with this one ``--repeats`` times, and prints the wall-time ratio of
 this code to that baseline measured in the same session. ``--json FILE`` writes every run with
@@ -28,7 +32,7 @@ image seed, the machine: CPU model, threads, load; wall time) and, with ``--agai
 baseline checkout's commit.
 
 Usage: python bench/mine.py [--n 400 800 1600] [--weights default|trained|random] [--keep DIR]
-                            [--against DIR] [--repeats R] [--json FILE]
+                            [--against DIR | --activations keep none] [--repeats R] [--json FILE]
 """
 
 from __future__ import annotations
@@ -134,16 +138,19 @@ def run_once(n: int, weights: str, out: Path, code: Path = HERE, extra: list[str
     manifest = json.loads((out / "manifest.json").read_text())
     stages = manifest["seconds"]
     encoders = len(manifest["config"]["encoders"])
+    extract = stages.get("extract") or stages["fold"]  # --activations none: extraction and folding are one stage
     return {
         "used": f"weights {manifest['config']['weights']}, encoders {', '.join(manifest['config']['encoders'])}",
         "n": n,
         "seed": manifest["config"].get("seed"),
         "wall": wall,
         "stages": stages,
-        "images_per_s": n / stages["extract"],
-        "stage_images_per_s": {k: n / v for k, v in stages.items() if k in ("generate", "extract", "statistics") and v > 0},
+        "images_per_s": n / extract,
+        "stage_images_per_s": {k: n / v for k, v in stages.items() if k in ("generate", "extract", "fold", "statistics") and v > 0},
         "command": cmd[2:],
-        "model_images_per_s": n * encoders / stages["extract"],
+        "activations": manifest["config"].get("activations", "keep"),
+        "store_bytes": sum(f.stat().st_size for f in (out / "store.zarr").rglob("*") if f.is_file()),
+        "model_images_per_s": n * encoders / extract,
         "tree_rss": peak.tree_peak,
         "tree_pss": peak.pss_peak,
         "single_rss": peak.single_peak,
@@ -174,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", type=Path, default=None, help="a checkout of the baseline commit to run alternately")
     parser.add_argument("--repeats", type=int, default=1, help="runs per n and checkout (default 1)")
     parser.add_argument("--json", type=Path, default=None, help="write the runs and their provenance here")
+    parser.add_argument("--activations", nargs="+", choices=["keep", "none"], default=None,
+                        help="run each n with each of these --activations, alternating (ratios none/keep printed)")
     parser.add_argument("--mine-args", default="", help="more `rosetta mine` arguments, e.g. \"--generator "
                         "biggan-deep-256 --encoders resnet50.tv_in1k --device cuda\" (bench/gpu.sh)")
     args = parser.parse_args(argv)
@@ -181,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     prov = start(argv)
     if args.against is not None:
         return compare(args, prov)
+    if args.activations:
+        return compare_activations(args, prov, extra)
     bad = [n for n in args.n if n < 10]
     if bad:
         raise SystemExit(f"--n {bad[0]} is too small for the default K=5; give n >= 10")
@@ -207,6 +218,33 @@ def main(argv: list[str] | None = None) -> int:
         prov.seeds["images"] = sorted({r["seed"] for r in rows})
         args.json.write_text(json.dumps({"weights": weights, "mine_args": extra, "target_seconds": TARGET_SECONDS, "target_bytes": TARGET_RSS,
                                          "runs": rows, "provenance": prov.finish()}, indent=1) + "\n")
+    if args.keep is None:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+def compare_activations(args: argparse.Namespace, prov, extra: list[str]) -> int:
+    """Each n with each ``--activations`` choice, alternating, ``--repeats`` times: wall time and
+    store size, and the ratios of ``none`` to ``keep`` (best of the repeats; same session)."""
+    root = args.keep or Path(tempfile.mkdtemp(prefix="bench-mine-"))
+    runs = []
+    for n in sorted(args.n):
+        for r in range(args.repeats):
+            for choice in args.activations:
+                row = run_once(n, args.weights, root / f"{choice}-n{n}-{r}", extra=[*extra, "--activations", choice])
+                runs.append(row | {"repeat": r})
+                print(f"--activations {choice} n={n} #{r}: {row['wall']:.1f} s wall, store {row['store_bytes'] / 1e6:.1f} MB, "
+                      f"peak PSS {row['tree_pss'] / 1024**3:.2f} GiB, stages "
+                      f"{json.dumps({k: round(v, 1) for k, v in row['stages'].items()})}", flush=True)
+        best = {c: min((x for x in runs if x["n"] == n and x["activations"] == c), key=lambda x: x["wall"])
+                for c in args.activations}
+        if {"keep", "none"} <= set(best):
+            print(f"n={n}: none / keep wall time = {best['none']['wall'] / best['keep']['wall']:.2f} (best of "
+                  f"{args.repeats} each), store size = {best['none']['store_bytes'] / best['keep']['store_bytes']:.3f}")
+    if args.json:
+        prov.seeds["images"] = sorted({r["seed"] for r in runs})
+        args.json.write_text(json.dumps({"weights": args.weights, "mine_args": extra, "activations": args.activations,
+                                         "runs": runs, "provenance": prov.finish()}, indent=1) + "\n")
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)
     return 0

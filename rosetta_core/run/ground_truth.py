@@ -148,13 +148,33 @@ def dissect(run: Run, content: dict[str, Any], masks: np.ndarray, names: list[st
             free = np.arange(sizes[key])
         pools[key] = np.sort(rng.choice(free, size=min(len(free), max(pool, largest[key])), replace=False))
     ious: dict[tuple[str, str, int], np.ndarray] = {} if known is None else known
+    wanted: dict[tuple[str, str], np.ndarray] = {}
     for key in sorted(taken):
         channels = np.union1d(sorted(taken[key]), pools[key]).astype(np.int64)
         channels = np.asarray([ch for ch in channels.tolist() if (*key, ch) not in ious], dtype=np.int64)
         if len(channels):
-            table, _ = unit_ious(_read_units(run, *key, channels, len(masks)), masks, quantile)
-            ious.update({(*key, int(ch)): row for ch, row in zip(channels.tolist(), table)})
+            wanted[key] = channels
+    for key, maps in _units(run, wanted, len(masks)):
+        table, _ = unit_ious(maps, masks, quantile)
+        ious.update({(*key, int(ch)): row for ch, row in zip(wanted[key].tolist(), table)})
     return Dissection(groups, pools, ious, list(names))
+
+
+def _units(run: Run, wanted: dict[tuple[str, str], np.ndarray], m: int):
+    """``((model, layer), maps (m, channels, h, w))`` in the store's dtype for every key of
+    ``wanted`` (the channels of each): read layer by layer, or for a run that keeps no
+    activations computed again model by model on its first ``m`` images (:mod:`.maps`)."""
+    if run.keeps_maps:
+        for key, channels in wanted.items():
+            yield key, _read_units(run, *key, channels, m)
+        return
+    from .maps import model_maps
+
+    for model in sorted({model for model, _ in wanted}):
+        layers = [layer for name, layer in wanted if name == model]
+        got = model_maps(run, model, np.arange(m), layers, channels={layer: wanted[model, layer] for layer in layers})
+        for layer in layers:
+            yield (model, layer), got.pop(layer).astype(run.config.dtype)
 
 
 def label_concepts(run: Run, content: dict[str, Any], *, quantile: float = DEFAULT_QUANTILE,

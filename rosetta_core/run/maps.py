@@ -76,11 +76,12 @@ def _rows(run: Run, key: str, idx: np.ndarray) -> np.ndarray:
 
 
 def model_maps(run: Run, model: str, indices, layers: Sequence[str] | None = None, device: str = "cpu",
-               batch: int | None = None) -> dict[str, np.ndarray]:
+               batch: int | None = None, channels: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """layer -> float32 ``(len(indices), units, h, w)``: the maps of ``model`` on images
     ``indices`` of the run, computed again and rounded to the run's ``dtype`` as the store
     holds them; ``layers``: default every hooked layer of the model in the run; ``batch``:
-    images per forward pass (default the run's chunk size)."""
+    images per forward pass (default the run's chunk size); ``channels``: layer -> the units
+    to keep of it (the others are dropped batch by batch: memory for those only)."""
     cfg = run.config
     idx = _indices(indices)
     layers = list(run.plan.layer_names(model) if layers is None else layers)
@@ -94,7 +95,9 @@ def model_maps(run: Run, model: str, indices, layers: Sequence[str] | None = Non
             else:
                 maps = net.activations(encoder_input(run, net, rows).to(net.device), layers)
             for layer in layers:
-                parts[layer].append(to_store(maps[layer], cfg.dtype).astype(np.float32, copy=False))
+                values = maps[layer] if channels is None or layer not in channels else \
+                    maps[layer][:, torch.as_tensor(np.asarray(channels[layer], dtype=np.int64))]
+                parts[layer].append(to_store(values, cfg.dtype).astype(np.float32, copy=False))
     return {layer: np.concatenate(p, axis=0) if p else np.zeros((0,), np.float32) for layer, p in parts.items()}
 
 

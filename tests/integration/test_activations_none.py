@@ -166,3 +166,15 @@ def test_the_mining_flow_folds_chunks_and_merges_them_on_its_cluster(prefect_api
     manifest = json.loads((tmp_path / "flow" / "manifest.json").read_text())
     assert "fold" in manifest["seconds"] and "extract" not in manifest["seconds"]
     shutil.rmtree(tmp_path / "flow")
+
+
+def test_ground_truth_labels_are_those_of_the_run_that_keeps_its_maps(tmp_path):
+    """The trained zoo's concepts are labelled from the maps of the first images: computed again
+    model by model when the run keeps none, and the labels are the same."""
+    base = dict(encoders=("mini-resnet.sup", "mini-clip.rn"), n=40, k=3, chunk_size=16, seed=3)
+    keep, _, _ = mine_in_process(tmp_path / "keep", MineConfig(**base), null=False)
+    none, _, _ = mine_in_process(tmp_path / "none", MineConfig(**base, activations="none"), null=False)
+    truth = keep.dictionary.get("ground_truth")
+    assert truth is not None and keep.dictionary["concepts"], "the trained zoo finds labelled concepts at n=40"
+    assert none.dictionary["ground_truth"] == truth
+    assert [c["ground_truth"] for c in none.dictionary["concepts"]] == [c["ground_truth"] for c in keep.dictionary["concepts"]]
