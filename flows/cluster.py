@@ -95,7 +95,7 @@ class ClusterTaskRunner(DaskTaskRunner):
         the GPU that some of them ask for)."""
         waiting = list(waiting)
         gpu = any(f.task_run_id in self._gpu_runs for f in waiting)
-        workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
+        workers = self._workers()
         able = [w for w in workers if not gpu or w.get("resources", {}).get(GPU, 0) >= 1]
         if able or not waiting:
             self._stuck_since = None
@@ -119,3 +119,11 @@ class ClusterTaskRunner(DaskTaskRunner):
             f"or were stopped, and none came back); start workers (`dask worker {self.client.scheduler.address}`) "
             f"and run again: finished chunks and pairs are kept. {NO_WORKERS_ENV} sets how long to wait"
         )
+
+    def _workers(self) -> list[dict]:
+        """Every worker's scheduler record (``n_workers=-1``: newer clients list 5 by default)."""
+        try:
+            info = self.client.scheduler_info(n_workers=-1)
+        except TypeError:  # distributed before 2025: no n_workers, every worker listed
+            info = self.client.scheduler_info()
+        return list(info["workers"].values())
