@@ -303,6 +303,28 @@ def mine_ab(results: Results) -> str:
 
 
 @block
+def mine_activations(results: Results, name: str) -> str:
+    """``bench/mine.py --activations keep none``: each choice's runs, the best one's stages, the
+    store on disk and the peak memory, and the ratios of none to keep."""
+    r = results(name)
+    lines = ["| n | --activations | wall s (each run) | stages of the fastest run, s | store on disk | peak PSS GiB |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    ratios = []
+    for n in sorted({run.n for run in r.runs}):
+        best = {}
+        for choice in r.activations:
+            rows = [x for x in r.runs if x.n == n and x.activations == choice]
+            best[choice] = b = min(rows, key=lambda x: x.wall)
+            stages = ", ".join(f"{k} {v:.1f}" for k, v in b.stages.items())
+            lines.append(f"| {n} | {choice} | {', '.join(f'{x.wall:.1f}' for x in rows)} | {stages} | "
+                         f"{_si(b.store_bytes)} | {_gib(max(x.tree_pss for x in rows))} |")
+        if {"keep", "none"} <= set(best):
+            ratios.append(f"n = {n}: none / keep wall time {best['none'].wall / best['keep'].wall:.2f} (fastest runs), "
+                          f"store {best['none'].store_bytes / best['keep'].store_bytes:.2f}")
+    return "\n".join(lines) + "\n\n" + "; ".join(ratios) + f". Used: {r.runs[0].used}.\n"
+
+
+@block
 def plan_biggan(results: Results) -> str:
     r = results("plan-biggan-paper")
     gen = r.setup.generator
