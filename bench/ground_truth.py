@@ -219,7 +219,7 @@ def main() -> None:
     parser.add_argument("--sensitivity", type=float, nargs="*", default=[0.99, 0.95, 0.9],
                         help="other quantiles tried on the default variant")
     parser.add_argument("--draws", type=int, default=20)
-    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--runs", type=Path, required=True, help="folder of the mined runs (reused when complete)")
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
