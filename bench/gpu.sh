@@ -5,8 +5,8 @@
 #       the published method (both on this machine's CPUs) and its share of the GPU's float32
 #       matmul rate measured in the same run;
 #   (b) `rosetta mine` of biggan-deep-256 (random weights) against the paper's five encoders at
-#       MINE_N images (default 1600) with the models on the GPU: wall time, seconds and images/s
-#       per stage, peak memory.
+#       MINE_N images (default 1600) with the models and the pair statistics (torch engine) on the
+#       GPU: wall time, seconds and images/s per stage, peak memory.
 #
 # Each part writes a result file with its provenance (commit, command, machine and GPU name,
 # wall time) to $OUT; copy them to bench/results/ and regenerate docs (python docs/generate.py).
@@ -50,6 +50,6 @@ timeout "$CORR_BUDGET" $py bench/correlation.py --n "$CORR_N" $small --repeats 2
 
 echo "== (b) paper-scale mining run on $DEVICE (n=$MINE_N)"
 timeout "$MINE_BUDGET" $py bench/mine.py --n "$MINE_N" --weights random --json "$OUT/mine-paper-$DEVICE-$gpu.json" \
-  --mine-args "--generator biggan-deep-256 --encoders $encoders --device $DEVICE ${layers:-}" \
+  --mine-args "--generator biggan-deep-256 --encoders $encoders --device $DEVICE --stats-device $DEVICE ${layers:-}" \
   || echo "(b) failed or ran out of its $MINE_BUDGET s: rerun with a smaller MINE_N"
 ls -la "$OUT"

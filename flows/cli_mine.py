@@ -69,6 +69,9 @@ def add_mine_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dask-address", default=None, help="run the tasks on this Dask scheduler (default: a local "
                    "cluster of 2 worker processes)")
     p.add_argument("--device", default="cpu", help="where the models run: cpu, cuda, cuda:1, ...")
+    p.add_argument("--stats-device", default=None, metavar="DEVICE",
+                   help="reduce the pair statistics with the torch engine on this device (cuda, cuda:1; workers with "
+                   "--resources GPU=1); default: the numpy engine on the CPUs, which is faster there")
     p.add_argument("--overwrite", action="store_true", help="discard a run of another configuration (or changed --images) in --out; a finished run of this "
                    "configuration is kept")
     p.add_argument("--verbose", action="store_true", help="show Prefect's and Dask's logs in the terminal")
@@ -86,6 +89,7 @@ def run_mine(args: argparse.Namespace) -> int:
 
     progress.show(sys.stderr.isatty() or args.progress)
     result = mine(config, args.out, device=args.device, dask_address=args.dask_address, overwrite=args.overwrite,
+                  stats_device=args.stats_device,
                   plugins=args.plugin)
     if result["status"] == "complete":
         print(f"{result['location']} is already complete (manifest.json matches this configuration); nothing to do")

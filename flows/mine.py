@@ -6,6 +6,7 @@ same one-line errors before anything is computed."""
 from __future__ import annotations
 
 import os
+import re
 import time
 
 from prefect import flow, get_run_logger
@@ -40,20 +41,29 @@ def default_out(config: MineConfig) -> str:
     return f"runs/{config.generator}"
 
 
-def task_runner(dask_address: str | None, device: str = "cpu") -> cluster.ClusterTaskRunner:
+def task_runner(dask_address: str | None, device: str = "cpu", stats_device: str | None = None) -> cluster.ClusterTaskRunner:
     """The Dask cluster the run's tasks go to: the scheduler at ``dask_address``, or a
     :data:`LOCAL_CLUSTER` in this process that lives as long as the run (on an accelerator,
     one worker with one ``GPU`` resource: :func:`flows.cluster.local_cluster`). Tasks that run
     models on an accelerator ask for the ``GPU`` resource (:mod:`flows.cluster`)."""
     if dask_address:
         return cluster.ClusterTaskRunner(address=dask_address)
+    gpu = device if cluster.uses_gpu(device) else (stats_device or device)  # the local worker offers the GPU either way
     return cluster.ClusterTaskRunner(cluster_class="distributed.LocalCluster",
-                                     cluster_kwargs=cluster.local_cluster(LOCAL_CLUSTER, device))
+                                     cluster_kwargs=cluster.local_cluster(LOCAL_CLUSTER, gpu))
+
+
+def check_stats_device(stats_device: str | None) -> None:
+    """``None``, ``cpu`` or ``cuda[:N]`` (whether CUDA is there is the GPU workers' business)."""
+    if stats_device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", str(stats_device)):
+        raise ValueError(f"stats_device={stats_device!r} is not a device of the statistics engine; valid: cpu, cuda, "
+                         "cuda:N, or none for the numpy engine")
 
 
 @flow(name="mine", on_running=[progress.announce_ui])
 def mine(config: MineConfig = MineConfig(), out: str | None = None, device: str = "cpu",
-         dask_address: str | None = None, overwrite: bool = False, plugins: list[str] = []) -> dict:
+         dask_address: str | None = None, overwrite: bool = False, plugins: list[str] = [],
+         stats_device: str | None = None) -> dict:
     """Mine Rosetta Neurons of ``config.generator`` against ``config.encoders`` (or, with
     ``config.images``, of the encoders against each other on those images) into ``out`` (a
     directory or an fsspec URL such as ``s3://bucket/runs/x``; default ``runs/<generator>`` or
@@ -62,9 +72,12 @@ def mine(config: MineConfig = MineConfig(), out: str | None = None, device: str 
     ``device``: where the models run; ``dask_address``: an existing Dask scheduler (default: a
     local cluster for this run); ``overwrite``: discard a run of another configuration at
     ``out`` (a finished run of this configuration is kept); ``plugins``: modules that register
-    more models (``--plugin``), imported here and by every task. Returns ``{"location", "report", "summary", "status"}``; ``status`` is
+    more models (``--plugin``), imported here and by every task; ``stats_device``: None
+    reduces the pair statistics with the numpy engine on the workers' CPUs, a torch device
+    (``cuda``) with the torch engine there (tasks ask for the ``GPU`` resource). Returns ``{"location", "report", "summary", "status"}``; ``status`` is
     ``"complete"`` when the run was already finished and nothing was computed."""
     load_plugins(plugins, option="plugins")
+    check_stats_device(stats_device)
     run = Run(out or default_out(config), config)
     run.validate(overwrite)  # the one place every caller's input is checked
     logger = get_run_logger()
@@ -78,8 +91,8 @@ def mine(config: MineConfig = MineConfig(), out: str | None = None, device: str 
         logger.info(f"images: {len(index.files)} readable files in {config.images}"
                     + (f", {len(index.skipped)} skipped (listed in manifest.json)" if index.skipped else ""))
     with run.lock():
-        stages = compute.with_options(task_runner=task_runner(dask_address, device))
-        summary, counts = stages(run.location, config, device, overwrite, plugins, index)
+        stages = compute.with_options(task_runner=task_runner(dask_address, device, stats_device))
+        summary, counts = stages(run.location, config, device, overwrite, plugins, index, stats_device)
     _artifact(run, summary, counts)
     logger.info(f"report: {run.report_path}{_viewing(run.report_path)}")
     return {"location": run.location, "report": run.report_path, "summary": summary, "status": "computed"}
@@ -87,7 +100,8 @@ def mine(config: MineConfig = MineConfig(), out: str | None = None, device: str 
 
 @flow(name="mine-stages")
 def compute(where: str, config: MineConfig, device: str = "cpu", overwrite: bool = False,
-            plugins: list[str] = [], index: ImageIndex | None = None) -> tuple[dict, dict]:
+            plugins: list[str] = [], index: ImageIndex | None = None,
+            stats_device: str | None = None) -> tuple[dict, dict]:
     """The stages of a mining run on the flow's Dask cluster; the caller holds the run's lock.
     ``index``: an image run's files (the flow listed them)."""
     logger = get_run_logger()
@@ -108,7 +122,7 @@ def compute(where: str, config: MineConfig, device: str = "cpu", overwrite: bool
     stage = time.perf_counter()
     a, others = config.anchor_model, config.others
     pairs = [(a, m, False) for m in others] + [(a, None, False), (a, others[0], True)]
-    jobs = [t.pair_statistics.submit(where, a, b, null) for a, b, null in pairs]  # all at once: Dask interleaves them
+    jobs = [t.pair_statistics.submit(where, a, b, null, stats_device) for a, b, null in pairs]  # all at once: Dask interleaves them
     for i, got in progress.completed(jobs, "statistics"):
         (a, b, null), mean = pairs[i], got["mean_correlation"]
         logger.info(f"statistics {Run.pair_name(a, b, null)}: {got['best_buddies']} best buddies, mean r "

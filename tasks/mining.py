@@ -82,29 +82,42 @@ def merge_folds(where: str, first: int, mid: int, stop: int, chunks: int) -> str
 
 
 @task(task_run_name=_pair_name, tags=["statistics"], **RETRY)
-def pair_statistics(where: str, a: str, b: str | None, null: bool = False) -> dict:
-    """Co-moments of a model pair, reduced on the Dask cluster this task runs on."""
-    with _on_this_cluster():
-        return statistics.pair_statistics(Run.open(where, mode="a"), a, b, null)
+def pair_statistics(where: str, a: str, b: str | None, null: bool = False, stats_device: str | None = None) -> dict:
+    """Co-moments of a model pair, reduced on the Dask cluster this task runs on; with an
+    accelerator ``stats_device`` its chunk tasks ask for the ``GPU`` resource (this task only
+    waits for them, so it asks for none)."""
+    with _on_this_cluster() as client:
+        if client is not None and stats_device and stats_device.split(":")[0] != "cpu":
+            _require_gpu_workers(client, stats_device)
+        return statistics.pair_statistics(Run.open(where, mode="a"), a, b, null, device=stats_device)
+
+
+def _require_gpu_workers(client, stats_device: str) -> None:
+    """A clear error instead of a wait without end when no worker offers the GPU resource."""
+    resources = client.run_on_scheduler(lambda dask_scheduler: [dict(w.resources) for w in dask_scheduler.workers.values()])
+    if not any(r.get("GPU", 0) >= 1 for r in resources):
+        raise RuntimeError(f"--stats-device {stats_device}: no worker of the Dask cluster offers the GPU resource; "
+                           "start GPU workers with `dask worker SCHEDULER --resources GPU=1` (or dask-cuda), "
+                           "or leave --stats-device out to reduce on the CPUs")
 
 
 @contextmanager
-def _on_this_cluster() -> Iterator[None]:
+def _on_this_cluster() -> Iterator[object | None]:
     """Send dask graphs to the cluster of the Dask worker running this task (the flow's
     ``DaskTaskRunner``), leaving the worker's thread to the graph's own tasks while it waits;
-    off a Dask worker, dask's local scheduler runs them."""
+    off a Dask worker, dask's local scheduler runs them. Yields the cluster's client (or None)."""
     from distributed import get_worker, rejoin, secede
     from prefect_dask import get_dask_client
 
     try:
         get_worker()
     except ValueError:
-        yield
+        yield None
         return
-    with get_dask_client():
+    with get_dask_client() as client:
         secede()
         try:
-            yield
+            yield client
         finally:
             rejoin()
 

@@ -4,6 +4,7 @@ lists and best-buddy summary (paper Eq. 1-3)."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -22,17 +23,20 @@ REDUCE_IMAGES = 50
 SHUFFLE_SEED = 12345
 
 
-def pair_statistics(run: Run, a: str, b: str | None, null: bool = False) -> dict[str, Any]:
+def pair_statistics(run: Run, a: str, b: str | None, null: bool = False, device: str | None = None) -> dict[str, Any]:
     """Co-moments, table, top-K lists and best-buddy summary of one model pair (``b=None``:
     ``a`` with itself), skipped when done. ``null=True`` computes the shuffled null instead:
     ``b``'s image order is permuted. A run that keeps no activations folded the pair's
-    co-moments while it extracted its chunks (:mod:`.folding`): they are read, not reduced."""
+    co-moments while it extracted its chunks (:mod:`.folding`): they are read, not reduced.
+    ``device``: None reduces with the numpy engine; a torch device (``cuda``) runs the same
+    exact algorithm there (``rosetta_core.engine``'s torch engine), each chunk task asking the
+    Dask cluster for a ``GPU`` resource."""
     done = run.pair_summary(a, b, null)
     if done is not None:
         run.drop_folds(a, b, null)  # what a killed run left after the pair was done
         return done | {"status": "skipped"}
     if run.keeps_maps:
-        acc = pair_comoments(run, a, b, shuffle_seed=SHUFFLE_SEED if null else None)
+        acc = pair_comoments(run, a, b, shuffle_seed=SHUFFLE_SEED if null else None, device=device)
         run.write_moments(a, b, acc, null)
     else:  # folded chunk by chunk as the run extracted them (rosetta_core.run.folding)
         if not run.folded(a, b, null, 0, len(run.plan.chunks)):
@@ -65,13 +69,16 @@ def _write_tables(run: Run, a: str, b: str | None, null: bool, table, top_b, top
     )
 
 
-def pair_comoments(run: Run, a: str, b: str | None, shuffle_seed: int | None = None) -> CoMoments:
+def pair_comoments(run: Run, a: str, b: str | None, shuffle_seed: int | None = None,
+                   device: str | None = None) -> CoMoments:
     """Reduce the co-moments of model ``a`` against ``b`` (or itself) with the active dask
     scheduler: one task per image chunk of the store, merged as a binary tree.
     ``shuffle_seed`` permutes ``b``'s image order first (the shuffled null).
 
     Each chunk task reads its own rows from the store (a local path or a URL every worker can
     reach), so only the small per-chunk moments travel between workers, never activations.
+    With an accelerator ``device`` the chunk tasks are annotated with the Dask resource ``GPU``
+    (workers started with ``--resources GPU=1`` run them, one at a time each).
     """
     import dask
 
@@ -81,14 +88,17 @@ def pair_comoments(run: Run, a: str, b: str | None, shuffle_seed: int | None = N
     if shuffle_seed is not None and side_b is not None:
         perm = np.random.default_rng(shuffle_seed).permutation(run.plan.n)
     chunk = dask.delayed(chunk_comoments, pure=True)
-    parts = [
-        chunk(side_a, side_b, start, stop, None if perm is None else perm[start:stop], run.config.center)
-        for start, stop in run.plan.chunks
-    ]
+    gpu = device is not None and str(device).split(":")[0] not in ("", "cpu")
+    with dask.annotate(resources={"GPU": 1}) if gpu else nullcontext():
+        parts = [
+            chunk(side_a, side_b, start, stop, None if perm is None else perm[start:stop], run.config.center, device)
+            for start, stop in run.plan.chunks
+        ]
     return merge_delayed(parts)
 
 
-def chunk_comoments(side_a, side_b, start: int, stop: int, rows_b: np.ndarray | None, center: str) -> CoMoments:
+def chunk_comoments(side_a, side_b, start: int, stop: int, rows_b: np.ndarray | None, center: str,
+                    device: str | None = None) -> CoMoments:
     """Co-moments of images ``start:stop`` (``b`` at ``rows_b`` instead when given) of the stored
     arrays ``(image, unit, y, x)``. The chunk is read once in its stored dtype and reduced by
     :func:`fold_rows`."""
@@ -105,14 +115,15 @@ def chunk_comoments(side_a, side_b, start: int, stop: int, rows_b: np.ndarray | 
         return (f"{arr.path} has non-finite values (NaN or inf) in images {[start + i for i in images]} "
                 "(shuffled positions for the null); the model produced them: rerun that chunk or check the model")
 
-    return fold_rows(a, b, center, where)
+    return fold_rows(a, b, center, where, device)
 
 
-def fold_rows(a, b, center: str, where) -> CoMoments:
+def fold_rows(a, b, center: str, where, device: str | None = None) -> CoMoments:
     """Co-moments of one chunk's maps ``a`` (and ``b``; None: ``a`` with itself), per layer
     ``(images, unit, y, x)`` arrays in any float dtype, reduced in near-equal steps of at most
     :data:`REDUCE_IMAGES` images in float32, which bounds a worker's memory. ``where(side,
-    layer, images)``: the message for maps with NaN or inf (``images``: within the chunk)."""
+    layer, images)``: the message for maps with NaN or inf (``images``: within the chunk).
+    ``device``: the engine (None: numpy; a torch device: the torch engine there)."""
     m = a[0].shape[0]
     steps = -(-m // REDUCE_IMAGES)
     bounds = [round(i * m / steps) for i in range(steps + 1)]
@@ -123,4 +134,5 @@ def fold_rows(a, b, center: str, where) -> CoMoments:
     def named(err, i) -> str:
         return where(err.side, err.layer, [bounds[i] + k for k in err.images])
 
-    return fold_chunks(((as_float(a, lo, hi), as_float(b, lo, hi)) for lo, hi in zip(bounds[:-1], bounds[1:])), center, named)
+    return fold_chunks(((as_float(a, lo, hi), as_float(b, lo, hi)) for lo, hi in zip(bounds[:-1], bounds[1:])), center, named,
+                       device=device)
