@@ -197,6 +197,11 @@ def summary_lines(where: str, report: str, summary: dict) -> list[str]:
         lines.append(f"  images: {summary['images']['used']} mined" + (
             f", {skipped} unreadable files skipped (listed in manifest.json)" if skipped else ""))
     lines.append(f"  Rosetta units: {summary['rosetta_units']}, concepts: {summary['concepts']}")
+    truth = summary.get("ground_truth")
+    if truth and truth.get("aligned") is not None:
+        base = truth.get("random_baseline")
+        lines.append(f"  ground truth: {truth['aligned']:.0%} of concepts aligned (IoU >= {truth['threshold']})"
+                     + (f", layer-matched random groups {base:.0%}" if base is not None else ""))
     lines.append(f"  report: {report}{_viewing(report)}")
     return lines
 

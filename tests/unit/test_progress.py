@@ -42,3 +42,14 @@ def test_stages_count_tasks_only_when_shown(restore_display, capsys):
     progress.show(True)
     assert list(progress.each(range(3), "extract", 3)) == [0, 1, 2]
     assert "extract    3/3 tasks" in capsys.readouterr().err
+
+
+def test_the_summary_shows_the_ground_truth_share_only_when_the_run_has_one():
+    from flows.mine import summary_lines
+
+    summary = {"best_buddies": {"g__e": 3}, "mean_best_buddy_correlation": {"g__e": 0.5}, "null": {},
+               "rosetta_units": 3, "concepts": 2}
+    assert not any("ground truth" in line for line in summary_lines("r", "r/report/index.html", summary))
+    truth = {"aligned": 0.47, "threshold": 0.04, "random_baseline": 0.09}
+    lines = summary_lines("r", "r/report/index.html", summary | {"ground_truth": truth})
+    assert "  ground truth: 47% of concepts aligned (IoU >= 0.04), layer-matched random groups 9%" in lines
