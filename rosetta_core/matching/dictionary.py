@@ -30,6 +30,20 @@ class Unit(BaseModel):
     correlation: float | None = None
 
 
+class FactorScore(BaseModel):
+    factor: str
+    iou: float = Field(ge=0, le=1)
+
+
+class GroundTruth(FactorScore):
+    """A concept's ground-truth label (``rosetta_core.run.ground_truth``): the best factor, the
+    runner-up, whether it is aligned (IoU at or above the run's threshold) and each model's own."""
+
+    runner_up: FactorScore | None = None
+    aligned: bool
+    models: dict[str, FactorScore] = {}
+
+
 class ConceptEntry(BaseModel):
     id: int = Field(ge=0)
     mean_correlation: float
@@ -37,6 +51,7 @@ class ConceptEntry(BaseModel):
     members: dict[str, list[Unit]]
     examples: list[int]
     example_files: list[str] | None = Field(default=None, description="an image run's files of the examples")
+    ground_truth: GroundTruth | None = Field(default=None, description="runs whose images have ground truth (mini-gen)")
 
 
 class PairStats(BaseModel):
@@ -56,6 +71,7 @@ class Dictionary(BaseModel):
     rosetta_units: int = Field(ge=0)
     concepts: list[ConceptEntry]
     best_buddies: dict[str, list[list[int]]] = Field(description="model -> (anchor unit, model unit) pairs")
+    ground_truth: dict[str, Any] | None = Field(default=None, description="the run's ground-truth summary (mini-gen runs)")
 
 
 def upgrade_dictionary(data: dict) -> dict:
