@@ -7,8 +7,9 @@ an accelerator, and a watch that fails a run whose cluster has no worker left to
 (prefect-dask passes Dask annotations on to the scheduler), so it runs only on a worker started
 with ``--resources GPU=1``, and such a worker runs one of them at a time. In a mining run these
 are the tasks that load models: planning, generation and extraction (and any later task that
-takes the run's ``device``). Tasks without a ``device`` (statistics, dictionary, report) go to
-any worker.
+takes the run's ``device``), and the folds of ``--activations none`` whose ``fold_device`` (the
+run's ``--stats-device``) is an accelerator. Tasks without either (statistics, dictionary,
+report) go to any worker.
 
 **No workers.** A Dask scheduler keeps a task it cannot place waiting, forever by default: all
 workers died and none came back (no nanny, a lost machine), or the task asks for a GPU that no
@@ -82,7 +83,7 @@ class ClusterTaskRunner(DaskTaskRunner):
         self._stuck_since: float | None = None
 
     def submit(self, task, parameters, wait_for=None, dependencies=None):
-        if not uses_gpu(parameters.get("device")):
+        if not (uses_gpu(parameters.get("device")) or uses_gpu(parameters.get("fold_device"))):
             return super().submit(task, parameters, wait_for, dependencies)
         with dask.annotate(resources={GPU: 1}):
             future = super().submit(task, parameters, wait_for, dependencies)

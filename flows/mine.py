@@ -112,7 +112,7 @@ def compute(where: str, config: MineConfig, device: str = "cpu", overwrite: bool
 
     if config.activations == "none":
         stage = time.perf_counter()
-        done = progress.drain(_fold(where, n_chunks, device, plugins), "fold")
+        done = progress.drain(_fold(where, n_chunks, device, plugins, stats_device), "fold")
         seconds["fold"] = time.perf_counter() - stage
         logger.info(f"fold: {n_chunks} chunks, every model and pair folded, no activations kept "
                     f"({done.count('computed')} tasks computed, {done.count('skipped')} already done)")
@@ -159,16 +159,17 @@ def _generate_and_extract(where: str, config: MineConfig, n_chunks: int, device:
                 f"{done.count('skipped')} already done)")
 
 
-def _fold(where: str, n_chunks: int, device: str, plugins: list[str]) -> list:
-    """A run that keeps no activations: one task per chunk folds every pair's co-moments, and
-    merge tasks combine them as a binary tree, each submitted right after the chunk that
-    completes it (:func:`~rosetta_core.run.folding.fold_steps`), so the cluster merges as soon
-    as it can and few partial co-moments wait on disk. Returns every task's future."""
+def _fold(where: str, n_chunks: int, device: str, plugins: list[str], stats_device: str | None = None) -> list:
+    """A run that keeps no activations: one task per chunk folds every pair's co-moments (on
+    the ``stats_device`` engine), and merge tasks combine them as a binary tree, each submitted
+    right after the chunk that completes it (:func:`~rosetta_core.run.folding.fold_steps`), so
+    the cluster merges as soon as it can and few partial co-moments wait on disk. Returns every
+    task's future."""
     futures: dict[tuple[int, int], object] = {}
     for step in fold_steps(n_chunks):
         if step[0] == "chunk":
             c = step[1]
-            futures[c, c + 1] = t.fold_chunk.submit(where, c, n_chunks, device, plugins)
+            futures[c, c + 1] = t.fold_chunk.submit(where, c, n_chunks, device, plugins, stats_device)
         else:
             _, first, mid, stop = step
             futures[first, stop] = t.merge_folds.submit(where, first, mid, stop, n_chunks,

@@ -68,11 +68,13 @@ def extract_chunk(where: str, model: str, chunk: int, chunks: int, device: str =
 
 
 @task(task_run_name=_chunk_name("fold"), tags=["extract"], **RETRY)
-def fold_chunk(where: str, chunk: int, chunks: int, device: str = "cpu", plugins: list[str] = ()) -> str:
+def fold_chunk(where: str, chunk: int, chunks: int, device: str = "cpu", plugins: list[str] = (),
+               fold_device: str | None = None) -> str:
     """A run that keeps no activations: one chunk's images, every model's maps and every pair's
-    co-moments, folded on this worker (the maps never leave it)."""
+    co-moments, folded on this worker (the maps never leave it); ``fold_device``: the engine
+    that folds (the run's ``--stats-device``; an accelerator asks for the ``GPU`` resource too)."""
     load_plugins(plugins, option="plugins")
-    return folding.fold_chunk(Run.open(where, mode="a"), chunk, device)
+    return folding.fold_chunk(Run.open(where, mode="a"), chunk, device, fold_device)
 
 
 @task(task_run_name=_merge_name, tags=["statistics"], **RETRY)

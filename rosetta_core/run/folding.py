@@ -116,9 +116,11 @@ def _where(a: tuple[str, list[str], np.ndarray], b: tuple[str, list[str], np.nda
     return message
 
 
-def fold_chunk(run: Run, chunk: int, device: str = "cpu") -> str:
+def fold_chunk(run: Run, chunk: int, device: str = "cpu", stats_device: str | None = None) -> str:
     """Images, anchor peaks and every pending pair's co-moments of one chunk of a run that keeps
-    no activations; ``"computed"`` or ``"skipped"`` (everything already done)."""
+    no activations; ``"computed"`` or ``"skipped"`` (everything already done). ``device``: where
+    the models run; ``stats_device``: the engine that folds (None: numpy; a torch device: the
+    torch engine there, as ``--stats-device`` for the statistics of a run that keeps its maps)."""
     cfg, plan, store = run.config, run.plan, run.store
     if run.keeps_maps:
         raise ValueError(f"{run.location} keeps its activations (activations='keep'): its chunks are generated "
@@ -152,7 +154,7 @@ def fold_chunk(run: Run, chunk: int, device: str = "cpu") -> str:
     own_side = (anchor, layers, rows)
     for pair in pending:  # the anchor with itself first: it needs no other model
         if pair[1] is None:
-            _write(run, pair, fold_rows(side_a, None, cfg.center, _where(own_side)), chunk, chunk + 1)
+            _write(run, pair, fold_rows(side_a, None, cfg.center, _where(own_side), stats_device), chunk, chunk + 1)
     for other in cfg.others:
         todo = [p for p in pending if p[1] == other]
         if not todo:
@@ -162,12 +164,12 @@ def fold_chunk(run: Run, chunk: int, device: str = "cpu") -> str:
         side_b, other_side = [got.pop(layer) for layer in names], (other, names, rows)
         for pair in todo:
             if not pair[2]:
-                acc = fold_rows(side_a, side_b, cfg.center, _where(own_side, other_side))
+                acc = fold_rows(side_a, side_b, cfg.center, _where(own_side, other_side), stats_device)
             else:  # the null: this chunk's images j of `other` against the anchor's images perm^-1[j]
                 shuffled = _inverse(plan.n)[start:stop]
                 again = model_maps(run, anchor, shuffled, layers, device)
                 acc = fold_rows([again.pop(layer) for layer in layers], side_b, cfg.center,
-                                _where((anchor, layers, shuffled), other_side))
+                                _where((anchor, layers, shuffled), other_side), stats_device)
             _write(run, pair, acc, chunk, chunk + 1)
     return "computed"
 

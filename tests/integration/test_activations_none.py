@@ -154,15 +154,22 @@ def test_an_image_run_keeping_no_maps_gives_the_same_tables(tmp_path):
     assert none.dictionary["concepts"] == keep.dictionary["concepts"]
 
 
-def test_the_mining_flow_folds_chunks_and_merges_them_on_its_cluster(prefect_api, runs, tmp_path):
+def test_the_mining_flow_folds_chunks_and_merges_them_on_its_cluster(prefect_api, runs, tmp_path, monkeypatch):
+    """Through the flow's tasks on its Dask cluster, folding with the torch engine on the CPU
+    (``--stats-device cpu``: the path a GPU takes apart from the device)."""
     from flows.mine import mine
+    from rosetta_core.run import statistics
 
+    engines = []  # the engine of every fold (the local cluster's workers are threads here)
+    real = statistics.fold_chunks
+    monkeypatch.setattr(statistics, "fold_chunks", lambda *a, **kw: engines.append(kw.get("device")) or real(*a, **kw))
     keep, _, _ = runs
-    state = mine(_config(activations="none"), str(tmp_path / "flow"), return_state=True)
+    state = mine(_config(activations="none"), str(tmp_path / "flow"), stats_device="cpu", return_state=True)
     assert state.is_completed(), state
+    assert set(engines) == {"cpu"} and len(engines) == 3 * 4  # 3 chunks x 4 pairs (null included)
     run = Run.open(tmp_path / "flow")
-    for pair in PAIRS:
-        np.testing.assert_array_equal(run.table(*pair), keep.table(*pair))
+    for pair in [*PAIRS, NULL]:
+        np.testing.assert_allclose(run.table(*pair), keep.table(*pair), rtol=0, atol=1e-5)
     manifest = json.loads((tmp_path / "flow" / "manifest.json").read_text())
     assert "fold" in manifest["seconds"] and "extract" not in manifest["seconds"]
     shutil.rmtree(tmp_path / "flow")
