@@ -199,3 +199,23 @@ def test_cached_recipe_batches_are_pure_and_steps_train(scenes, objective):
 def test_cached_recipe_rejects_unknown_objective(scenes):
     with pytest.raises(ValueError, match="objective='byol'"):
         CachedSSLRecipe(scenes.numpy(), steps=10, objective="byol")
+
+
+def test_zoo_train_builds_the_shipped_recipe_on_its_cached_set(tmp_path, monkeypatch, scenes):
+    from rosetta_core.zoo.embedded import catalogue, ssl_recipes
+
+    asked = []
+
+    def small_set(folder):
+        asked.append(folder)
+        return scenes.numpy()
+
+    monkeypatch.setattr(ssl_recipes, "shipped_training_set", small_set)
+    monkeypatch.setattr(catalogue, "evaluate", lambda name, adapter, small: catalogue.GateReport(name, {}, ["skipped"]))
+    row = catalogue.train_model("mini-resnet.ssl", tmp_path, steps=2, batch=4)
+    assert asked == [tmp_path / "mini-resnet.ssl" / "scene-cache"]
+    assert row["steps"] == 2 and row["weights"] is None and (tmp_path / "mini-resnet.ssl" / "ckpt.pt").is_file()
+    recipe = catalogue.SETUPS["mini-resnet.ssl"].make(10, "cpu", 4, folder=tmp_path)
+    assert (recipe.objective, recipe.view_size, recipe.batch) == (ssl_recipes.SHIPPED.objective, ssl_recipes.SHIPPED.view_size, 4)
+    with pytest.raises(ValueError, match="pass folder="):
+        catalogue.SETUPS["mini-resnet.ssl"].make(10, "cpu", 4)

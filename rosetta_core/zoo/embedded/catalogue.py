@@ -25,12 +25,14 @@ __all__ = ["GATES", "GateReport", "SETUPS", "SMALL_MARGIN", "Setup", "evaluate",
 class Setup:
     """``make(steps, device, batch)`` builds the recipe (same seeds as the shipped run);
     ``adapter`` takes the recipe's adapter; ``steps``, ``batch`` are the shipped run's. The
-    gate's thresholds are in :data:`GATES`."""
+    gate's thresholds are in :data:`GATES`. ``folder``: ``make`` also takes ``folder=``, the
+    model's training folder (where a recipe keeps its cached training set)."""
 
     make: Callable[..., object]
     adapter: Callable[[object], object]
     steps: int
     batch: int
+    folder: bool = False
 
 
 @dataclass
@@ -64,11 +66,14 @@ def _sup(steps: int, device: str = "cpu", batch: int = 32):
     return SupervisedRecipe(steps=steps, batch=batch, seed=0, device=device)
 
 
-def _ssl(steps: int, device: str = "cpu", batch: int = 256):
-    from .resnet_recipes import SSL_MIX_SIMPLE, SimCLRRecipe
+def _ssl(steps: int, device: str = "cpu", batch: int = 256, folder: str | Path | None = None):
+    from .ssl_recipes import SHIPPED, shipped_training_set
 
+    if folder is None:
+        raise ValueError("mini-resnet.ssl trains on a cached set of scenes: pass folder= (its training folder)")
+    images = shipped_training_set(Path(folder) / "scene-cache")
     torch.manual_seed(0)
-    return SimCLRRecipe(steps=steps, batch=batch, seed=0, mix=SSL_MIX_SIMPLE, device=device)
+    return SHIPPED.recipe(images, steps, batch=batch, device=device)
 
 
 def _mae(steps: int, device: str = "cpu", batch: int = 256):
@@ -98,7 +103,7 @@ def _adapter(recipe):
 SETUPS: dict[str, Setup] = {
     "mini-gen": Setup(_gen, _gen_adapter, 14693, 128),
     "mini-resnet.sup": Setup(_sup, _adapter, 4000, 32),
-    "mini-resnet.ssl": Setup(_ssl, _adapter, 1609, 256),
+    "mini-resnet.ssl": Setup(_ssl, _adapter, 3000, 256, folder=True),
     "mini-vit.mae": Setup(_mae, _adapter, 11147, 256),
     "mini-clip.rn": Setup(_clip, _adapter, 550, 128),
 }
@@ -207,7 +212,7 @@ def train_model(name: str, out: str | Path, *, steps: int | None = None, batch: 
     if batch < 2:
         raise ValueError(f"batch={batch} must be >= 2")
     out = Path(out)
-    recipe = setup.make(steps, device, batch)
+    recipe = setup.make(steps, device, batch, folder=out / name) if setup.folder else setup.make(steps, device, batch)
     result = train(recipe, steps, out / name / "ckpt.pt", every=max(1, min(100, steps // 10)),
                    progress=progress, workers=workers)
     adapter = setup.adapter(recipe)

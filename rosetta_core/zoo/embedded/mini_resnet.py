@@ -15,9 +15,9 @@ Hooked layers: the four stages ``layer1`` .. ``layer4`` (timm's names). A stage 
 - ``mini-resnet.sup`` is supervised on multi-label presence: its ``fc`` gives
   :data:`N_OUTPUTS` logits, one per kind in ``KINDS`` (is an object of that kind visible?) then
   one per colour in ``COLOURS``; see :func:`classify` and :func:`classify_kinds`.
-- ``mini-resnet.ssl`` is self-supervised (SimCLR plus a dense contrastive term between the
-  ``layer3`` cells of the two views); it has no classifier (``fc`` is the identity) and its
-  projection heads were training devices only.
+- ``mini-resnet.ssl`` is self-supervised (SimCLR on a cached set of simple-world scenes, 48x48
+  views: ``ssl_recipes.py``); it has no classifier (``fc`` is the identity) and its projection
+  head was a training device only.
 
 Label task and gates (:func:`evaluate_sup`, :func:`evaluate_ssl`): multi-label presence, which
 of the ``KINDS`` and which of the ``COLOURS`` some visible object of the scene shows.
@@ -322,9 +322,9 @@ _MODELS = (
     (SUP_NAME, build_sup, "a small ResNet supervised on which shape kinds and colours a scene shows "
      "(multi-label presence), trained with flat/shaded/cartoon scenes, blur and noise",
      "supervised training on rosetta_core.data shapes (bench/train_resnet.py)"),
-    (SSL_NAME, build_ssl, "a small ResNet self-supervised with SimCLR (two augmented views, NT-Xent, "
-     "plus a dense NT-Xent between matching layer3 cells) on the procedural shapes world; no labels",
-     "SimCLR on rosetta_core.data shapes (bench/train_resnet.py)"),
+    (SSL_NAME, build_ssl, "a small ResNet self-supervised with SimCLR (two augmented views: crops, flips, "
+     "colour jitter over every hue; NT-Xent) on scenes of the simple shapes world; no labels",
+     "SimCLR on a cached set of rosetta_core.data simple-world scenes, on CPU (bench/train_ssl_cpu.py)"),
 )
 for _name, _build, _description, _trained_by in _MODELS:
     register_embedded(_name, _ARCH.format(**RESNET_CONFIG), _build, layer_table, description=_description,
