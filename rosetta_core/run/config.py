@@ -18,8 +18,8 @@ from ..engine import CENTERS
 __all__ = ["ACTIVATIONS", "DEFAULT_ENCODERS", "DEFAULT_GENERATOR", "DEFAULT_N", "DTYPES", "MineConfig", "chunk_bounds"]
 
 #: the embedded encoders a run mines by default: those that ship trained weights which pass
-#: their gates (``mini-resnet.ssl`` joins when its weights do; ``rosetta zoo list`` shows them)
-DEFAULT_ENCODERS = ("mini-resnet.sup", "mini-vit.mae", "mini-clip.rn")
+#: their gates (``rosetta zoo list`` shows them)
+DEFAULT_ENCODERS = ("mini-resnet.sup", "mini-resnet.ssl", "mini-vit.mae", "mini-clip.rn")
 DTYPES = ("float16", "float32")
 #: what a run keeps of the activation maps: ``keep`` stores them all; ``none`` folds each chunk's
 #: co-moments right after its extraction and stores no maps (:mod:`~rosetta_core.run.folding`)
