@@ -351,14 +351,6 @@ class Run:
         except TypeError:  # a field this code does not know: written by a newer version
             return False
 
-    def _same_config(self, recorded: dict[str, Any] | None) -> bool:
-        """``recorded`` (a manifest's config) is this run's configuration; fields added to
-        :class:`MineConfig` since it was written count as their defaults."""
-        try:
-            return recorded is not None and MineConfig.from_identity(recorded) == self.config
-        except TypeError:  # a field this code does not know: written by a newer version
-            return False
-
     # -- co-moments ----------------------------------------------------------------------------
     def write_moments(self, a: str, b: str | None, acc: CoMoments, null: bool = False) -> None:
         """Store a pair's co-moments (the store layout above); the summary is written apart."""

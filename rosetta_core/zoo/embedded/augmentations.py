@@ -71,15 +71,21 @@ def augment_sup(x: torch.Tensor, gen: torch.Generator, maps: torch.Tensor | None
     return x if maps is None else (x, rest[0])
 
 
-def _crop(x: torch.Tensor, gen: torch.Generator, scale=(0.35, 1.0), ratio=(0.75, 1.333)) -> torch.Tensor:
-    """Random resized crop (area fraction ``scale``, aspect ``ratio``) back to the full size."""
-    n = len(x)
+def _crop_boxes(gen: torch.Generator, n: int, scale, ratio):
+    """Scales ``sx, sy`` and offsets ``tx, ty`` ``(n,)`` of random resized crops in [-1, 1]
+    coordinates (area fraction ``scale``, aspect ``ratio``, inside the image), drawn from ``gen``
+    in this order: area, aspect, x offset, y offset."""
     area = _uniform(gen, n, *scale)
     aspect = torch.exp(_uniform(gen, n, math.log(ratio[0]), math.log(ratio[1])))
     sx = torch.sqrt(area * aspect).clamp(max=1.0)
     sy = torch.sqrt(area / aspect).clamp(max=1.0)
-    tx = (1 - sx) * _uniform(gen, n, -1.0, 1.0)
-    ty = (1 - sy) * _uniform(gen, n, -1.0, 1.0)
+    return sx, sy, (1 - sx) * _uniform(gen, n, -1.0, 1.0), (1 - sy) * _uniform(gen, n, -1.0, 1.0)
+
+
+def _crop(x: torch.Tensor, gen: torch.Generator, scale=(0.35, 1.0), ratio=(0.75, 1.333)) -> torch.Tensor:
+    """Random resized crop (area fraction ``scale``, aspect ``ratio``) back to the full size."""
+    n = len(x)
+    sx, sy, tx, ty = _crop_boxes(gen, n, scale, ratio)
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, tx, sy, ty
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
@@ -143,12 +149,7 @@ def draw_views(n: int, gen: torch.Generator, scale=(0.35, 1.0), ratio=(0.75, 1.3
     - ``brightness``, ``contrast``, ``saturation`` ``(n,)`` factors and ``hue`` ``(n,)`` radians
       (jitter applied with probability ``p_jitter``, else 1, 1, 1, 0); ``grey`` ``(n,)`` bool.
     """
-    area = _uniform(gen, n, *scale)
-    aspect = torch.exp(_uniform(gen, n, math.log(ratio[0]), math.log(ratio[1])))
-    sx = torch.sqrt(area * aspect).clamp(max=1.0)
-    sy = torch.sqrt(area / aspect).clamp(max=1.0)
-    tx = (1 - sx) * _uniform(gen, n, -1.0, 1.0)
-    ty = (1 - sy) * _uniform(gen, n, -1.0, 1.0)
+    sx, sy, tx, ty = _crop_boxes(gen, n, scale, ratio)
     symmetry = torch.randint(0, 8, (n,), generator=gen)
     theta = torch.zeros(n, 2, 3)
     theta[:, :, :2] = torch.diag_embed(torch.stack([sx, sy], 1)) @ _DIHEDRAL[symmetry]
