@@ -26,6 +26,8 @@ def run_plan(args: argparse.Namespace) -> int:
     trust_pickle_env(args)
     prov = start(getattr(args, "argv", None), program="rosetta") if args.json else None
     encoders = [e for e in args.encoders.split(",") if e]
+    if args.device is not None and args.gpu is None and args.gpu_tflops is None:
+        args.gpu = gpu_class(args.device)
     if args.gpu is not None and args.gpu not in GPU_FP32_TFLOPS:
         raise ValueError(f"--gpu {args.gpu!r} is not a known class; valid: {', '.join(GPU_FP32_TFLOPS)} (or give --gpu-tflops)")
     config = config_from_args(args)
@@ -77,7 +79,9 @@ def run_plan(args: argparse.Namespace) -> int:
     print(f"  disk: {_disk_line(out, needed, size)}")
     print(f"  statistics time here: {_duration(size.seconds(rate))} (float32 matmul measured at {rate / 1e9:.1f} GFLOP/s)")
     if tflops:
-        print(f"  statistics time on {gpu_name}: {_duration(size.seconds(tflops * 1e12))} at its float32 peak ({tflops} TFLOP/s)")
+        print(f"  statistics time on {gpu_name}: {_duration(size.seconds(tflops * 1e12))} at its float32 peak ({tflops} TFLOP/s"
+              f"{', vendor data sheet, no tensor cores' if args.gpu else ', as given'}; the engine's share of it on a GPU: "
+              "bench/gpu.sh)")
     print("  (times are lower bounds for the correlation step: FLOPs at the measured/peak rate; model forward passes not included)")
     disk.check_fits(out, needed, config, done=size.disk_bytes - needed)  # one line and exit status 2 when it will not fit
     return 0
@@ -89,6 +93,21 @@ def _disk_line(out: str, needed: int, size) -> str:
     done = size.disk_bytes - needed
     written = f" ({_bytes(done)} of {_bytes(size.disk_bytes)} already there)" if done else ""
     return f"needs {_bytes(needed)} at {out}{written}, {_bytes(disk.free_bytes(out))} free there"
+
+
+def gpu_class(device: str) -> str:
+    """The :data:`GPU_FP32_TFLOPS` class of CUDA device ``device`` on this machine, from its name."""
+    import torch
+
+    if not str(device).startswith("cuda") or not torch.cuda.is_available():
+        raise ValueError(f"--device {device!r}: torch finds no CUDA device here; for an estimate of another machine's "
+                         f"GPU give --gpu CLASS ({', '.join(GPU_FP32_TFLOPS)}) or --gpu-tflops X")
+    name = torch.cuda.get_device_name(torch.device(device)).upper().replace(" ", "")
+    found = [c for c in sorted(GPU_FP32_TFLOPS, key=len, reverse=True) if c.upper() in name]
+    if not found:
+        raise ValueError(f"--device {device!r} is a {name}, not a known GPU class; give --gpu-tflops X "
+                         "(its float32 TFLOP/s, no tensor cores)")
+    return found[0]
 
 
 def add_plan_command(sub: argparse._SubParsersAction) -> None:
@@ -106,6 +125,7 @@ def add_plan_command(sub: argparse._SubParsersAction) -> None:
                    "there (default runs/<generator>; an fsspec URL is not checked)")
     p.add_argument("--gpu", default=None, help=f"GPU class for a time estimate: {', '.join(GPU_FP32_TFLOPS)}")
     p.add_argument("--gpu-tflops", type=float, default=None, help="or its float32 TFLOP/s")
+    p.add_argument("--device", default=None, help="cuda[:N]: the estimate for this machine's GPU (its class from its name)")
     p.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                    help="machine-readable output with its provenance (commit, command, machine, wall time): "
                    "printed instead of the table, or written to FILE (the table is printed too)")

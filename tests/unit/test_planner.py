@@ -146,3 +146,22 @@ def test_plan_cli_json_file_records_its_provenance(tmp_path, capsys):
     assert len(prov["commit"]) == 40 and isinstance(prov["dirty"], bool)
     assert prov["machine"]["cpu_threads"] >= 1 and prov["machine"]["gpu"] is None and prov["wall_seconds"] > 0
     assert out["setup"]["n"] == 20 and out["setup"]["encoders"] == ["mini-resnet.sup"]
+
+
+def test_plan_for_this_machines_gpu_names_its_class_or_says_what_to_give(monkeypatch, capsys):
+    import torch
+
+    from flows.cli import main
+    from flows.cli_plan import gpu_class
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="finds no CUDA device here.*--gpu CLASS"):
+        gpu_class("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    assert gpu_class("cuda:0") == "H100"
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A100-SXM4-40GB")
+    assert gpu_class("cuda") == "A100"
+    assert main(["plan", "--encoders", "mini-resnet.sup", "--n", "50", "--device", "cuda"]) == 0
+    out = capsys.readouterr().out
+    assert "statistics time on A100:" in out and "19.5 TFLOP/s, vendor data sheet" in out
