@@ -63,7 +63,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rosetta_core.data import code_layout, render_batch  # noqa: E402
-from rosetta_core.evidence import start  # noqa: E402
+from rosetta_core.evidence import ProgressFile, paired_bootstrap_ci, start  # noqa: E402
 from rosetta_core.inversion import InversionConfig, edit, encoder_matches, invert, open_run, self_matches  # noqa: E402
 from rosetta_core.inversion import criteria as C  # noqa: E402
 from rosetta_core.inversion import metrics as M  # noqa: E402
@@ -82,9 +82,47 @@ MEASURED_EDITS = ("shift", "zoom", "remove")
 # cartoon zero:3 0.553 / prior:1 0.673 / prior:2 0.671 (baseline 0.512). Per image ("image"):
 # sketch zero:0.1 0.328 / prior:0.1 0.449; cartoon prior:0.03 0.738 / prior:0.1 0.754.
 OOD_REG = {"sketch": ("prior", 0.1, "image"), "cartoon": ("prior", 0.1, "image")}
-HELD_OUT_SEED = 90210
+HELD_OUT_SEED = 90210  # spent: reused for several configurations before issue 21 (docs/inversion-results.md)
 VALIDATION_SEED = 4242  # scenes for choosing settings (alpha), never the ones reported
+TEST_SEED = 31337  # world seed of the Table 1, OOD and speed test scenes (issue 21): each check runs once on it
+EDIT_TEST_SEED = 27182  # the edit test trials: mini-gen images sample_latents(EDIT_TEST_SEED, i), in no run
 PERCEPTUAL = "mini-resnet.sup"
+
+
+class _Memory:
+    """In-memory stand-in of :class:`~rosetta_core.evidence.ProgressFile` (no ``--progress``)."""
+
+    def __init__(self):
+        self.records: dict[str, dict] = {}
+
+    def missing(self, keys):
+        return [k for k in keys if str(k) not in self.records]
+
+    def add(self, key, record):
+        self.records[str(key)] = json.loads(json.dumps(record))
+
+    def get(self, keys):
+        return [self.records[str(k)] for k in keys]
+
+
+def _resumable(progress, prefix: str, units, chunk: int, work) -> list[dict]:
+    """Records of ``units`` (scene or trial indices) under keys ``prefix/unit``: the ones
+    ``progress`` already holds are kept; the others are computed ``chunk`` at a time by
+    ``work(indices) -> records`` and each chunk's records are appended as soon as it finishes."""
+    keys = {u: f"{prefix}/{u}" for u in units}
+    missing = set(progress.missing(keys.values()))
+    todo = [u for u in units if keys[u] in missing]
+    if len(todo) < len(units):
+        print(f"    {prefix}: {len(units) - len(todo)} of {len(units)} already recorded, {len(todo)} to run", flush=True)
+    for s in range(0, len(todo), chunk):
+        part = todo[s : s + chunk]
+        for u, rec in zip(part, work(np.asarray(part))):
+            progress.add(keys[u], rec)
+    return progress.get([keys[u] for u in units])
+
+
+def _ci(a, b) -> dict:
+    return paired_bootstrap_ci(a, b).record()
 
 
 def _batched(fn, images: torch.Tensor, batch: int):
@@ -97,10 +135,13 @@ def _batched(fn, images: torch.Tensor, batch: int):
     return torch.cat(outs), seconds
 
 
-def table1(ctx, images, steps, batch, sets=None) -> dict:
-    """``sets``: the guided rows to run, encoder names and/or ``all`` (default: each encoder and
-    all); reconstruction only always runs, as the baseline."""
+def table1(ctx, n, steps, batch, sets=None, seed=TEST_SEED, progress=None) -> dict:
+    """Scenes ``0..n-1`` of world seed ``seed``. ``sets``: the guided rows to run, encoder names
+    and/or ``all`` (default: each encoder and all); reconstruction only always runs, as the
+    baseline. Per scene PSNR and SSIM of each row; each guided row's mean difference from the
+    baseline over the same scenes with its paired bootstrap 95% interval."""
     run, gen, encs = ctx["run"], ctx["gen"], ctx["encoders"]
+    progress = _Memory() if progress is None else progress
     perceptual = Perceptual(ctx["perceptual"])
     rows = {}
     known = list(run.plan.config.encoders)
@@ -111,39 +152,71 @@ def table1(ctx, images, steps, batch, sets=None) -> dict:
     configs = [("reconstruction only", None)] + [(f"+ {e} matches", [e]) for e in known if e in sets]
     if "all" in sets:
         configs.append(("+ all matches", known))
+    scenes = list(range(n))
     for name, which in configs:
         matches = encoder_matches(run, which) if which else None
         cfg = InversionConfig(mode="rec", steps=steps, beta=ctx["beta"] if which else 0.0, reg_center=ctx["reg_center"])
-        out, secs = _batched(lambda x: invert(gen, encs, matches, x, cfg, perceptual), images, batch)
-        rows[name] = {"psnr": float(M.psnr(images, out).mean()), "ssim": float(M.ssim(images, out).mean()),
-                      "pairs": matches.n_pairs if matches else 0, "seconds": secs}
-        print(f"  {name:32s} PSNR {rows[name]['psnr']:6.2f}  SSIM {rows[name]['ssim']:.3f}  ({secs:.0f} s)", flush=True)
+
+        def work(idx, matches=matches, cfg=cfg):
+            images = torch.from_numpy(render_batch(seed, idx, GEN_WORLD).images)
+            out, secs = _batched(lambda x: invert(gen, encs, matches, x, cfg, perceptual), images, batch)
+            psnr, ssim = M.psnr(images, out), M.ssim(images, out)
+            return [{"scene": int(i), "psnr": float(p), "ssim": float(q), "seconds": secs / len(idx)}
+                    for i, p, q in zip(idx, psnr, ssim)]
+
+        recs = _resumable(progress, f"table1/{name}", scenes, batch, work)
+        rows[name] = {"psnr": float(np.mean([r["psnr"] for r in recs])), "ssim": float(np.mean([r["ssim"] for r in recs])),
+                      "pairs": matches.n_pairs if matches else 0, "seconds": float(sum(r["seconds"] for r in recs)),
+                      "scenes": len(recs), "psnrs": [r["psnr"] for r in recs], "ssims": [r["ssim"] for r in recs]}
+        print(f"  {name:32s} PSNR {rows[name]['psnr']:6.2f}  SSIM {rows[name]['ssim']:.3f}  ({rows[name]['seconds']:.0f} s)", flush=True)
     base = rows["reconstruction only"]
     for name, row in rows.items():
         row["psnr_ratio"], row["ssim_ratio"] = row["psnr"] / base["psnr"], row["ssim"] / base["ssim"]
+        if name != "reconstruction only":
+            row["psnr_diff_ci"], row["ssim_diff_ci"] = _ci(row["psnrs"], base["psnrs"]), _ci(row["ssims"], base["ssims"])
+            p, q = row["psnr_diff_ci"], row["ssim_diff_ci"]
+            print(f"    {name} - reconstruction only: PSNR {p['diff']:+.3f} [{p['ci_lo']:+.3f}, {p['ci_hi']:+.3f}] dB, "
+                  f"SSIM {q['diff']:+.4f} [{q['ci_lo']:+.4f}, {q['ci_hi']:+.4f}] (paired bootstrap 95%)", flush=True)
     return rows
 
 
-def ood(ctx, n, steps, batch, seed=None) -> dict:
+def ood(ctx, n, steps, batch, seed=TEST_SEED, progress=None) -> dict:
+    """Scenes ``0..n-1`` of world seed ``seed`` in each style: per scene the layout IoU of the
+    guided and of the pixel-baseline inversion and whether each recovers the layout
+    (``criteria.layout_outcome``); the mean gain with its paired bootstrap 95% interval."""
     run, gen, encs = ctx["run"], ctx["gen"], ctx["encoders"]
+    progress = _Memory() if progress is None else progress
     matches = encoder_matches(run)
-    seed = HELD_OUT_SEED if seed is None else seed
     out = {"seed": seed, "scenes": n}
     for style, (center, alpha, act) in ctx["ood_reg"].items():
-        scenes = render_batch(seed, np.arange(n), GEN_WORLD, style=style)
-        images, truth = torch.from_numpy(scenes.images), scenes.object_masks.any(axis=1)
         guided_cfg = InversionConfig(mode="ood", steps=steps, alpha=alpha, reg_center=center, act=act)
-        guided, _ = _batched(lambda x: invert(gen, encs, matches, x, guided_cfg), images, batch)
         pixel_cfg = InversionConfig(mode="rec", steps=steps, beta=0.0, perceptual_weight=0.0, reg_center=ctx["reg_center"])
-        pixel, _ = _batched(lambda x: invert(gen, encs, None, x, pixel_cfg), images, batch)
-        g_fg, p_fg = M.foreground(guided.numpy()), M.foreground(pixel.numpy())
-        g_ious, p_ious = M.iou(truth, g_fg), M.iou(truth, p_fg)
-        g_iou, p_iou = float(g_ious.mean()), float(p_ious.mean())
-        out[style] = {"guided_iou": g_iou, "pixel_iou": p_iou, "gain": g_iou - p_iou, "reg_center": center, "alpha": alpha,
-                      "act": act, "guided_layout_rate": C.layout_outcome(truth, g_fg).rate,
-                      "pixel_layout_rate": C.layout_outcome(truth, p_fg).rate, "layout_criterion": C.CRITERIA["layout"],
-                      "guided_ious": [float(v) for v in g_ious], "pixel_ious": [float(v) for v in p_ious]}
-        print(f"  {style:8s} layout IoU: guided {g_iou:.3f}  pixel-loss baseline {p_iou:.3f}  gain {g_iou - p_iou:+.3f}  layout recovered (IoU >= {C.LAYOUT_IOU:g}): guided {out[style]['guided_layout_rate']:.0%}, pixel {out[style]['pixel_layout_rate']:.0%}  (L_reg {center}, alpha {alpha:g}, act {act})", flush=True)
+
+        def work(idx, style=style, guided_cfg=guided_cfg, pixel_cfg=pixel_cfg):
+            scenes = render_batch(seed, idx, GEN_WORLD, style=style)
+            images, truth = torch.from_numpy(scenes.images), scenes.object_masks.any(axis=1)
+            guided, g_secs = _batched(lambda x: invert(gen, encs, matches, x, guided_cfg), images, batch)
+            pixel, p_secs = _batched(lambda x: invert(gen, encs, None, x, pixel_cfg), images, batch)
+            g_fg, p_fg = M.foreground(guided.numpy()), M.foreground(pixel.numpy())
+            g_ok, p_ok = C.layout_outcome(truth, g_fg).success, C.layout_outcome(truth, p_fg).success
+            return [{"scene": int(i), "guided_iou": float(g), "pixel_iou": float(p), "guided_layout": bool(go),
+                     "pixel_layout": bool(po), "seconds": (g_secs + p_secs) / len(idx)}
+                    for i, g, p, go, po in zip(idx, M.iou(truth, g_fg), M.iou(truth, p_fg), g_ok, p_ok)]
+
+        recs = _resumable(progress, f"ood/{style}", list(range(n)), batch, work)
+        g_ious, p_ious = [r["guided_iou"] for r in recs], [r["pixel_iou"] for r in recs]
+        g_iou, p_iou = float(np.mean(g_ious)), float(np.mean(p_ious))
+        out[style] = {"guided_iou": g_iou, "pixel_iou": p_iou, "gain": g_iou - p_iou, "gain_ci": _ci(g_ious, p_ious),
+                      "reg_center": center, "alpha": alpha, "act": act,
+                      "guided_layout_rate": float(np.mean([r["guided_layout"] for r in recs])),
+                      "pixel_layout_rate": float(np.mean([r["pixel_layout"] for r in recs])),
+                      "layout_criterion": C.CRITERIA["layout"], "scenes": len(recs),
+                      "seconds": float(sum(r["seconds"] for r in recs)), "guided_ious": g_ious, "pixel_ious": p_ious}
+        ci = out[style]["gain_ci"]
+        print(f"  {style:8s} layout IoU: guided {g_iou:.3f}  pixel-loss baseline {p_iou:.3f}  gain {g_iou - p_iou:+.3f} "
+              f"[{ci['ci_lo']:+.3f}, {ci['ci_hi']:+.3f}]  layout recovered (IoU >= {C.LAYOUT_IOU:g}): guided "
+              f"{out[style]['guided_layout_rate']:.0%}, pixel {out[style]['pixel_layout_rate']:.0%}  "
+              f"(L_reg {center}, alpha {alpha:g}, act {act})", flush=True)
     return out
 
 
@@ -285,7 +358,7 @@ def speed(ctx, steps) -> dict:
     """One image, ``steps`` steps: guided (Eq. 5) in the direct form and as shipped, and the
     in-distribution objective (Eq. 7: pixel + perceptual + guidance); seconds per 500 steps."""
     run, gen, encs = ctx["run"], ctx["gen"], ctx["encoders"]
-    image = torch.from_numpy(render_batch(HELD_OUT_SEED, [0], GEN_WORLD).images)
+    image = torch.from_numpy(render_batch(ctx["scene_seed"], [0], GEN_WORLD).images)
     matches = encoder_matches(run)
     ood_cfg = InversionConfig(mode="ood", steps=steps, reg_center=ctx["reg_center"])
     rec_cfg = InversionConfig(mode="rec", steps=steps, beta=ctx["beta"], reg_center=ctx["reg_center"])
@@ -338,9 +411,16 @@ def main() -> int:
                          "chosen on --ood-seed 4242 scenes, see README")
     ap.add_argument("--reg-center", choices=REG_CENTERS, default="zero",
                     help="L_reg centring of table1, edits, speed and the OOD pixel baseline (default zero, the library's)")
-    ap.add_argument("--ood-seed", type=int, default=None,
-                    help=f"world seed of the OOD scenes (default {HELD_OUT_SEED}, the held-out scenes; "
+    ap.add_argument("--scene-seed", type=int, default=TEST_SEED,
+                    help=f"world seed of the Table 1 and speed scenes (default {TEST_SEED}, the test scenes; "
+                         f"{HELD_OUT_SEED} was the held-out seed before issue 21, now spent)")
+    ap.add_argument("--ood-seed", type=int, default=TEST_SEED,
+                    help=f"world seed of the OOD scenes (default {TEST_SEED}, the test scenes; "
                          f"use another, e.g. {VALIDATION_SEED}, to choose settings)")
+    ap.add_argument("--progress", type=Path, default=None,
+                    help="JSON-lines file of finished scenes and trials: each is appended as it finishes, and a "
+                         "rerun with the same settings skips those already there (resume); --n, --ood-n and "
+                         "--edits may grow between runs")
     ap.add_argument("--edit-hold", type=float, default=None,
                     help="weight of the edits' pull to the source latent for every edit (default: each edit's "
                          "own for its fit, rosetta_core.inversion.edits.EDIT_HOLDS; 0 = no pull)")
@@ -356,6 +436,9 @@ def main() -> int:
     ap.add_argument("--edits-first", type=int, default=0,
                     help="first run image of the edit trials (default 0, the images reported; "
                          "e.g. 200 for validation images when choosing --edit-hold)")
+    ap.add_argument("--edit-seed", type=int, default=None,
+                    help=f"draw the edit trials as mini-gen images sample_latents(SEED, i) instead of run images "
+                         f"(the test trials: {EDIT_TEST_SEED}; default: run images from --edits-first)")
     ap.add_argument("--speed-steps", type=int, default=500)
     ap.add_argument("--parts", default="table1,ood,edits,speed")
     ap.add_argument("--table1-sets", default=None,
@@ -378,21 +461,32 @@ def main() -> int:
         registry._REGISTRY["mini-gen"] = dataclasses.replace(spec, weights_file=args.gen_weights)
     run = open_run(args.run)
     cfg = run.plan.config
-    ctx = {"run": run, "device": args.device, "beta": args.beta, "ood_reg": ood_reg, "reg_center": args.reg_center,
+    ctx = {"run": run, "device": args.device, "scene_seed": args.scene_seed, "beta": args.beta, "ood_reg": ood_reg, "reg_center": args.reg_center,
            "gen": load(cfg.generator, cfg.weights, device=args.device),
            "encoders": {e: load(e, cfg.weights, device=args.device) for e in cfg.encoders},
            "perceptual": load(PERCEPTUAL, "trained", device=args.device)}
+    progress = None
+    if args.progress is not None:
+        # what the records depend on; not the counts (they may grow), the parts, the threads or the
+        # batch (each image's inversion is independent of the others in its batch: the loss is summed)
+        keep = ("steps", "beta", "ood_reg", "reg_center", "scene_seed", "ood_seed", "edit_seed", "edits_first",
+                "edit_hold", "edit_fit", "edit_box", "edit_pad", "gen_weights", "device")
+        settings = {k: str(getattr(args, k)) for k in keep}
+        settings["run"] = {"generator": cfg.generator, "encoders": list(cfg.encoders), "n": cfg.n, "center": cfg.center,
+                           "seed": cfg.seed, "weights": str(cfg.weights)}
+        progress = ProgressFile(args.progress, settings)
+        print(f"progress: {args.progress} ({len(progress.records)} records already there)", flush=True)
     print(f"run {args.run}: {cfg.generator} vs {', '.join(cfg.encoders)}, n={cfg.n}, center={cfg.center}; "
           f"steps {args.steps}, beta {args.beta}, {args.threads} threads, device {args.device}", flush=True)
     results, began = {"args": {k: str(v) for k, v in vars(args).items()}}, time.perf_counter()
     parts = args.parts.split(",")
     if "table1" in parts:
-        print(f"Table 1 analogue: {args.n} held-out scenes", flush=True)
-        images = torch.from_numpy(render_batch(HELD_OUT_SEED, np.arange(args.n), GEN_WORLD).images)
-        results["table1"] = table1(ctx, images, args.steps, args.batch, args.table1_sets.split(",") if args.table1_sets else None)
+        print(f"Table 1 analogue: {args.n} scenes of world seed {args.scene_seed}", flush=True)
+        results["table1"] = table1(ctx, args.n, args.steps, args.batch, args.table1_sets.split(",") if args.table1_sets else None,
+                                   args.scene_seed, progress)
     if "ood" in parts:
         print(f"Out of distribution: {args.ood_n} scenes per style", flush=True)
-        results["ood"] = ood(ctx, args.ood_n, args.steps, args.batch, args.ood_seed)
+        results["ood"] = ood(ctx, args.ood_n, args.steps, args.batch, args.ood_seed, progress)
     if "edits" in parts:
         print(f"Edits: {args.edits} trials each (run images {args.edits_first}-{args.edits_first + args.edits - 1}, hold {'per edit' if args.edit_hold is None else args.edit_hold})", flush=True)
         results["edits"] = edits(ctx, args.edits, args.steps, args.edits_first, args.edit_hold, args.edit_kinds.split(","), args.edit_pad, args.edit_fit,
@@ -403,9 +497,9 @@ def main() -> int:
     print(f"total {results['seconds']:.0f} s")
     prov.seeds.update({"run_images": cfg.seed, "inversion_starts": InversionConfig().seed})
     if "table1" in parts or "speed" in parts:
-        prov.seeds["table1_and_speed_scenes"] = HELD_OUT_SEED
+        prov.seeds["table1_and_speed_scenes"] = args.scene_seed
     if "ood" in parts:
-        prov.seeds["ood_scenes"] = HELD_OUT_SEED if args.ood_seed is None else args.ood_seed
+        prov.seeds["ood_scenes"] = args.ood_seed
     if "edits" in parts:
         prov.seeds["edit_trials"] = f"run images {args.edits_first}-{args.edits_first + args.edits - 1}"
     results["provenance"] = prov.finish()
