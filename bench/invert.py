@@ -262,19 +262,24 @@ def _radius_cap(latents: np.ndarray) -> np.ndarray:
     return after / np.maximum(before, 1e-12)
 
 
-def edits(ctx, trials, steps, first=0, hold=None, kinds=MEASURED_EDITS, pad=PADS[0], fit=None, box=None) -> dict:
-    """``fit=None``, ``hold=None``, ``box=None``: each edit's default fit, pull to the source
-    latent and latent box (``edits.default_fit``, ``edits.default_hold``, ``edits.default_box``)."""
-    run, gen = ctx["run"], ctx["gen"]
-    latents = torch.from_numpy(np.asarray(run.store.array("latents")[first : first + trials], dtype=np.float32))
+def _edit_latents(ctx, idx, seed=None) -> torch.Tensor:
+    """Latents of edit trials ``idx``: run images, or with ``seed`` the mini-gen images
+    ``sample_latents(seed, idx)`` (images no run holds: the test trials)."""
+    if seed is None:
+        return torch.from_numpy(np.asarray(ctx["run"].store.array("latents").oindex[np.asarray(idx)], dtype=np.float32))
+    return ctx["gen"].sample_latents(seed, np.asarray(idx)).cpu()
+
+
+def _edit_trials(ctx, kind, idx, cfg, matches, seed, hold, pad, fit, box, units=None) -> list[dict]:
+    """Per trial of ``idx``: whether it is a trial of ``kind``'s criterion and succeeded, and
+    the descriptive measures of :func:`edits`."""
+    gen = ctx["gen"]
+    latents = _edit_latents(ctx, idx, seed)
     source, _ = gen.generate(latents, [])
     source = source.cpu()
     src_fg = M.foreground(source.numpy())
-    keep = C.measurable(src_fg)  # the trials: sources with a measurable foreground (criteria.MIN_AREA)
-    matches = self_matches(run)
-    cfg = InversionConfig(mode="ood", steps=steps, reg_center=ctx["reg_center"])
-    out = {}
-    if "shift" in kinds:
+    keep = C.measurable(src_fg)
+    if kind == "shift":
         # A quarter of the width towards the side with room: an object in the right half shifted
         # right would leave the frame, and its visible centroid could not move 16 px.
         cx = M.centroid(src_fg)[:, 0]
@@ -290,56 +295,100 @@ def edits(ctx, trials, steps, first=0, hold=None, kinds=MEASURED_EDITS, pad=PADS
                 mask = shift_maps(torch.from_numpy(src_fg[pick, None].astype(np.float32)), 0.25 * s, 0.0)
                 mask_fg[pick] = mask[:, 0].numpy() > 0.5
         want = 0.25 * source.shape[-1]
-        moved = (M.centroid(shifted_fg)[:, 0] - cx) * sign  # NaN where the result is empty: a failure below
-        exact_moved = (M.centroid(mask_fg)[:, 0] - cx) * sign
         success = C.shift_outcome(src_fg, shifted_fg, sign * want, 0.0)
-        drawn = keep & np.isfinite(moved)
-        out["shift"] = {**success.record("shift"),
-                        "mask_shift_success_rate": C.shift_outcome(src_fg, mask_fg, sign * want, 0.0).rate,
-                        "direction_rate": float((moved[keep] > 0).mean()),
-                        "within_25pct_rate": float((np.abs(moved[keep] - want) <= 0.25 * want).mean()),
-                        "median_px": float(np.median(moved[drawn])) if drawn.any() else float("nan"),
-                        "requested_px": want, "trials": int(keep.sum()), "empty_results": int((keep & ~drawn).sum()),
-                        "right_trials": int((sign[keep] > 0).sum()), "pad": pad,
-                        "mask_shift_within_25pct_rate": float((np.abs(exact_moved[keep] - want) <= 0.25 * want).mean())}
-    if "zoom" in kinds:
+        ceiling = C.shift_outcome(src_fg, mask_fg, sign * want, 0.0)
+        moved = (M.centroid(shifted_fg)[:, 0] - cx) * sign  # NaN where the result is empty: a failure
+        exact = (M.centroid(mask_fg)[:, 0] - cx) * sign
+        return [{"trial": int(i), "measurable": bool(k), "eligible": bool(e), "success": bool(ok), "mask_success": bool(m),
+                 "sign": float(sg), "moved_px": float(mv), "mask_moved_px": float(ex), "requested_px": want}
+                for i, k, e, ok, m, sg, mv, ex in zip(idx, keep, success.eligible, success.success, ceiling.success,
+                                                       sign, moved, exact)]
+    if kind == "zoom":
         zoomed, _ = edit(gen, matches, latents, "zoom", cfg, hold=hold, fit=fit, box=box)
         area = np.maximum(M.area(src_fg), 1)
         zoomed_fg = M.foreground(zoomed.images.cpu().numpy())
         ratio = M.area(zoomed_fg) / area
         # What the requested transform itself does to these images: the paper's 2x zoom (resize,
-        # centre crop) applied to the source image, measured the same way. Off-centre objects
-        # partly leave the crop, so this is below x4.
+        # centre crop) applied to the source image, measured the same way.
         requested_fg = M.foreground(_uint8(zoom_maps(source.float())))
         requested = M.area(requested_fg) / area
         cap = _radius_cap(latents.numpy())
-        # Sources whose objects the 2x zoom keeps in frame (the transform itself grows them x3-x5):
-        # there the request is the paper's x4.
-        whole = keep & (np.abs(requested / 4 - 1) <= 0.25)
-        out["zoom"] = {**C.zoom_outcome(src_fg, zoomed_fg, requested_fg).record("zoom"),
-                       "direction_rate": float((ratio[keep] > 1).mean()), "median_area_ratio": float(np.median(ratio[keep])),
-                       "within_2x_of_4x_rate": float(((ratio[keep] >= 2) & (ratio[keep] <= 8)).mean()),
-                       "median_requested_ratio": float(np.median(requested[keep])),
-                       "within_25pct_of_requested_rate": float((np.abs(ratio[keep] / requested[keep] - 1) <= 0.25).mean()),
-                       "median_radius_cap": float(np.median(cap[keep])), "trials": int(keep.sum()),
-                       "in_frame_trials": int(whole.sum()),
-                       "in_frame_median_area_ratio": float(np.median(ratio[whole])) if whole.any() else float("nan"),
-                       "in_frame_within_25pct_of_4x_rate": float((np.abs(ratio[whole] / 4 - 1) <= 0.25).mean()) if whole.any() else float("nan")}
-    if "remove" in kinds:
-        cid = _object_concept(run, gen, latents, src_fg)
-        units = {u["unit"] for c in run.dictionary["concepts"] if c["id"] == cid for u in c["anchor_units"]}
-        removed, _ = edit(gen, matches, latents, "remove", cfg, units=units, hold=hold, fit=fit, box=box)
-        removed_fg = M.foreground(removed.images.cpu().numpy())
-        left = M.area(removed_fg & src_fg) / np.maximum(M.area(src_fg), 1)  # share of the object's pixels left
-        out["remove"] = {**C.remove_outcome(src_fg, removed_fg).record("remove"),
-                         "direction_rate": float((left[keep] < 1).mean()),  # shrank at all: not the criterion
-                         "median_left": float(np.median(left[keep])), "concept": cid, "trials": int(keep.sum())}
+        success = C.zoom_outcome(src_fg, zoomed_fg, requested_fg)
+        return [{"trial": int(i), "measurable": bool(k), "eligible": bool(e), "success": bool(ok), "ratio": float(r),
+                 "requested_ratio": float(q), "radius_cap": float(c)}
+                for i, k, e, ok, r, q, c in zip(idx, keep, success.eligible, success.success, ratio, requested, cap)]
+    removed, _ = edit(gen, matches, latents, "remove", cfg, units=units, hold=hold, fit=fit, box=box)
+    removed_fg = M.foreground(removed.images.cpu().numpy())
+    left = M.area(removed_fg & src_fg) / np.maximum(M.area(src_fg), 1)  # share of the object's pixels left
+    success = C.remove_outcome(src_fg, removed_fg)
+    return [{"trial": int(i), "measurable": bool(k), "eligible": bool(e), "success": bool(ok), "left": float(f)}
+            for i, k, e, ok, f in zip(idx, keep, success.eligible, success.success, left)]
+
+
+def _col(recs, name) -> np.ndarray:
+    return np.array([r[name] for r in recs])
+
+
+def edits(ctx, trials, steps, first=0, hold=None, kinds=MEASURED_EDITS, pad=PADS[0], fit=None, box=None, seed=None,
+          progress=None, chunk=50) -> dict:
+    """Trials ``first..first+trials-1`` (run images, or with ``seed`` the images
+    ``sample_latents(seed, i)``), recorded per trial (``progress``). ``fit=None``,
+    ``hold=None``, ``box=None``: each edit's default fit, pull to the source latent and latent
+    box (``edits.default_fit``, ``edits.default_hold``, ``edits.default_box``)."""
+    run, gen = ctx["run"], ctx["gen"]
+    progress = _Memory() if progress is None else progress
+    units = list(range(first, first + trials))
+    matches = self_matches(run)
+    cfg = InversionConfig(mode="ood", steps=steps, reg_center=ctx["reg_center"])
+    out = {}
+    for kind in kinds:
+        extra, cid = {}, None
+        if kind == "remove":
+            # the concept most active on the objects over all the trials' sources (no optimisation)
+            latents = _edit_latents(ctx, units, seed)
+            source, _ = gen.generate(latents, [])
+            cid = _object_concept(run, gen, latents, M.foreground(source.cpu().numpy()))
+            extra["units"] = {u["unit"] for c in run.dictionary["concepts"] if c["id"] == cid for u in c["anchor_units"]}
+        recs = _resumable(progress, f"edits/{kind}" + (f"/concept{cid}" if cid is not None else ""), units, chunk,
+                          lambda idx, kind=kind, extra=extra: _edit_trials(ctx, kind, idx, cfg, matches, seed, hold, pad, fit, box,
+                                                                           **extra))
+        keep = _col(recs, "measurable")
+        outcome = C.Outcome(eligible=_col(recs, "eligible"), success=_col(recs, "success"))
+        row = {**outcome.record(kind), "trials": int(keep.sum()), "per_trial_success": [bool(v) for v in outcome.success]}
+        if kind == "shift":
+            moved, exact, want = _col(recs, "moved_px"), _col(recs, "mask_moved_px"), recs[0]["requested_px"]
+            drawn = keep & np.isfinite(moved)
+            with np.errstate(invalid="ignore"):
+                row.update({"mask_shift_success_rate": C.Outcome(outcome.eligible, _col(recs, "mask_success")).rate,
+                            "direction_rate": float((moved[keep] > 0).mean()),
+                            "within_25pct_rate": float((np.abs(moved[keep] - want) <= 0.25 * want).mean()),
+                            "median_px": float(np.median(moved[drawn])) if drawn.any() else float("nan"),
+                            "requested_px": want, "empty_results": int((keep & ~drawn).sum()),
+                            "right_trials": int((_col(recs, "sign")[keep] > 0).sum()), "pad": pad,
+                            "mask_shift_within_25pct_rate": float((np.abs(exact[keep] - want) <= 0.25 * want).mean())})
+        elif kind == "zoom":
+            ratio, requested, cap = _col(recs, "ratio"), _col(recs, "requested_ratio"), _col(recs, "radius_cap")
+            # sources whose objects the 2x zoom keeps in frame (the transform itself grows them x3-x5)
+            whole = keep & (np.abs(requested / 4 - 1) <= 0.25)
+            row.update({"direction_rate": float((ratio[keep] > 1).mean()), "median_area_ratio": float(np.median(ratio[keep])),
+                        "within_2x_of_4x_rate": float(((ratio[keep] >= 2) & (ratio[keep] <= 8)).mean()),
+                        "median_requested_ratio": float(np.median(requested[keep])),
+                        "within_25pct_of_requested_rate": float((np.abs(ratio[keep] / requested[keep] - 1) <= 0.25).mean()),
+                        "median_radius_cap": float(np.median(cap[keep])), "in_frame_trials": int(whole.sum()),
+                        "in_frame_median_area_ratio": float(np.median(ratio[whole])) if whole.any() else float("nan"),
+                        "in_frame_within_25pct_of_4x_rate": float((np.abs(ratio[whole] / 4 - 1) <= 0.25).mean())
+                        if whole.any() else float("nan")})
+        else:
+            left = _col(recs, "left")
+            row.update({"direction_rate": float((left[keep] < 1).mean()),  # shrank at all: not the criterion
+                        "median_left": float(np.median(left[keep])), "concept": cid})
+        out[kind] = row
     for name, row in out.items():
         row["fit"] = resolve_fit(name, fit)
         row["hold"] = default_hold(name, row["fit"]) if hold is None else hold
         row["box"] = default_box(name, row["fit"]) if box is None else box
         print(f"  {name:7s} " + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
-                                          if k != "criterion"), flush=True)
+                                          if k not in ("criterion", "per_trial_success")), flush=True)
     return out
 
 
@@ -488,9 +537,10 @@ def main() -> int:
         print(f"Out of distribution: {args.ood_n} scenes per style", flush=True)
         results["ood"] = ood(ctx, args.ood_n, args.steps, args.batch, args.ood_seed, progress)
     if "edits" in parts:
-        print(f"Edits: {args.edits} trials each (run images {args.edits_first}-{args.edits_first + args.edits - 1}, hold {'per edit' if args.edit_hold is None else args.edit_hold})", flush=True)
+        where = "run images" if args.edit_seed is None else f"images of seed {args.edit_seed}"
+        print(f"Edits: {args.edits} trials each ({where} {args.edits_first}-{args.edits_first + args.edits - 1}, hold {'per edit' if args.edit_hold is None else args.edit_hold})", flush=True)
         results["edits"] = edits(ctx, args.edits, args.steps, args.edits_first, args.edit_hold, args.edit_kinds.split(","), args.edit_pad, args.edit_fit,
-                                 switch(args.edit_box))
+                                 switch(args.edit_box), args.edit_seed, progress, args.batch)
     if "speed" in parts:
         results["speed"] = speed(ctx, args.speed_steps)
     results["seconds"] = time.perf_counter() - began
@@ -501,7 +551,8 @@ def main() -> int:
     if "ood" in parts:
         prov.seeds["ood_scenes"] = args.ood_seed
     if "edits" in parts:
-        prov.seeds["edit_trials"] = f"run images {args.edits_first}-{args.edits_first + args.edits - 1}"
+        prov.seeds["edit_trials"] = (f"run images {args.edits_first}-{args.edits_first + args.edits - 1}" if args.edit_seed is None else
+                                     f"mini-gen sample_latents({args.edit_seed}, {args.edits_first}..{args.edits_first + args.edits - 1})")
     results["provenance"] = prov.finish()
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
