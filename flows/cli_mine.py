@@ -64,6 +64,9 @@ def add_mine_command(sub: argparse._SubParsersAction) -> None:
                    "for the paper's published setting (default: the generator's own, see `rosetta zoo list`)")
     p.add_argument("--center", choices=["global", "position"], default="global",
                    help="centre each unit on one mean (global, the paper's Eq. 2) or a mean per position")
+    p.add_argument("--no-random-init", dest="random_init", action="store_false",
+                   help="skip the random-init companion run (RUN/random-init: every model but the anchor at random "
+                   "init, about the cost of a second run) that tells which concepts random-init encoders match too")
     p.add_argument("--out", default=None, help="run directory, or an fsspec URL shared by all workers such as "
                    "s3://bucket/runs/x (default runs/<generator>)")
     p.add_argument("--dask-address", default=None, help="run the tasks on this Dask scheduler (default: a local "

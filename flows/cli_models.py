@@ -38,7 +38,7 @@ def config_from_args(args: argparse.Namespace):
     fields = {"generator": args.generator, "encoders": tuple(e for e in args.encoders.split(",") if e), "n": args.n,
               "chunk_size": args.chunk_size, "dtype": args.dtype, "activations": args.activations, "weights": args.weights,
               "layers": layer_patterns(args.layers)}
-    for name in ("k", "seed", "class_index", "center", "truncation", "images", "anchor"):
+    for name in ("k", "seed", "class_index", "center", "truncation", "images", "anchor", "random_init"):
         if hasattr(args, name):
             fields[name] = getattr(args, name)
     return MineConfig(**fields)

@@ -14,6 +14,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from rosetta_core.data.image_source import ImageIndex
 from rosetta_core.run import MineConfig, Run, location
+from rosetta_core.run.concept_checks import companion_location
 from rosetta_core.run.folding import fold_steps
 from rosetta_core.zoo.plugins import load_plugins
 from tasks import mining as t
@@ -90,12 +91,32 @@ def mine(config: MineConfig = MineConfig(), out: str | None = None, device: str 
         index = run.image_index  # listed, hashed and decode-checked by run.validate
         logger.info(f"images: {len(index.files)} readable files in {config.images}"
                     + (f", {len(index.skipped)} skipped (listed in manifest.json)" if index.skipped else ""))
+    companion = _companion(run, overwrite)
     with run.lock():
+        if companion is not None:  # first: the run's dictionary reads the companion's tables
+            logger.info(f"random-init companion: {companion.location} (every model but the anchor at random init)")
+            with companion.lock():
+                stages = compute.with_options(task_runner=task_runner(dask_address, device, stats_device),
+                                              flow_run_name="random-init companion")
+                stages(companion.location, companion.config, device, overwrite, plugins, index, stats_device)
         stages = compute.with_options(task_runner=task_runner(dask_address, device, stats_device))
         summary, counts = stages(run.location, config, device, overwrite, plugins, index, stats_device)
     _artifact(run, summary, counts)
     logger.info(f"report: {run.report_path}{_viewing(run.report_path)}")
     return {"location": run.location, "report": run.report_path, "summary": summary, "status": "computed"}
+
+
+def _companion(run: Run, overwrite: bool) -> Run | None:
+    """The run's random-init companion still to mine (checked like the run itself), or None:
+    not asked for (``random_init=False``), every other model random already, or finished."""
+    config = run.config.random_init_companion()
+    if config is None:
+        return None
+    companion = Run(companion_location(run.location), config)
+    if config.images is not None:
+        companion.__dict__["image_index"] = run.image_index  # the same files: listed and hashed once
+    companion.validate(overwrite)
+    return None if companion.finished() is not None else companion
 
 
 @flow(name="mine-stages")
@@ -120,8 +141,7 @@ def compute(where: str, config: MineConfig, device: str = "cpu", overwrite: bool
         _generate_and_extract(where, config, n_chunks, device, plugins, seconds)
 
     stage = time.perf_counter()
-    a, others = config.anchor_model, config.others
-    pairs = [(a, m, False) for m in others] + [(a, None, False), (a, others[0], True)]
+    pairs = config.pairs  # every other model, the anchor itself, a shuffled null per other model
     jobs = [t.pair_statistics.submit(where, a, b, null, stats_device) for a, b, null in pairs]  # all at once: Dask interleaves them
     for i, got in progress.completed(jobs, "statistics"):
         (a, b, null), mean = pairs[i], got["mean_correlation"]
@@ -203,6 +223,15 @@ def summary_lines(where: str, report: str, summary: dict) -> list[str]:
         base = truth.get("random_baseline")
         lines.append(f"  ground truth: {truth['aligned']:.0%} of concepts aligned (IoU >= {truth['threshold']})"
                      + (f", layer-matched random groups {base:.0%}" if base is not None else ""))
+    checks = summary.get("checks")
+    if checks:
+        said = []
+        if checks.get("beat_null") is not None:
+            said.append(f"{checks['beat_null']} of {checks['concepts']} beat the shuffled nulls")
+        if checks.get("also_random") is not None:
+            said.append(f"{checks['also_random']} also matched by random-init encoders")
+        if said:
+            lines.append(f"  concept checks: {', '.join(said)}")
     lines.append(f"  report: {report}{_viewing(report)}")
     return lines
 

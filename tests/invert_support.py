@@ -33,7 +33,7 @@ def mine_in_process(run_dir: Path, config: MineConfig, null: bool = True) -> tup
         if config.generator is not None:
             states.append(generate_chunk(run, c))
         states += [extract_chunk(run, e, c) for e in encoders]
-    pairs = [(a, b, False) for a, b in run.plan.pairs()] + ([(config.anchor_model, config.others[0], True)] if null else [])
+    pairs = [p for p in config.pairs if null or not p[2]]  # null=False: the shuffled nulls are left out
     with dask.config.set(scheduler="synchronous"):
         summaries = [pair_statistics(run, a, b, n) for a, b, n in pairs]
     write_manifest(run, write_dictionary(run), {})

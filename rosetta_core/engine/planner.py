@@ -5,7 +5,7 @@ model is run here (the layers of a registry model come from :func:`rosetta_core.
 :mod:`rosetta_core.engine.comoments`:
 
 - model pairs: (G, E) for every encoder, (G, G) with layer pairs ``l <= m``, and the shuffled
-  null (G, first encoder) that the mining flow adds;
+  null (G, E) of every encoder that the mining flow adds;
 - for a layer pair ``a`` ``(ua, ha, wa)``, ``b`` ``(ub, hb, wb)``, the small grid is
   ``(hs, ws) = (min(ha, hb), min(wa, wb))``; the cross moments are one matmul of
   ``2 * ua * ub * n * hs * ws`` FLOPs; projecting a map onto the small grid costs, per image and
@@ -188,8 +188,7 @@ def plan_size(
     g = layers[generator]
     pairs = [_pair(generator, g, e, layers[e], n, chunk, False, threads) for e in encoders]
     pairs.append(_pair(generator, g, generator, g, n, chunk, True, threads))
-    if encoders:  # the shuffled-image null of the mining flow: same cost as its pair
-        null = pairs[0]
+    for null in pairs[:len(encoders)]:  # the mining flow's shuffled-image null of each encoder: same cost as its pair
         pairs.append(PairCost(null.a, f"{null.b} (shuffled null)", null.cross_flops, null.projection_flops,
                               null.moments_bytes, null.table_bytes, null.chunk_task_bytes))
     return RunSize(n, chunk, dtype, units, acts, n * 3 * image_size * image_size, pairs, threads, activations,

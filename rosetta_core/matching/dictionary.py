@@ -44,6 +44,36 @@ class GroundTruth(FactorScore):
     models: dict[str, FactorScore] = {}
 
 
+class NullModelCheck(BaseModel):
+    r: float
+    chance: float
+    beats: bool
+
+
+class NullCheck(BaseModel):
+    """Whether each link of the concept beats the shuffled null's chance level (:mod:`.concept_checks`)."""
+
+    beats: bool
+    models: dict[str, NullModelCheck]
+
+
+class RandomInitModelCheck(BaseModel):
+    matched: int = Field(ge=0)
+    of: int = Field(ge=1)
+
+
+class RandomInitCheck(BaseModel):
+    """How many of the concept's anchor units random-init models match (:mod:`.concept_checks`)."""
+
+    also_random: bool
+    models: dict[str, RandomInitModelCheck]
+
+
+class ConceptChecks(BaseModel):
+    shuffled_null: NullCheck | None = None
+    random_init: RandomInitCheck | None = None
+
+
 class ConceptEntry(BaseModel):
     id: int = Field(ge=0)
     mean_correlation: float
@@ -52,6 +82,7 @@ class ConceptEntry(BaseModel):
     examples: list[int]
     example_files: list[str] | None = Field(default=None, description="an image run's files of the examples")
     ground_truth: GroundTruth | None = Field(default=None, description="runs whose images have ground truth (mini-gen)")
+    checks: ConceptChecks | None = Field(default=None, description="shuffled-null and random-init checks (None: not run)")
 
 
 class PairStats(BaseModel):
@@ -72,6 +103,7 @@ class Dictionary(BaseModel):
     concepts: list[ConceptEntry]
     best_buddies: dict[str, list[list[int]]] = Field(description="model -> (anchor unit, model unit) pairs")
     ground_truth: dict[str, Any] | None = Field(default=None, description="the run's ground-truth summary (mini-gen runs)")
+    checks: dict[str, Any] | None = Field(default=None, description="the concept checks' settings and counts")
 
 
 def upgrade_dictionary(data: dict) -> dict:

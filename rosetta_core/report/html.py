@@ -28,6 +28,7 @@ from ..matching.buddies import best_buddies
 from ..run import location
 from ..run.run import Run
 from . import figures
+from . import checks as concept_checks
 from . import ground_truth as truth
 
 __all__ = ["EXAMPLES", "MAX_CONCEPTS", "TILE", "depth_matrix", "render_report", "short_layer_names"]
@@ -297,7 +298,7 @@ class _Page:
             f"<tbody>{''.join(members)}</tbody></table></details>"
         )
         return (
-            f'<article class="concept" id="concept-{cid}" data-concept="{cid}">{head}{truth.concept_html(concept)}'
+            f'<article class="concept" id="concept-{cid}" data-concept="{cid}">{head}{truth.concept_html(concept)}{concept_checks.concept_html(concept)}'
             f'<div class="rows" style="--k:{max(len(shown), 1)}">{"".join(cells)}</div>{details}</article>'
         )
 
@@ -367,7 +368,7 @@ class _Page:
             '<p class="note">Filled bars: Pearson correlation of every best-buddy pair. Orange outline: '
             "best buddies of the same pair after one model's image order was shuffled (what chance "
             "and shared layout alone give).</p>"
-            f"{hist}{truth.summary_html(self.content)}</section>"
+            f"{hist}{truth.summary_html(self.content)}{concept_checks.summary_html(self.content)}</section>"
         )
         return (
             "<!DOCTYPE html>\n"

@@ -58,6 +58,10 @@ class MineConfig:
     each chunk's co-moments right after its extraction and keeps no maps (the tables are the
     same; the maps are rounded to ``dtype`` first either way): for runs whose maps do not fit
     on disk, at the price of recomputing what needs maps later (the report's example heatmaps).
+    ``random_init``: also mine the random-init companion (:meth:`random_init_companion`), so
+    that every concept records whether random-init encoders match it too; it costs about a
+    second run. Not part of the tables' identity: turning it on for a finished run mines only
+    the companion and rewrites the dictionary and report.
     """
 
     generator: str | None = None
@@ -75,6 +79,7 @@ class MineConfig:
     images: str | None = None
     anchor: str | None = None
     activations: Literal["keep", "none"] = "keep"
+    random_init: bool = True
 
     def __post_init__(self) -> None:
         if self.images is None:  # a run with neither a generator nor images mines the embedded generator
@@ -107,6 +112,8 @@ class MineConfig:
             raise ValueError(f"center={self.center!r}; valid: {', '.join(CENTERS)}")
         if self.seed < 0:
             raise ValueError(f"seed={self.seed} must be >= 0")
+        if not isinstance(self.random_init, bool):
+            raise ValueError(f"random_init={self.random_init!r} must be true or false")
         if self.activations not in ACTIVATIONS:
             raise ValueError(f"activations={self.activations!r}; valid: {', '.join(ACTIVATIONS)} (none: keep no "
                              "activation maps, fold each chunk's co-moments as it is extracted)")
@@ -135,6 +142,27 @@ class MineConfig:
     def others(self) -> tuple[str, ...]:
         """The models paired with the anchor, in order."""
         return tuple(m for m in self.models if m != self.anchor_model)
+
+    @property
+    def pairs(self) -> list[tuple[str, str | None, bool]]:
+        """``(a, b, null)`` of every model pair the run correlates, in this order: the anchor
+        against each other model, the anchor with itself (``b=None``), then the shuffled null
+        of the anchor against each other model (``null=True``: image ``i`` of the anchor with
+        image ``perm[i]`` of the other, :data:`~.statistics.SHUFFLE_SEED`)."""
+        a = self.anchor_model
+        return [(a, m, False) for m in self.others] + [(a, None, False)] + [(a, m, True) for m in self.others]
+
+    def random_init_companion(self) -> "MineConfig | None":
+        """The configuration of this run's random-init companion: the same images, layers and
+        settings with every model but the anchor at seeded random initialisation (the anchor
+        keeps its weights), and no companion of its own. None when ``random_init`` is off or
+        every other model is random already (the run is its own control)."""
+        from ..zoo import weights_for  # the zoo loads torch: only when asked
+
+        if not self.random_init or all(weights_for(m, self.weights) == "random" for m in self.others):
+            return None
+        anchor = self.anchor_model
+        return dataclasses.replace(self, weights=f"random,{anchor}={weights_for(anchor, self.weights)}", random_init=False)
 
     def identity(self) -> dict[str, Any]:
         """The JSON form recorded in the store and the manifest (with the code version)."""

@@ -134,11 +134,8 @@ def needed_bytes(where: str, config: MineConfig, size: RunSize) -> int:
 
 
 def _pair_names(run: "Run") -> list[tuple[str, str | None, bool]]:
-    """The run's pairs in the planner's order: (anchor, other) for each other model, the
-    anchor with itself, and the shuffled null of the first other model."""
-    cfg = run.config
-    a = cfg.anchor_model
-    return [(a, m, False) for m in cfg.others] + [(a, None, False)] + ([(a, cfg.others[0], True)] if cfg.others else [])
+    """The run's pairs in the planner's order (:attr:`MineConfig.pairs`)."""
+    return run.config.pairs
 
 
 def check_fits(where: str, needed: int, config: MineConfig, n: int | None = None, *, done: int = 0) -> None:

@@ -55,11 +55,9 @@ Pair = tuple[str, str | None, bool]
 
 
 def fold_pairs(run: Run) -> list[Pair]:
-    """``(a, b, null)`` of every pair the run folds, as the mining flow computes them: the anchor
-    against each other model, against itself (``b=None``) and the shuffled null of the first other."""
-    cfg = run.config
-    a, others = cfg.anchor_model, cfg.others
-    return [(a, m, False) for m in others] + [(a, None, False)] + ([(a, others[0], True)] if others else [])
+    """``(a, b, null)`` of every pair the run folds: :attr:`MineConfig.pairs`, as the mining flow
+    computes them."""
+    return run.config.pairs
 
 
 def fold_tree(chunks: int) -> list[tuple[int, int, int]]:
@@ -152,6 +150,8 @@ def fold_chunk(run: Run, chunk: int, device: str = "cpu", stats_device: str | No
             store.mark_done(key, chunk, n_chunks)
 
     own_side = (anchor, layers, rows)
+    shuffled = _inverse(plan.n)[start:stop]
+    side_shuffled = None  # the anchor's maps of the images its null pairs take: computed once, for every null
     for pair in pending:  # the anchor with itself first: it needs no other model
         if pair[1] is None:
             _write(run, pair, fold_rows(side_a, None, cfg.center, _where(own_side), stats_device), chunk, chunk + 1)
@@ -166,10 +166,11 @@ def fold_chunk(run: Run, chunk: int, device: str = "cpu", stats_device: str | No
             if not pair[2]:
                 acc = fold_rows(side_a, side_b, cfg.center, _where(own_side, other_side), stats_device)
             else:  # the null: this chunk's images j of `other` against the anchor's images perm^-1[j]
-                shuffled = _inverse(plan.n)[start:stop]
-                again = model_maps(run, anchor, shuffled, layers, device)
-                acc = fold_rows([again.pop(layer) for layer in layers], side_b, cfg.center,
-                                _where((anchor, layers, shuffled), other_side), stats_device)
+                if side_shuffled is None:
+                    again = model_maps(run, anchor, shuffled, layers, device)
+                    side_shuffled = [again.pop(layer) for layer in layers]
+                acc = fold_rows(side_shuffled, side_b, cfg.center, _where((anchor, layers, shuffled), other_side),
+                                stats_device)
             _write(run, pair, acc, chunk, chunk + 1)
     return "computed"
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import __version__
 from ..matching.dictionary import build_dictionary, validate_dictionary
+from .concept_checks import check_concepts
 from .ground_truth import label_concepts
 from .run import Run
 
@@ -50,6 +51,7 @@ def write_dictionary(run: Run, examples: int = 6) -> dict[str, Any]:
             if summary is not None:
                 target[run.pair_name(a, b)] = summary
     label_concepts(run, content)  # "ground_truth" labels and summary, when the generator's world has a truth
+    check_concepts(run, content)  # the shuffled-null and random-init checks of every concept
     validate_dictionary(content)
     run.write_json(run.dictionary_path, content)
     return content
@@ -82,6 +84,15 @@ def write_manifest(run: Run, dictionary: dict[str, Any], seconds: dict[str, floa
         skipped = run.store.attrs.get("skipped_images") or []
         manifest["images"] = plan.images | {"skipped_files": [{"file": f, "reason": r} for f, r in skipped]}
         manifest["summary"]["images"] = {"used": plan.n, "skipped": len(skipped)}
+    checks = dictionary.get("checks")
+    if checks is not None:
+        null, random = checks["shuffled_null"], checks["random_init"]
+        manifest["summary"]["checks"] = {
+            "concepts": len(dictionary["concepts"]),
+            "beat_null": null["beat"] if null["checked"] else None,
+            "also_random": random["also_random"] if random["checked"] else None,
+            "random_init_companion": random["companion"],
+        }
     if "ground_truth" in dictionary:
         manifest["summary"]["ground_truth"] = dictionary["ground_truth"]
     run.store.consolidate()

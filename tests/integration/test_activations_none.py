@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 ENCODERS = ("mini-resnet.sup", "mini-vit.mae")
 PAIRS = [("mini-gen", "mini-resnet.sup", False), ("mini-gen", "mini-vit.mae", False), ("mini-gen", None, False)]
-NULL = ("mini-gen", "mini-resnet.sup", True)
+NULLS = [("mini-gen", "mini-resnet.sup", True), ("mini-gen", "mini-vit.mae", True)]  # a shuffled null per encoder
 
 
 def _config(**kw) -> MineConfig:
@@ -53,14 +53,14 @@ def test_tables_and_moments_equal_the_run_that_keeps_its_maps(runs):
         for key in kept:
             np.testing.assert_array_equal(folded[key], kept[key], err_msg=f"{a} {b} {key}")
         assert json.dumps(none.pair_summary(a, b, null)) == json.dumps(keep.pair_summary(a, b, null))
-    # the null pairs the same images; its chunks group them differently: equal up to float rounding
-    np.testing.assert_allclose(none.table(*NULL), keep.table(*NULL), rtol=0, atol=1e-5)
-    kept, folded = _state(keep.moments(*NULL)), _state(none.moments(*NULL))
-    for key in kept:
-        if kept[key].dtype.kind == "f":  # float32 sums within a chunk: 1e-5 of the array's scale
-            assert np.abs(folded[key] - kept[key]).max() <= 1e-5 * np.abs(kept[key]).max(), key
-        else:  # count, centring, shapes
-            np.testing.assert_array_equal(folded[key], kept[key], err_msg=key)
+    for null in NULLS:  # the null pairs the same images; its chunks group them differently: equal up to float rounding
+        np.testing.assert_allclose(none.table(*null), keep.table(*null), rtol=0, atol=1e-5)
+        kept, folded = _state(keep.moments(*null)), _state(none.moments(*null))
+        for key in kept:
+            if kept[key].dtype.kind == "f":  # float32 sums within a chunk: 1e-5 of the array's scale
+                assert np.abs(folded[key] - kept[key]).max() <= 1e-5 * np.abs(kept[key]).max(), (null, key)
+            else:  # count, centring, shapes
+                np.testing.assert_array_equal(folded[key], kept[key], err_msg=f"{null} {key}")
     d_keep, d_none = keep.dictionary, none.dictionary
     assert d_none["concepts"] == d_keep["concepts"] and d_none["pairs"] == d_keep["pairs"]
     assert d_none["rosetta_units"] == d_keep["rosetta_units"]
@@ -75,7 +75,7 @@ def test_the_store_keeps_images_latents_moments_and_tables_only(runs):
             assert none.maps_key(model, layer) not in none.store
     assert "folds" not in none.store or not list(none.store.group["folds"].keys())  # merged and deleted
     np.testing.assert_array_equal(unit_peaks(none, "mini-gen"), unit_peaks(keep, "mini-gen"))
-    for a, b, null in [*PAIRS, NULL]:
+    for a, b, null in [*PAIRS, *NULLS]:
         assert none.correlation_key(a, b, null) in none.store and none.moments_group(a, b, null) in none.store
     none.tree()  # still opens whole
     size = {r: sum(f.stat().st_size for f in Path(r.store_path).rglob("*") if f.is_file()) for r in (keep, none)}
@@ -127,15 +127,16 @@ def test_a_killed_run_resumes_per_chunk_and_a_grown_run_folds_only_its_new_pairs
     assert states == ["skipped", "computed", "computed", "computed", "computed"]
     assert calls[0] == ("mini-gen__mini-gen", 1, 2)  # chunk 1: only the lost pair again
     assert not any(first == 0 and stop == 1 for _, first, stop in calls)
-    # grown by an encoder: only its pair is folded, every chunk again (the anchor's maps too)
+    # grown by an encoder: only its pair and its null are folded, every chunk again (the anchor's maps too)
     calls.clear()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Run, "write_fold", counted)
         grown, states, _ = mine_in_process(tmp_path / "run", _config(activations="none"))
-    assert states == ["computed"] * 5 and {name for name, _, _ in calls} == {"mini-gen__mini-vit.mae"}
-    for pair in [*PAIRS, NULL]:
+    assert states == ["computed"] * 5 and {name for name, _, _ in calls} == {"mini-gen__mini-vit.mae",
+                                                                                    "mini-gen__mini-vit.mae__shuffled"}
+    for pair in [*PAIRS, *NULLS]:
         np.testing.assert_array_equal(grown.table(*pair), full.table(*pair), err_msg=str(pair))
-    assert fold_pairs(grown)[-1] == NULL
+    assert fold_pairs(grown)[-2:] == NULLS
 
 
 def test_an_image_run_keeping_no_maps_gives_the_same_tables(tmp_path):
@@ -166,9 +167,9 @@ def test_the_mining_flow_folds_chunks_and_merges_them_on_its_cluster(prefect_api
     keep, _, _ = runs
     state = mine(_config(activations="none"), str(tmp_path / "flow"), stats_device="cpu", return_state=True)
     assert state.is_completed(), state
-    assert set(engines) == {"cpu"} and len(engines) == 3 * 4  # 3 chunks x 4 pairs (null included)
+    assert set(engines) == {"cpu"} and len(engines) == 3 * 5  # 3 chunks x 5 pairs (a null per encoder)
     run = Run.open(tmp_path / "flow")
-    for pair in [*PAIRS, NULL]:
+    for pair in [*PAIRS, *NULLS]:
         np.testing.assert_allclose(run.table(*pair), keep.table(*pair), rtol=0, atol=1e-5)
     manifest = json.loads((tmp_path / "flow" / "manifest.json").read_text())
     assert "fold" in manifest["seconds"] and "extract" not in manifest["seconds"]

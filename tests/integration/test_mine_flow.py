@@ -59,7 +59,7 @@ def test_mine_flow_end_to_end_and_rerun_does_nothing(prefect_api, tmp_path):
         f"extract {m} chunk {c}/3" for m in ("mini-resnet.sup", "mini-vit.mae") for c in (1, 2, 3))
     assert sorted(n for n in names if n.startswith("statistics ")) == sorted([
         "statistics mini-gen x mini-resnet.sup", "statistics mini-gen x mini-vit.mae", "statistics mini-gen x mini-gen",
-        "statistics mini-gen x mini-resnet.sup (shuffled null)"])
+        "statistics mini-gen x mini-resnet.sup (shuffled null)", "statistics mini-gen x mini-vit.mae (shuffled null)"])
     assert {"prepare mini-gen run", "dictionary", "report", "manifest"} <= set(names)
     assert artifacts and "concepts" in artifacts[0].data
 
@@ -98,7 +98,7 @@ def test_an_encoder_added_to_a_finished_run_computes_only_its_own_tasks(prefect_
     assert state.is_completed()
     for _ in range(30):  # logs arrive asynchronously
         lines = asyncio.run(_log_lines(state.state_details.flow_run_id))
-        if sum(line.startswith("statistics ") for line in lines) == 5:
+        if sum(line.startswith("statistics ") for line in lines) == 7:
             break
         time.sleep(1)
     # only the new encoder's activations and pairs were computed; the rest was already done
@@ -108,7 +108,8 @@ def test_an_encoder_added_to_a_finished_run_computes_only_its_own_tasks(prefect_
             if line.startswith("statistics ")}
     assert done == {"mini-gen__mini-resnet.sup": "skipped", "mini-gen__mini-vit.mae": "skipped",
                     "mini-gen__mini-clip.rn": "computed", "mini-gen__mini-gen": "skipped",
-                    "mini-gen__mini-resnet.sup__shuffled": "skipped"}
+                    "mini-gen__mini-resnet.sup__shuffled": "skipped", "mini-gen__mini-vit.mae__shuffled": "skipped",
+                    "mini-gen__mini-clip.rn__shuffled": "computed"}
     grown = Run.open(out)
     for e in two:  # the tables already there stay untouched
         np.testing.assert_array_equal(grown.table("mini-gen", e), kept[e])
@@ -117,7 +118,7 @@ def test_an_encoder_added_to_a_finished_run_computes_only_its_own_tasks(prefect_
 
     fresh = tmp_path / "fresh"
     mine(MineConfig(encoders=three, **small), str(fresh))
-    for a, b, null in [*(("mini-gen", e, False) for e in three), ("mini-gen", None, False), ("mini-gen", two[0], True)]:
+    for a, b, null in MineConfig(encoders=three, **small).pairs:
         np.testing.assert_array_equal(grown.table(a, b, null), Run.open(fresh).table(a, b, null), err_msg=f"{a} {b} {null}")
     assert json.loads((out / "dictionary.json").read_text())["concepts"] == \
         json.loads((fresh / "dictionary.json").read_text())["concepts"]

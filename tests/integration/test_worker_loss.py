@@ -93,7 +93,7 @@ def _reduced(out: Path) -> tuple[int, int]:
 
 def _pairs(run: Run) -> list[tuple]:
     """Every pair of the run, the shuffled null included: ``(a, b, null)``."""
-    return [(a, b, False) for a, b in run.plan.pairs()] + [(CONFIG.generator, CONFIG.encoders[0], True)]
+    return run.config.pairs
 
 
 class Killer(threading.Thread):
