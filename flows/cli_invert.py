@@ -19,12 +19,26 @@ from rosetta_core.inversion.losses import ACTS, PIXELS
 
 DEFAULTS = InversionConfig()
 _FIELDS = tuple(f.name for f in dataclasses.fields(InversionConfig))
+#: ``rosetta invert --mode ood`` (its default mode: image files, not the generator's own images)
+#: when ``--act`` / ``--reg-center`` are not given: the settings that validation found best for
+#: both sketches and cartoons (24 scenes of world seed 4242, position-centred n=256 run, 300
+#: steps; bench/results/invert-cpu-ood-act-validation.json, docs/ood-inversion.md), with the
+#: library's alpha 0.1. ``--mode rec``, ``edit`` and ``visualize`` keep the library's defaults
+#: (Eq. 6 and the raw ||z||^2: the paper's, and better for reconstruction, docs/inversion-results.md).
+OOD_DEFAULTS = {"act": "image", "reg_center": "prior"}
 
 
 def config_from_args(args: argparse.Namespace) -> InversionConfig:
     """The InversionConfig the options describe: every config field the command has an option
-    for (argparse ``dest`` = field name); checked by :func:`~rosetta_core.inversion.jobs.check_job`."""
-    return InversionConfig(**{name: getattr(args, name) for name in _FIELDS if hasattr(args, name)})
+    for (argparse ``dest`` = field name); checked by :func:`~rosetta_core.inversion.jobs.check_job`.
+    An option left at ``None`` (``invert``'s ``--act`` and ``--reg-center``) takes its default for
+    the mode: :data:`OOD_DEFAULTS` in ``ood`` mode, else the config's."""
+    given = {name: getattr(args, name) for name in _FIELDS if hasattr(args, name) and getattr(args, name) is not None}
+    if given.get("mode", DEFAULTS.mode) == "ood":
+        for name, value in OOD_DEFAULTS.items():
+            if hasattr(args, name):
+                given.setdefault(name, value)
+    return InversionConfig(**given)
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -87,7 +101,8 @@ def run_visualize(args: argparse.Namespace) -> int:
                     example=args.example, unit=args.unit)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, per_mode: bool = False) -> None:
+    """``per_mode``: ``--reg-center`` defaults per ``--mode`` (``invert``)."""
     p.add_argument("--run", dest="run_dir", required=True,
                    help="a finished mining run: its directory or an fsspec URL such as s3://bucket/runs/x")
     p.add_argument("--out", default=None, help="output folder or URL (default: a folder inside the run)")
@@ -96,17 +111,21 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=DEFAULTS.steps, help=f"optimisation steps (default {DEFAULTS.steps})")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
     p.add_argument("--alpha", type=float, default=DEFAULTS.alpha, help=f"weight of L_reg (default {DEFAULTS.alpha:g})")
-    p.add_argument("--reg-center", choices=REG_CENTERS, default=DEFAULTS.reg_center,
+    default = (f"default {OOD_DEFAULTS['reg_center']} with --mode ood (chosen on validation scenes), "
+               f"{DEFAULTS.reg_center} with --mode rec") if per_mode else f"default {DEFAULTS.reg_center}"
+    p.add_argument("--reg-center", choices=REG_CENTERS, default=None if per_mode else DEFAULTS.reg_center,
                    help="L_reg of the raw latent ('zero', the paper's ||z||^2) or of the latent standardised by the "
                    "generator's prior ('prior': the same for N(0, I) generators; for mini-gen, better layouts of "
-                   f"cartoon-like images with --mode ood); default {DEFAULTS.reg_center}")
+                   f"sketches and cartoons with --mode ood); {default}")
     p.add_argument("--lr", type=float, default=DEFAULTS.lr, help="Adam learning rate (default: the generator's zoo entry)")
     p.add_argument("--device", default="cpu", help="where the models run: cpu, cuda, cuda:1, ...")
 
 
-def _act(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--act", choices=ACTS, default=DEFAULTS.act,
-                   help=f"how matched maps are compared (default {DEFAULTS.act}): dataset = the paper's Eq. 6 (each "
+def _act(p: argparse.ArgumentParser, per_mode: bool = False) -> None:
+    default = (f"default {OOD_DEFAULTS['act']} with --mode ood (chosen on validation scenes), {DEFAULTS.act} with "
+               "--mode rec") if per_mode else f"default {DEFAULTS.act}"
+    p.add_argument("--act", choices=ACTS, default=None if per_mode else DEFAULTS.act,
+                   help=f"how matched maps are compared ({default}): dataset = the paper's Eq. 6 (each "
                         "map normalised by the pair's dataset statistics); image = each pair's correlation over the "
                         "image's own positions (for out-of-distribution images such as cartoons; see README)")
 
@@ -116,11 +135,12 @@ def add_invert_commands(sub: argparse._SubParsersAction) -> None:
                        description="Optimise the generator's latent so its matched units' maps correlate with the "
                        "encoders' maps of each image (paper Eq. 5-7). Writes result.png, strip.png, latent.npy, "
                        "metrics.json per image; images already done with the same settings are skipped.")
-    _common(p)
+    _common(p, per_mode=True)
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...) or URLs")
-    _act(p)
+    _act(p, per_mode=True)
     p.add_argument("--mode", choices=MODES, default=DEFAULTS.mode,
-                   help=f"ood: guidance only (Eq. 5); rec: + reconstruction (Eq. 7) (default {DEFAULTS.mode})")
+                   help=f"ood: guidance only (Eq. 5), with --act {OOD_DEFAULTS['act']} --reg-center "
+                        f"{OOD_DEFAULTS['reg_center']} unless given; rec: + reconstruction (Eq. 7) (default {DEFAULTS.mode})")
     p.add_argument("--beta", type=float, default=DEFAULTS.beta,
                    help=f"weight of L_act in rec mode (default {DEFAULTS.beta:g}; 0 = baseline)")
     p.add_argument("--pixel", choices=PIXELS, default=DEFAULTS.pixel, help=f"pixel loss in rec mode (default {DEFAULTS.pixel})")
