@@ -361,6 +361,70 @@ def table1(results: Results, name: str) -> str:
             f"best PSNR: {best}; `bench/results/{name}.json`.\n")
 
 
+def _ci_text(ci: dict, spec: str) -> str:
+    return f"{ci['diff']:+{spec}} [{ci['ci_lo']:+{spec}}, {ci['ci_hi']:+{spec}}]"
+
+
+@block
+def table1_test(results: Results, name: str) -> str:
+    """Table 1 on test scenes from per-scene records: each guided row's difference from
+    reconstruction only over the same scenes, with its paired bootstrap 95% interval."""
+    r = results(name)
+    rows = r.table1
+    head = ("| objective | matched pairs | scenes | PSNR | SSIM | PSNR - reconstruction only [95% CI] | "
+            "SSIM - reconstruction only [95% CI] |")
+    lines = [head, "| --- | --- | --- | --- | --- | --- | --- |"]
+    for label, row in rows.items():
+        if label == "reconstruction only":
+            diffs = "(baseline) | (baseline)"
+        else:
+            diffs = f"{_ci_text(row.psnr_diff_ci, '.2f')} dB | {_ci_text(row.ssim_diff_ci, '.4f')}"
+        lines.append(f"| {label} | {row.pairs} | {row.scenes} | {row.psnr:.2f} | {row.ssim:.3f} | {diffs} |")
+    a = r.args
+    return ("\n".join(lines) + f"\n\nTest scenes 0-{rows['reconstruction only'].scenes - 1} of world seed "
+            f"{a.scene_seed}, {a.steps} steps, beta {a.beta}, device {a.device}; paired bootstrap over scenes "
+            f"(10,000 resamples); `bench/results/{name}.json`.\n")
+
+
+@block
+def ood_test(results: Results, name: str) -> str:
+    """OOD layout on test scenes: guided vs pixel baseline per style, the mean gain with its
+    paired bootstrap 95% interval, the layout rates, and whether the claim's criterion holds
+    (docs/success-criteria.md: gain >= 0.1 and its interval above 0)."""
+    r = results(name)
+    o = r.ood
+    head = ("| style | scenes | guided layout IoU | pixel baseline | gain [95% CI] | layout recovered: guided | "
+            "pixel | guidance beats the baseline? |")
+    lines = [head, "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for style in ("sketch", "cartoon"):
+        if style not in o:
+            continue
+        x = o[style]
+        met = x.gain >= 0.1 and x.gain_ci.ci_lo > 0
+        lines.append(f"| {style} | {x.scenes} | {x.guided_iou:.3f} | {x.pixel_iou:.3f} | {_ci_text(x.gain_ci, '.3f')} | "
+                     f"{x.guided_layout_rate:.0%} | {x.pixel_layout_rate:.0%} | {'**yes**' if met else '**no**'} |")
+    some = next(o[s] for s in ("sketch", "cartoon") if s in o)
+    return ("\n".join(lines) + f"\n\nTest scenes 0-{o.scenes - 1} of world seed {o.seed}, {r.args.steps} steps; guided: "
+            f"`act {some.act}`, `reg_center {some.reg_center}`, alpha {some.alpha:g} (the defaults of `rosetta invert`); "
+            f"layout recovered: {some.layout_criterion}; `bench/results/{name}.json`.\n")
+
+
+@block
+def edits_test(results: Results, name: str) -> str:
+    """Edit success rates on test trials under docs/success-criteria.md (met: >= 80% over >= 50 trials)."""
+    r = results(name)
+    lines = ["| edit | fit, hold, box | trials | successes | success rate | met (>= 80%, >= 50 trials)? | criterion |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for kind, row in r.edits.items():
+        met = row.success_trials >= 50 and row.success_rate >= 0.8
+        lines.append(f"| {kind} | {row.fit}, {row.hold:g}, {'on' if row.box else 'off'} | {row.success_trials} | "
+                     f"{row.successes} | {row.success_rate:.0%} | {'**yes**' if met else '**no**'} | {row.criterion} |")
+    a = r.args
+    return ("\n".join(lines) + f"\n\nTrials: mini-gen images `sample_latents({a.edit_seed}, i)`, i = {a.edits_first}-"
+            f"{int(a.edits_first) + int(a.edits) - 1} (in no run); a trial counts when its source has a measurable "
+            f"foreground; {a.steps} steps; `bench/results/{name}.json`.\n")
+
+
 @block
 def inversion_speed(results: Results, name: str) -> str:
     """Seconds per 500 steps of one image (``bench/invert.py --parts speed``)."""
