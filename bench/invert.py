@@ -3,11 +3,24 @@
 Usage::
 
     python bench/invert.py --run RUN [--n 200] [--steps 500] [--edits 50] [--parts table1,ood,edits,speed] [--table1-sets all]
+                           [--scene-seed 31337] [--ood-seed 31337] [--edit-seed 27182] [--progress FILE.jsonl]
                            [--edits-first 0] [--edit-fit mse|corr] [--edit-hold H] [--edit-box on|off] [--edit-pad mean|zero] [--edit-kinds shift,zoom,remove]
-                           [--ood-reg sketch=zero:3:dataset,cartoon=prior:1:dataset] [--reg-center prior|zero]
+                           [--ood-reg sketch=prior:0.1:image,cartoon=prior:0.1:image] [--reg-center prior|zero]
                            [--gen-weights FILE] [--device cpu] [--threads 2] [--json out.json]
 
-- table1: invert ``--n`` held-out scenes (real renders of world seed HELD_OUT_SEED, never seen in
+Seeds (DESIGN §7, docs/inversion-results.md "Test seeds"): settings are chosen on validation
+data (OOD: ``--ood-seed 4242``; edits: run images 200-255); the reported checks run once on the
+test seeds, the defaults: world seed TEST_SEED (31337) for Table 1, OOD and speed scenes, and
+for edits ``--edit-seed 27182`` (mini-gen images that no run holds). HELD_OUT_SEED (90210) and
+run images 0-49 were reused before issue 21 and are spent.
+
+``--progress FILE.jsonl`` makes a run resumable: each scene's (or trial's) values are appended
+as soon as its chunk (``--batch``) finishes, a rerun with the same settings skips them, and
+every reported number is computed from those per-scene records. Differences (guided - pixel
+IoU per style, each guided Table 1 row - reconstruction only) carry their paired bootstrap 95%
+interval over scenes (``rosetta_core.evidence.paired_bootstrap_ci``).
+
+- table1: invert ``--n`` scenes (real renders of world seed ``--scene-seed``, never seen in
   mining) with reconstruction only (pixel L2 + perceptual, ``beta=0``) vs + Rosetta guidance
   with the matches of each encoder of the run and of all of them; PSNR and SSIM, ratios vs
   the baseline measured in the same process.
@@ -19,7 +32,8 @@ Usage::
   alpha and L_act (Eq. 6 or per image, ``InversionConfig.act``) of each style's guided
   inversions (``--ood-reg``, default :data:`OOD_REG`) were chosen on validation scenes
   (``--ood-seed 4242``).
-- edits: on the run's own generated images (``--edits`` trials from run image ``--edits-first``):
+- edits: on the run's own generated images (``--edits`` trials from run image ``--edits-first``),
+  or with ``--edit-seed S`` on mini-gen images ``sample_latents(S, i)`` that no run holds:
   shift by 1/4 towards the side with room, 2x zoom, remove the concept most active on the object.
   Each edit's ``success_rate`` is its criterion of ``rosetta_core.inversion.criteria``
   (docs/success-criteria.md, recorded as ``criterion``), over the trials whose source has a
@@ -153,6 +167,7 @@ def table1(ctx, n, steps, batch, sets=None, seed=TEST_SEED, progress=None) -> di
     if "all" in sets:
         configs.append(("+ all matches", known))
     scenes = list(range(n))
+    setups = []
     for name, which in configs:
         matches = encoder_matches(run, which) if which else None
         cfg = InversionConfig(mode="rec", steps=steps, beta=ctx["beta"] if which else 0.0, reg_center=ctx["reg_center"])
@@ -164,7 +179,13 @@ def table1(ctx, n, steps, batch, sets=None, seed=TEST_SEED, progress=None) -> di
             return [{"scene": int(i), "psnr": float(p), "ssim": float(q), "seconds": secs / len(idx)}
                     for i, p, q in zip(idx, psnr, ssim)]
 
-        recs = _resumable(progress, f"table1/{name}", scenes, batch, work)
+        setups.append((name, matches, work))
+    # every row on one chunk of scenes before the next chunk: a stopped run leaves paired rows
+    for s in range(0, n, batch):
+        for name, _, work in setups:
+            _resumable(progress, f"table1/{name}", scenes[s : s + batch], batch, work)
+    for name, matches, work in setups:
+        recs = _resumable(progress, f"table1/{name}", scenes, batch, work)  # all recorded: reads them
         rows[name] = {"psnr": float(np.mean([r["psnr"] for r in recs])), "ssim": float(np.mean([r["ssim"] for r in recs])),
                       "pairs": matches.n_pairs if matches else 0, "seconds": float(sum(r["seconds"] for r in recs)),
                       "scenes": len(recs), "psnrs": [r["psnr"] for r in recs], "ssims": [r["ssim"] for r in recs]}
