@@ -574,6 +574,9 @@ def main() -> int:
     if "edits" in parts:
         prov.seeds["edit_trials"] = (f"run images {args.edits_first}-{args.edits_first + args.edits - 1}" if args.edit_seed is None else
                                      f"mini-gen sample_latents({args.edit_seed}, {args.edits_first}..{args.edits_first + args.edits - 1})")
+    if progress is not None:
+        # the numbers come from these records, possibly written by earlier (interrupted) runs
+        results["progress"] = {"file": str(args.progress), "records": len(progress.records)}
     results["provenance"] = prov.finish()
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
