@@ -91,7 +91,7 @@ def random_init_check(anchor_units: list[int], members: Mapping[str, list[dict]]
     ``also_random`` when, for at least one model, that is at least ``share`` of them. Returns
     ``{"also_random": bool, "models": {m: {"matched": count, "of": total}}}``, or None when no
     model of the concept was mined at random init."""
-    units = np.asarray(sorted(set(int(u) for u in anchor_units)), dtype=np.int64)
+    units = np.asarray(sorted({int(u) for u in anchor_units}), dtype=np.int64)
     if len(units) == 0:
         raise ValueError("a concept has no anchor units")
     models = {}
@@ -99,7 +99,7 @@ def random_init_check(anchor_units: list[int], members: Mapping[str, list[dict]]
         if m not in matched:
             continue
         count = int(np.isin(units, matched[m]).sum())
-        models[m] = {"matched": count, "of": int(len(units))}
+        models[m] = {"matched": count, "of": len(units)}
     if not models:
         return None
     also = any(v["matched"] >= share * v["of"] for v in models.values())

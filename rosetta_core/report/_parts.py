@@ -242,9 +242,8 @@ def _centring_html(center: str, true_mean: float | None, null_mean: float | None
         "prior (both fire near the image centre, or along the borders) still correlate when "
         "nothing in the images links them: even when one model's image order is shuffled, so "
         "that its maps belong to other images, such units come out as best buddies. Subtracting "
-        "each position's mean over images removes that shared layout. Measured on this "
-        "project's models, the shuffled null's best-buddy correlations fell from 0.61-0.65 "
-        "(global) to at most 0.08 (position), while true matches kept 0.6-0.8.</p>",
+        "each position's mean over images removes that shared layout (measurements on the "
+        "embedded zoo: docs/centring.md of the project).</p>",
     ]
     if null_mean is not None and null_pair is not None:
         sentence = (

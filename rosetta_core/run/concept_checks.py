@@ -10,8 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..matching.concept_checks import (NULL_QUANTILE, RANDOM_INIT_SHARE, chance_level, null_check,
-                                       random_init_check, random_init_matched)
+from ..matching.concept_checks import (
+    NULL_QUANTILE,
+    RANDOM_INIT_SHARE,
+    chance_level,
+    null_check,
+    random_init_check,
+    random_init_matched,
+)
 from . import location
 from .run import Run
 
@@ -62,7 +68,7 @@ def check_concepts(run: Run, content: dict[str, Any]) -> None:
             "companion": COMPANION if companion is not None else None,
             "weights": None if companion is None else companion.config.weights,
             "share": RANDOM_INIT_SHARE,
-            "matched_anchor_units": {m: int(len(v)) for m, v in matched.items()},
+            "matched_anchor_units": {m: len(v) for m, v in matched.items()},
             "checked": randoms,
             "also_random": also,
         },

@@ -345,9 +345,13 @@ class Run:
 
     def _same_config(self, recorded: dict[str, Any] | None) -> bool:
         """``recorded`` (a manifest's config) is this run's configuration; fields added to
-        :class:`MineConfig` since it was written count as their defaults."""
+        :class:`MineConfig` since it was written count as their defaults, except
+        ``random_init``: a run written before it has no random-init companion (and one shuffled
+        null), so asking for the companion finishes it (only what is missing is computed)."""
+        if recorded is None:
+            return False
         try:
-            return recorded is not None and MineConfig.from_identity(recorded) == self.config
+            return MineConfig.from_identity({"random_init": False} | recorded) == self.config
         except TypeError:  # a field this code does not know: written by a newer version
             return False
 

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from flow_runs import log_lines
 
 from rosetta_core.matching.dictionary import validate_dictionary
 
@@ -72,17 +73,6 @@ def test_mine_flow_end_to_end_and_rerun_does_nothing(prefect_api, tmp_path):
     assert (run_dir / "manifest.json").stat().st_mtime_ns == written
 
 
-async def _log_lines(flow_run_id) -> list[str]:
-    """Log messages of a flow run and its subflows."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId, LogFilter, LogFilterFlowRunId
-
-    async with get_client() as client:
-        children = await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
-        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id, *(c.id for c in children)])))
-    return [log.message for log in logs]
-
 
 def test_an_encoder_added_to_a_finished_run_computes_only_its_own_tasks(prefect_api, tmp_path):
     from flows.mine import mine
@@ -97,7 +87,7 @@ def test_an_encoder_added_to_a_finished_run_computes_only_its_own_tasks(prefect_
     state = mine(MineConfig(encoders=three, **small), str(out), return_state=True)
     assert state.is_completed()
     for _ in range(30):  # logs arrive asynchronously
-        lines = asyncio.run(_log_lines(state.state_details.flow_run_id))
+        lines = asyncio.run(log_lines(state.state_details.flow_run_id))
         if sum(line.startswith("statistics ") for line in lines) == 7:
             break
         time.sleep(1)

@@ -22,6 +22,7 @@ from pathlib import Path
 import distributed
 import numpy as np
 import pytest
+from flow_runs import log_lines
 from invert_support import mine_in_process
 
 from flows.cluster import NO_WORKERS_ENV
@@ -197,16 +198,6 @@ def _start_worker(address: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-async def _log_lines(flow_run_id) -> list[str]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId, LogFilter, LogFilterFlowRunId
-
-    async with get_client() as client:
-        children = await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
-        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id, *(c.id for c in children)])))
-    return [log.message for log in logs]
-
 
 def test_workers_that_die_for_good_fail_the_run_clearly_and_a_rerun_resumes(
         prefect_api, baseline, no_models_here, tmp_path, monkeypatch):
@@ -233,7 +224,7 @@ def test_workers_that_die_for_good_fail_the_run_clearly_and_a_rerun_resumes(
         again = _mine(address, out)
         assert again.is_completed(), again
         for _ in range(30):  # logs arrive asynchronously
-            lines = asyncio.run(_log_lines(again.state_details.flow_run_id))
+            lines = asyncio.run(log_lines(again.state_details.flow_run_id))
             if any(line.startswith("extract:") for line in lines):
                 break
             time.sleep(1)

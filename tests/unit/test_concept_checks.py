@@ -5,8 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from rosetta_core.matching.concept_checks import (chance_level, null_check, random_init_check,
-                                                  random_init_matched)
+from rosetta_core.matching.concept_checks import (
+    chance_level,
+    null_check,
+    random_init_check,
+    random_init_matched,
+)
 from rosetta_core.run import MineConfig
 
 
