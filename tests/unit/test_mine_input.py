@@ -183,3 +183,8 @@ def test_runs_written_before_image_runs_existed_are_still_this_configuration(tmp
     (tmp_path / "manifest.json").write_text(json.dumps({"complete": True, "config": recorded}))
     assert Run(tmp_path, config).finished() is not None
     assert Run(tmp_path, MineConfig(weights="random", n=800)).finished() is None
+    # written before the random-init companion existed: it had none, so asking for one is more work
+    del recorded["random_init"]
+    (tmp_path / "manifest.json").write_text(json.dumps({"complete": True, "config": recorded}))
+    assert Run(tmp_path, config).finished() is None
+    assert Run(tmp_path, MineConfig(weights="random", n=400, random_init=False)).finished() is not None
