@@ -66,6 +66,7 @@ def fold_chunks(
             if where is None:
                 raise
             raise ValueError(where(err, i)) from None
+        a = b = None  # this chunk's maps go before the next is read (one chunk in memory, not two)
     if acc is None:
         raise ValueError("fold_chunks got no chunks; give at least one (a, b) chunk of images")
     return acc if state is None else state.write_back()

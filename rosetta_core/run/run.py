@@ -208,6 +208,97 @@ class Run:
         if key in self.store:
             del self.store.group[key]
 
+    # -- blocks of a pair cut to a memory budget (rosetta_core.run.statistics) ----------------
+    def blocks_group(self, a: str, b: str | None, null: bool = False) -> str:
+        """``blocks/<pair>``: the co-moments of each block of units of a pair whose statistics
+        are cut to a memory budget, while the pair is computed (attribute ``blocks``: the cut)."""
+        return f"blocks/{self.pair_name(a, b, null)}"
+
+    def block_key(self, a: str, b: str | None, null: bool, block) -> str:
+        """``blocks/<pair>/<rows>_<cols>``: one block's co-moments (one packed array)."""
+        (r0, r1), (c0, c1) = block.rows, block.cols
+        return f"{self.blocks_group(a, b, null)}/{r0}-{r1}_{c0}-{c1}"
+
+    def start_blocks(self, a: str, b: str | None, null: bool, blocks: list) -> None:
+        """Record the pair's cut; blocks stored under another cut (a run resumed with another
+        budget) are deleted first."""
+        key, cut = self.blocks_group(a, b, null), [[*k.rows, *k.cols] for k in blocks]
+        if key in self.store and self.store.group[key].attrs.get("blocks") != cut:
+            del self.store.group[key]
+        if key not in self.store:
+            self.store.group.create_group(key, attributes={"blocks": cut})
+
+    def write_block(self, a: str, b: str | None, null: bool, block, acc: CoMoments) -> None:
+        """Store one block's co-moments, marked ``done`` last."""
+        self.store.write_state(self.block_key(a, b, null, block), acc.state_dict(), {"done": True})
+
+    def block_done(self, a: str, b: str | None, null: bool, block) -> bool:
+        key = self.block_key(a, b, null, block)
+        return key in self.store and "done" in self.store.group[key].attrs
+
+    def read_block(self, a: str, b: str | None, null: bool, block) -> CoMoments:
+        return CoMoments.from_state_dict(self.store.read_state(self.block_key(a, b, null, block)))
+
+    def drop_blocks(self, a: str, b: str | None, null: bool = False) -> None:
+        """Delete a pair's block states (once its moments and table are assembled)."""
+        key = self.blocks_group(a, b, null)
+        if key in self.store:
+            del self.store.group[key]
+
+    def moments_template(self, a: str, b: str | None, null: bool = False) -> None:
+        """The pair's ``moments`` group laid out as :meth:`write_moments` writes it, with arrays
+        of zeros that :meth:`write_moments_block` fills block by block."""
+        group, plan, symmetric = self.moments_group(a, b, null), self.plan, b is None
+        layers_a, layers_b = plan.layers[a], plan.layers[b or a]
+        self.store.replace_group(group, {
+            "n": int(plan.n), "center": str(self.config.center), "symmetric": symmetric,
+            "shapes_a": [list(s) for _, s in layers_a], "shapes_b": [list(s) for _, s in layers_b],
+            "layers_a": [l for l, _ in layers_a], "layers_b": [l for l, _ in layers_b],
+        })
+        for side, model, layers in (("a", a, layers_a), ("b", b or a, layers_b)):
+            if side == "b" and symmetric:
+                continue
+            offsets = plan.offsets(model)
+            for layer, shape in layers:
+                self.store.create_variables(f"{group}/mean_{side}/{layer}", {"mean": (("unit", "y", "x"), shape)},
+                                            {"unit": offsets[layer] + np.arange(shape[0])})
+        off_a, off_b = plan.offsets(a), plan.offsets(b or a)
+        for l, (la, sa) in enumerate(layers_a):
+            for m, (lb, sb) in enumerate(layers_b):
+                if symmetric and m < l:
+                    continue
+                self.store.create_variables(
+                    f"{group}/layer_pairs/{la}/{lb}",
+                    {"m2_a": (("unit_a",), (sa[0],)), "m2_b": (("unit_b",), (sb[0],)),
+                     "cross": (("unit_a", "unit_b"), (sa[0], sb[0]))},
+                    {"unit_a": off_a[la] + np.arange(sa[0]), "unit_b": off_b[lb] + np.arange(sb[0])},
+                )
+
+    def write_moments_block(self, a: str, b: str | None, null: bool, block, acc: CoMoments) -> None:
+        """Write one block's co-moments into their regions of the pair's :meth:`moments_template`
+        (one writer at a time: regions share stored chunks). A self pair's block off the
+        diagonal also writes the transposed cross moments of a layer it shares with its mirror."""
+        from .statistics import _slices
+
+        group, plan, symmetric = self.moments_group(a, b, null), self.plan, b is None
+        layers_a, layers_b = plan.layers[a], plan.layers[b or a]
+        pieces_a = _slices(layers_a, block.rows)
+        diagonal = symmetric and block.rows == block.cols
+        pieces_b = pieces_a if diagonal else _slices(layers_b, block.cols)
+        arr = self.store.array
+        for side, pieces, means in (("a", pieces_a, acc.mean_a_), ("a" if symmetric else "b", pieces_b, acc.mean_b_)):
+            for (i, lo, hi), mean in zip(pieces, means):
+                names = layers_a if side == "a" else layers_b
+                arr(f"{group}/mean_{side}/{names[i][0]}/mean")[lo:hi] = mean
+        for p, q in acc.pairs():
+            (l, a0, a1), (m, b0, b1) = pieces_a[p], pieces_b[q]
+            node = f"{group}/layer_pairs/{layers_a[l][0]}/{layers_b[m][0]}"
+            arr(f"{node}/cross")[a0:a1, b0:b1] = acc.cross_[p, q]
+            arr(f"{node}/m2_a")[a0:a1] = acc.m2_a_[p, q]
+            arr(f"{node}/m2_b")[b0:b1] = acc.m2_b_[p, q]
+            if symmetric and not diagonal and l == m:
+                arr(f"{node}/cross")[b0:b1, a0:a1] = acc.cross_[p, q].T
+
     @property
     def keeps_maps(self) -> bool:
         """True when the run stores every activation map (``activations="keep"``, recorded in

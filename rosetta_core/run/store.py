@@ -200,6 +200,26 @@ class RunStore:
             dims, values = value if isinstance(value, tuple) else ((name,), value)
             self._write(node, name, np.asarray(values), dims, {})
 
+    def create_variables(
+        self,
+        group: str,
+        variables: dict[str, tuple[Sequence[str], Sequence[int]]],
+        coords: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        """Create float64 arrays ``variables`` name -> ``(dims, shape)`` in ``group``, filled with
+        zeros (replacing what is there), for region writes later (``store.array(key)[...] = ``),
+        with coordinate arrays ``coords`` along the dimensions of their names (as
+        :meth:`write_variables` labels them)."""
+        node = self.group.require_group(group)
+        for name, (dims, shape) in variables.items():
+            if name in node:
+                del node[name]
+            shape = tuple(int(v) for v in shape)
+            node.create_array(name, shape=shape, chunks=shape, dtype="float64", dimension_names=list(dims),
+                              compressors=_codecs(), fill_value=0)
+        for name, values in (coords or {}).items():
+            self._write(node, name, np.asarray(values), (name,), {})
+
     def _write(self, node: zarr.Group, name: str, values: np.ndarray, dims: Sequence[str], attrs: dict) -> None:
         if name in node:
             del node[name]

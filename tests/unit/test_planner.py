@@ -43,7 +43,10 @@ def test_exact_counts_of_a_small_run(size):
     # projections: g1 on 4x4 (own), g2 on 4x4 and on 8x8 (own)
     assert self_pair.task_bytes == 4 * 4 * 224 + 4 * 224 + 4 * 4 * (2 * 16 + 3 * 16 + 3 * 64) + 2 * 4 * 9 + 2064 == 10968
     assert null == type(null)(pair.a, "E (shuffled null)", *[getattr(pair, f) for f in
-                              ("cross_flops", "projection_flops", "moments_bytes", "table_bytes", "chunk_task_bytes")])
+                              ("cross_flops", "projection_flops", "moments_bytes", "table_bytes", "chunk_task_bytes",
+                               "table_task_bytes", "blocks")])
+    # no budget: no pair is cut; the table task holds the moments, the table, its work copy and a byte per entry
+    assert [len(p.blocks) for p in size.pairs] == [1, 1, 1] and pair.table_task_bytes == 2272 + 2 * 100 + 25
     assert size.total_flops == 2 * (2000 + 11520) + 14720 + 23040 == 64800
     assert size.units == {"G": 5, "E": 5}
     assert size.activation_bytes == {"G": 10 * 4 * (32 + 192), "E": 10 * 4 * 20}
