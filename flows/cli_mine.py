@@ -75,6 +75,11 @@ def add_mine_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stats-device", default=None, metavar="DEVICE",
                    help="reduce the pair statistics with the torch engine on this device (cuda, cuda:1; workers with "
                    "--resources GPU=1); default: the numpy engine on the CPUs, which is faster there")
+    p.add_argument("--memory-limit", default=None, metavar="SIZE",
+                   help="memory of one worker that reduces statistics, e.g. 24GB: a pair whose tasks would take more "
+                   "than 80%% of it is reduced in blocks of units (same tables); without --dask-address the run also "
+                   "starts 2 worker processes with this limit for the statistics. Default: the Dask workers' own "
+                   "limit, else 80%% of RAM (of the GPU's memory with --stats-device cuda). `rosetta plan` shows the blocks")
     p.add_argument("--overwrite", action="store_true", help="discard a run of another configuration (or changed --images) in --out; a finished run of this "
                    "configuration is kept")
     p.add_argument("--verbose", action="store_true", help="show Prefect's and Dask's logs in the terminal")
@@ -92,7 +97,7 @@ def run_mine(args: argparse.Namespace) -> int:
 
     progress.show(sys.stderr.isatty() or args.progress)
     result = mine(config, args.out, device=args.device, dask_address=args.dask_address, overwrite=args.overwrite,
-                  stats_device=args.stats_device,
+                  stats_device=args.stats_device, memory_limit=args.memory_limit,
                   plugins=args.plugin)
     if result["status"] == "complete":
         print(f"{result['location']} is already complete (manifest.json matches this configuration); nothing to do")

@@ -32,7 +32,9 @@ def run_plan(args: argparse.Namespace) -> int:
         raise ValueError(f"--gpu {args.gpu!r} is not a known class; valid: {', '.join(GPU_FP32_TFLOPS)} (or give --gpu-tflops)")
     config = config_from_args(args)
     layers, image = disk.run_layers(config)
-    size = disk.run_size(config, threads=args.threads)
+    limit, budget = memory_budget(args.memory_limit)
+    # a run that keeps no activations folds whole pairs as it extracts: nothing is cut into blocks
+    size = disk.run_size(config, threads=args.threads, budget=budget if config.activations == "keep" else None)
     out = args.out or f"runs/{args.generator}"
     needed = disk.needed_bytes(out, config, size)
     rate = matmul_flop_rate()
@@ -46,8 +48,13 @@ def run_plan(args: argparse.Namespace) -> int:
             "activations": size.activations, "fold_bytes": size.fold_bytes, "disk_bytes": size.disk_bytes,
             "out": out, "needed_bytes": needed,
             "free_bytes": None if location.is_url(out) else disk.free_bytes(out),
+            "memory_limit": limit, "memory_limit_given": args.memory_limit, "budget": size.budget,
             "pairs": [{"a": p.a, "b": p.b, "cross_flops": p.cross_flops, "projection_flops": p.projection_flops,
-                       "moments_bytes": p.moments_bytes, "table_bytes": p.table_bytes, "task_bytes": p.task_bytes}
+                       "moments_bytes": p.moments_bytes, "table_bytes": p.table_bytes, "task_bytes": p.task_bytes,
+                       "chunk_task_bytes": p.chunk_task_bytes, "merge_task_bytes": p.merge_task_bytes,
+                       "table_task_bytes": p.table_task_bytes,
+                       "blocks": [{"rows": list(k.rows), "cols": list(k.cols), "task_bytes": k.task_bytes}
+                                  for k in p.blocks]}
                       for p in size.pairs],
             "total_flops": size.total_flops, "machine_flop_rate": rate, "seconds_here": size.seconds(rate),
             "gpu": gpu_name, "seconds_gpu": size.seconds(tflops * 1e12) if tflops else None,
@@ -70,9 +77,20 @@ def run_plan(args: argparse.Namespace) -> int:
     for p in size.pairs:
         print(f"  pair {p.a} x {p.b}: cross moments {p.cross_flops / 1e9:.2f} GFLOP, projections "
               f"{p.projection_flops / 1e9:.2f} GFLOP, moments+table {_bytes(p.moments_bytes + p.table_bytes)}, "
-              f"Dask task peak {_bytes(p.task_bytes)}")
+              f"Dask task peak {_bytes(p.task_bytes)}" + (f", in {len(p.blocks)} blocks of units" if p.split else ""))
+        if p.split and "(shuffled null)" not in p.b:  # a null is cut as its pair
+            print("      blocks (units of a x units of b: largest task): " + ", ".join(
+                f"{k.rows[0]}-{k.rows[1]} x {k.cols[0]}-{k.cols[1]}: {_bytes(k.task_bytes)}" for k in p.blocks))
     print(f"  total: {size.total_flops / 1e9:.2f} GFLOP; store {_bytes(size.store_bytes)}; "
           f"peak memory per Dask task {_bytes(size.peak_task_bytes)} ({size.threads} threads each)")
+    where = "given" if args.memory_limit else "80% of this machine's RAM: the default off a Dask worker"
+    split = sum(p.split for p in size.pairs)
+    if size.budget is not None:
+        print(f"  memory limit {_bytes(limit)} per worker ({where}): tasks of at most {_bytes(size.budget)} "
+              f"(80%: Dask pauses a worker there); {split} of {len(size.pairs)} pairs cut into blocks")
+    else:
+        print(f"  memory limit {_bytes(limit)} per worker ({where}): not applied, a run that keeps no activations "
+              "folds whole pairs")
     if size.activations == "none":
         print(f"  activations none: no maps stored (they would take {_bytes(sum(size.activation_bytes.values()))}); "
               f"up to {_bytes(size.fold_bytes)} more of partial co-moments while the run folds its chunks")
@@ -85,6 +103,20 @@ def run_plan(args: argparse.Namespace) -> int:
     print("  (times are lower bounds for the correlation step: FLOPs at the measured/peak rate; model forward passes not included)")
     disk.check_fits(out, needed, config, done=size.disk_bytes - needed)  # one line and exit status 2 when it will not fit
     return 0
+
+
+def memory_budget(memory_limit: str | None) -> tuple[int, int]:
+    """``(limit, budget)`` in bytes: ``--memory-limit`` (or 80% of this machine's RAM) and what
+    one task of one thread per worker may take of it."""
+    from dask.utils import parse_bytes
+
+    from rosetta_core.engine.planner import machine_memory_limit, task_budget
+
+    try:
+        limit = machine_memory_limit() if memory_limit is None else parse_bytes(memory_limit)
+    except ValueError:
+        raise ValueError(f"--memory-limit {memory_limit!r} is not a memory size; valid: e.g. 24GB, 1.5GiB") from None
+    return limit, task_budget(limit)
 
 
 def _disk_line(out: str, needed: int, size) -> str:
@@ -121,6 +153,9 @@ def add_plan_command(sub: argparse._SubParsersAction) -> None:
     add_config_options(p)
     p.add_argument("--threads", type=int, default=None,
                    help="threads of one statistics task on the workers (default: ROSETTA_THREADS or this machine's CPUs)")
+    p.add_argument("--memory-limit", default=None, metavar="SIZE",
+                   help="memory of one Dask worker, e.g. 24GB: pairs whose tasks would take more than 80%% of it are "
+                   "cut into blocks of units, shown per pair (default: 80%% of this machine's RAM)")
     p.add_argument("--out", default=None, help="the run's directory: compare the store's size with the free space "
                    "there (default runs/<generator>; an fsspec URL is not checked)")
     p.add_argument("--gpu", default=None, help=f"GPU class for a time estimate: {', '.join(GPU_FP32_TFLOPS)}")

@@ -11,6 +11,14 @@ takes the run's ``device``), and the folds of ``--activations none`` whose ``fol
 run's ``--stats-device``) is an accelerator. Tasks without either (statistics, dictionary,
 report) go to any worker.
 
+**A memory limit.** A run given ``--memory-limit`` and no scheduler address starts
+:func:`statistics_cluster`: the usual in-process workers for the flow's tasks (they load the
+models), each offering the resource :data:`FLOW`, plus worker processes set apart for the
+statistics' reduction tasks, each with that memory limit (Dask watches it) and the resource
+:data:`~tasks.mining.STATS`. Every task of the flow asks for ``FLOW``, the reduction tasks
+ask for ``STATS``: a statistics worker never imports torch or loads a model, so its memory is
+its tasks' and the interpreter's.
+
 **No workers.** A Dask scheduler keeps a task it cannot place waiting, forever by default: all
 workers died and none came back (no nanny, a lost machine), or the task asks for a GPU that no
 worker offers. :meth:`ClusterTaskRunner.check_workers`, called by :func:`flows.progress.drain`
@@ -29,10 +37,15 @@ from typing import Any
 import dask
 from prefect_dask import DaskTaskRunner
 
-__all__ = ["GPU", "ClusterTaskRunner", "NoWorkers", "local_cluster", "no_workers_timeout", "uses_gpu"]
+__all__ = ["FLOW", "GPU", "ClusterTaskRunner", "NoWorkers", "local_cluster", "no_workers_timeout", "statistics_cluster",
+           "uses_gpu"]
 
 #: the Dask worker resource a task running models on an accelerator asks for, one per task
 GPU = "GPU"
+#: the resource of the flow's own workers in a :func:`statistics_cluster`, one per task
+FLOW = "FLOW"
+#: worker processes for the statistics in a :func:`statistics_cluster`
+STATISTICS_WORKERS = 2
 #: seconds a run waits for a worker able to run its tasks before it fails (environment variable)
 NO_WORKERS_ENV = "ROSETTA_NO_WORKERS_TIMEOUT"
 #: its default: long enough for a nanny's restart or an adaptive cluster's new worker
@@ -72,6 +85,30 @@ def local_cluster(kwargs: dict[str, Any], device: str) -> dict[str, Any]:
     return kwargs | {"n_workers": 1, "threads_per_worker": max(threads, 2), "resources": {GPU: 1}}
 
 
+def statistics_cluster(memory_limit: str | int, statistics_workers: int = STATISTICS_WORKERS, **kwargs: Any):
+    """A ``LocalCluster`` of ``kwargs`` (the flow's workers, each offering :data:`FLOW` on top
+    of its own ``resources``) plus ``statistics_workers`` worker processes with ``memory_limit``
+    each (bytes or a size such as ``"1GB"``), one thread each, offering
+    :data:`~tasks.mining.STATS` (see the module's docstring). The scheduler listens on TCP
+    (worker processes cannot reach an in-process one)."""
+    from distributed import LocalCluster, Nanny
+
+    from tasks.mining import STATS
+
+    resources = dict(kwargs.pop("resources", None) or {}) | {FLOW: 1}
+    cluster = LocalCluster(**kwargs, resources=resources, protocol="tcp://", host="127.0.0.1")
+    try:
+        for i in range(statistics_workers):
+            cluster.worker_spec[f"statistics-{i}"] = {"cls": Nanny, "options": {
+                "nthreads": 1, "memory_limit": memory_limit, "resources": {STATS: 1}}}
+        cluster.sync(cluster._correct_state)
+        cluster.wait_for_workers(len(cluster.worker_spec), timeout=120)
+    except BaseException:
+        cluster.close()
+        raise
+    return cluster
+
+
 class ClusterTaskRunner(DaskTaskRunner):
     """prefect-dask's ``DaskTaskRunner`` (same arguments) that asks for the :data:`GPU`
     resource for tasks on an accelerator and can tell a waiting flow that its tasks have no
@@ -83,11 +120,15 @@ class ClusterTaskRunner(DaskTaskRunner):
         self._stuck_since: float | None = None
 
     def submit(self, task, parameters, wait_for=None, dependencies=None):
-        if not (uses_gpu(parameters.get("device")) or uses_gpu(parameters.get("fold_device"))):
+        wanted = {FLOW: 1} if self.cluster_class is statistics_cluster else {}
+        if uses_gpu(parameters.get("device")) or uses_gpu(parameters.get("fold_device")):
+            wanted[GPU] = 1
+        if not wanted:
             return super().submit(task, parameters, wait_for, dependencies)
-        with dask.annotate(resources={GPU: 1}):
+        with dask.annotate(resources=wanted):
             future = super().submit(task, parameters, wait_for, dependencies)
-        self._gpu_runs.add(future.task_run_id)
+        if GPU in wanted:
+            self._gpu_runs.add(future.task_run_id)
         return future
 
     def check_workers(self, waiting: Iterable) -> None:

@@ -42,16 +42,37 @@ def default_out(config: MineConfig) -> str:
     return f"runs/{config.generator}"
 
 
-def task_runner(dask_address: str | None, device: str = "cpu", stats_device: str | None = None) -> cluster.ClusterTaskRunner:
+def task_runner(dask_address: str | None, device: str = "cpu", stats_device: str | None = None,
+                memory_limit: str | None = None) -> cluster.ClusterTaskRunner:
     """The Dask cluster the run's tasks go to: the scheduler at ``dask_address``, or a
     :data:`LOCAL_CLUSTER` in this process that lives as long as the run (on an accelerator,
     one worker with one ``GPU`` resource: :func:`flows.cluster.local_cluster`). Tasks that run
-    models on an accelerator ask for the ``GPU`` resource (:mod:`flows.cluster`)."""
+    models on an accelerator ask for the ``GPU`` resource (:mod:`flows.cluster`). With a
+    ``memory_limit`` and the statistics on the CPUs, the local cluster also starts worker
+    processes with that limit for the statistics (:func:`flows.cluster.statistics_cluster`)."""
     if dask_address:
         return cluster.ClusterTaskRunner(address=dask_address)
     gpu = device if cluster.uses_gpu(device) else (stats_device or device)  # the local worker offers the GPU either way
-    return cluster.ClusterTaskRunner(cluster_class="distributed.LocalCluster",
-                                     cluster_kwargs=cluster.local_cluster(LOCAL_CLUSTER, gpu))
+    kwargs = cluster.local_cluster(LOCAL_CLUSTER, gpu)
+    if memory_limit is not None and not cluster.uses_gpu(stats_device):
+        return cluster.ClusterTaskRunner(cluster_class=cluster.statistics_cluster,
+                                         cluster_kwargs=kwargs | {"memory_limit": memory_limit})
+    return cluster.ClusterTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=kwargs)
+
+
+def check_memory_limit(memory_limit: str | int | None) -> None:
+    """``None`` or a size Dask reads (``24GB``, ``1.5 GiB``, bytes), at least 1 MB."""
+    from dask.utils import parse_bytes
+
+    if memory_limit is None:
+        return
+    try:
+        value = parse_bytes(memory_limit) if isinstance(memory_limit, str) else int(memory_limit)
+    except (ValueError, TypeError):
+        value = None
+    if value is None or value < 10**6:
+        raise ValueError(f"memory_limit={memory_limit!r} is not a memory size of at least 1 MB; valid: e.g. 24GB, 1.5GiB, "
+                         "or none for the Dask workers' own limit (else 80% of RAM)")
 
 
 def check_stats_device(stats_device: str | None) -> None:
@@ -64,7 +85,7 @@ def check_stats_device(stats_device: str | None) -> None:
 @flow(name="mine", on_running=[progress.announce_ui])
 def mine(config: MineConfig = MineConfig(), out: str | None = None, device: str = "cpu",
          dask_address: str | None = None, overwrite: bool = False, plugins: list[str] = [],
-         stats_device: str | None = None) -> dict:
+         stats_device: str | None = None, memory_limit: str | None = None) -> dict:
     """Mine Rosetta Neurons of ``config.generator`` against ``config.encoders`` (or, with
     ``config.images``, of the encoders against each other on those images) into ``out`` (a
     directory or an fsspec URL such as ``s3://bucket/runs/x``; default ``runs/<generator>`` or
@@ -75,10 +96,15 @@ def mine(config: MineConfig = MineConfig(), out: str | None = None, device: str 
     ``out`` (a finished run of this configuration is kept); ``plugins``: modules that register
     more models (``--plugin``), imported here and by every task; ``stats_device``: None
     reduces the pair statistics with the numpy engine on the workers' CPUs, a torch device
-    (``cuda``) with the torch engine there (tasks ask for the ``GPU`` resource). Returns ``{"location", "report", "summary", "status"}``; ``status`` is
+    (``cuda``) with the torch engine there (tasks ask for the ``GPU`` resource);
+    ``memory_limit``: the memory of one worker that reduces statistics (``24GB``; default: the
+    Dask workers' own limit, else 80% of RAM, of the GPU's memory for GPU statistics): a pair
+    whose tasks would exceed 80% of it is reduced in blocks of units, and a local cluster starts
+    worker processes with that limit for the statistics. Returns ``{"location", "report", "summary", "status"}``; ``status`` is
     ``"complete"`` when the run was already finished and nothing was computed."""
     load_plugins(plugins, option="plugins")
     check_stats_device(stats_device)
+    check_memory_limit(memory_limit)
     run = Run(out or default_out(config), config)
     run.validate(overwrite)  # the one place every caller's input is checked
     logger = get_run_logger()
@@ -96,11 +122,11 @@ def mine(config: MineConfig = MineConfig(), out: str | None = None, device: str 
         if companion is not None:  # first: the run's dictionary reads the companion's tables
             logger.info(f"random-init companion: {companion.location} (every model but the anchor at random init)")
             with companion.lock():
-                stages = compute.with_options(task_runner=task_runner(dask_address, device, stats_device),
+                stages = compute.with_options(task_runner=task_runner(dask_address, device, stats_device, memory_limit),
                                               flow_run_name="random-init companion")
-                stages(companion.location, companion.config, device, overwrite, plugins, index, stats_device)
-        stages = compute.with_options(task_runner=task_runner(dask_address, device, stats_device))
-        summary, counts = stages(run.location, config, device, overwrite, plugins, index, stats_device)
+                stages(companion.location, companion.config, device, overwrite, plugins, index, stats_device, memory_limit)
+        stages = compute.with_options(task_runner=task_runner(dask_address, device, stats_device, memory_limit))
+        summary, counts = stages(run.location, config, device, overwrite, plugins, index, stats_device, memory_limit)
     _artifact(run, summary, counts)
     logger.info(f"report: {run.report_path}{_viewing(run.report_path)}")
     return {"location": run.location, "report": run.report_path, "summary": summary, "status": "computed"}
@@ -122,9 +148,9 @@ def _companion(run: Run, overwrite: bool) -> Run | None:
 @flow(name="mine-stages")
 def compute(where: str, config: MineConfig, device: str = "cpu", overwrite: bool = False,
             plugins: list[str] = [], index: ImageIndex | None = None,
-            stats_device: str | None = None) -> tuple[dict, dict]:
+            stats_device: str | None = None, memory_limit: str | None = None) -> tuple[dict, dict]:
     """The stages of a mining run on the flow's Dask cluster; the caller holds the run's lock.
-    ``index``: an image run's files (the flow listed them)."""
+    ``index``: an image run's files (the flow listed them); ``memory_limit``: see :func:`mine`."""
     logger = get_run_logger()
     seconds: dict[str, float] = {}
     start = time.perf_counter()
@@ -142,7 +168,7 @@ def compute(where: str, config: MineConfig, device: str = "cpu", overwrite: bool
 
     stage = time.perf_counter()
     pairs = config.pairs  # every other model, the anchor itself, a shuffled null per other model
-    jobs = [t.pair_statistics.submit(where, a, b, null, stats_device) for a, b, null in pairs]  # all at once: Dask interleaves them
+    jobs = [t.pair_statistics.submit(where, a, b, null, stats_device, memory_limit) for a, b, null in pairs]  # all at once: Dask interleaves them
     for i, got in progress.completed(jobs, "statistics"):
         (a, b, null), mean = pairs[i], got["mean_correlation"]
         logger.info(f"statistics {Run.pair_name(a, b, null)}: {got['best_buddies']} best buddies, mean r "

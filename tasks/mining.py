@@ -83,15 +83,76 @@ def merge_folds(where: str, first: int, mid: int, stop: int, chunks: int) -> str
     return folding.merge_folds(Run.open(where, mode="a"), first, mid, stop)
 
 
+#: the Dask resource of workers set apart for the statistics' reduction tasks (a local cluster
+#: started with a memory limit: :func:`flows.cluster.statistics_cluster`); where some worker
+#: offers it, those tasks ask for it
+STATS = "STATS"
+
+
 @task(task_run_name=_pair_name, tags=["statistics"], **RETRY)
-def pair_statistics(where: str, a: str, b: str | None, null: bool = False, stats_device: str | None = None) -> dict:
+def pair_statistics(where: str, a: str, b: str | None, null: bool = False, stats_device: str | None = None,
+                    memory_limit: str | int | None = None) -> dict:
     """Co-moments of a model pair, reduced on the Dask cluster this task runs on; with an
     accelerator ``stats_device`` its chunk tasks ask for the ``GPU`` resource (this task only
-    waits for them, so it asks for none)."""
+    waits for them, so it asks for none). ``memory_limit`` (bytes, or a size such as ``"24GB"``):
+    the memory of one worker that runs the reduction tasks; default: the Dask workers' own limit,
+    else 80% of this machine's RAM (of the GPU's memory for an accelerator ``stats_device``).
+    Its tasks take at most :func:`~rosetta_core.engine.planner.task_budget` of it: a pair whose
+    tasks would take more is reduced in blocks of units."""
     with _on_this_cluster() as client:
-        if client is not None and stats_device and stats_device.split(":")[0] != "cpu":
+        gpu = bool(stats_device) and stats_device.split(":")[0] != "cpu"
+        if client is not None and gpu:
             _require_gpu_workers(client, stats_device)
-        return statistics.pair_statistics(Run.open(where, mode="a"), a, b, null, device=stats_device)
+        workers = _workers(client)
+        resources = {STATS: 1} if not gpu and any(w.get("resources", {}).get(STATS, 0) >= 1 for w in workers) else None
+        budget = memory_budget(client, workers, memory_limit, stats_device, resources)
+        return statistics.pair_statistics(Run.open(where, mode="a"), a, b, null, device=stats_device, budget=budget,
+                                          resources=resources)
+
+
+def _workers(client) -> list[dict]:
+    """Every worker's scheduler record (none off a cluster)."""
+    if client is None:
+        return []
+    try:
+        info = client.scheduler_info(n_workers=-1)
+    except TypeError:  # distributed before 2025: every worker listed
+        info = client.scheduler_info()
+    return [worker | {"address": address} for address, worker in info["workers"].items()]
+
+
+def memory_budget(client, workers: list[dict], memory_limit: str | int | None, stats_device: str | None,
+                  resources: dict | None) -> int:
+    """The bytes one reduction task may take: ``memory_limit`` (or its default, see
+    :func:`pair_statistics`) shared by the threads of a worker that runs those tasks (the
+    workers offering ``resources``, else any; one task at a time on a GPU)."""
+    from dask.utils import parse_bytes
+
+    from rosetta_core.engine.planner import machine_memory_limit, task_budget
+
+    gpu = bool(stats_device) and stats_device.split(":")[0] != "cpu"
+    runs = [w for w in workers if all(w.get("resources", {}).get(k, 0) >= v for k, v in (resources or {}).items())]
+    threads = 1 if gpu else max((int(w.get("nthreads") or 1) for w in runs), default=1)
+    if memory_limit is not None:
+        limit = parse_bytes(memory_limit) if isinstance(memory_limit, str) else int(memory_limit)
+    elif gpu:
+        limit = _gpu_memory_limit(client, workers, stats_device)
+    else:
+        limits = [int(w["memory_limit"]) for w in runs if w.get("memory_limit")]
+        limit = min(limits) if limits else machine_memory_limit()
+    return task_budget(limit, threads)
+
+
+def _gpu_memory_limit(client, workers: list[dict], stats_device: str) -> int:
+    """80% of the GPU's memory: here when this process sees CUDA, else on a GPU worker."""
+    import torch
+
+    from rosetta_core.engine.planner import machine_memory_limit
+
+    if torch.cuda.is_available() or client is None:
+        return machine_memory_limit(stats_device)
+    gpu = [w["address"] for w in workers if w.get("resources", {}).get("GPU", 0) >= 1]
+    return int(next(iter(client.run(machine_memory_limit, stats_device, workers=gpu[:1]).values())))
 
 
 def _require_gpu_workers(client, stats_device: str) -> None:

@@ -44,8 +44,9 @@ import numpy as np
 
 from .threads import engine_threads
 
-__all__ = ["ACTIVATIONS", "GPU_FP32_TFLOPS", "PAUSE_SHARE", "REDUCE_IMAGES", "Block", "LayerShape", "PairCost", "RunSize",
-           "matmul_flop_rate", "plan_blocks", "plan_size", "reduce_bounds", "task_budget"]
+__all__ = ["ACTIVATIONS", "GPU_FP32_TFLOPS", "MACHINE_SHARE", "PAUSE_SHARE", "REDUCE_IMAGES", "Block", "LayerShape",
+           "PairCost", "RunSize", "machine_memory_limit", "matmul_flop_rate", "plan_blocks", "plan_size", "reduce_bounds",
+           "task_budget"]
 
 #: peak dense float32 TFLOP/s of common GPU classes (vendor data sheets, no tensor cores)
 GPU_FP32_TFLOPS = {"T4": 8.1, "V100": 15.7, "A10": 31.2, "A100": 19.5, "L4": 30.3, "L40S": 91.6,
@@ -58,6 +59,9 @@ REDUCE_IMAGES = 50
 #: the share of a worker's memory limit its tasks may take: Dask pauses a worker at 80% of its
 #: limit (``distributed.worker.memory.pause``); the rest is the worker's own (interpreter, libraries)
 PAUSE_SHARE = 0.8
+#: a memory limit's default off a Dask worker: this share of the machine's RAM (or of the GPU's
+#: memory for statistics on a GPU)
+MACHINE_SHARE = 0.8
 
 LayerShape = tuple[str, int, int, int]  # (layer, units, h, w)
 
@@ -75,6 +79,18 @@ def task_budget(limit: int, threads_per_worker: int = 1, share: float = PAUSE_SH
     if limit < 1 or threads_per_worker < 1:
         raise ValueError(f"memory limit {limit} and threads per worker {threads_per_worker} must be >= 1")
     return int(limit * share) // threads_per_worker
+
+
+def machine_memory_limit(device: str | None = None) -> int:
+    """The default memory limit where no Dask worker sets one: :data:`MACHINE_SHARE` of this
+    machine's RAM, or for an accelerator ``device`` (``cuda[:N]``) of that GPU's memory."""
+    if device is not None and str(device).split(":")[0] not in ("", "cpu"):
+        import torch
+
+        return int(MACHINE_SHARE * torch.cuda.get_device_properties(torch.device(device)).total_memory)
+    import psutil
+
+    return int(MACHINE_SHARE * psutil.virtual_memory().total)
 
 
 @dataclass(frozen=True)

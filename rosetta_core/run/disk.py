@@ -61,11 +61,13 @@ def run_layers(config: MineConfig) -> tuple[dict[str, list[LayerShape]], int]:
     return layers, side
 
 
-def run_size(config: MineConfig, n: int | None = None, threads: int | None = 1, **changes) -> RunSize:
+def run_size(config: MineConfig, n: int | None = None, threads: int | None = 1, budget: int | None = None,
+             **changes) -> RunSize:
     """The planner's size of ``config``'s run (:func:`run_layers`). ``n``: the image count when
     the config has none (an image run: the source's readable images); ``threads``: of one
-    statistics task (only the memory estimate depends on it); ``changes``: fields to change
-    first (``dtype="float16"``, ``activations="none"``), for the alternatives an error offers."""
+    statistics task (only the memory estimate depends on it); ``budget``: bytes one statistics
+    task may take (pairs over it are cut into blocks; None: none is cut); ``changes``: fields to
+    change first (``dtype="float16"``, ``activations="none"``), for the alternatives an error offers."""
     from dataclasses import replace
 
     config = replace(config, **changes) if changes else config
@@ -74,7 +76,7 @@ def run_size(config: MineConfig, n: int | None = None, threads: int | None = 1, 
         raise ValueError("run_size needs the image count of an image run without n (its readable images)")
     layers, side = run_layers(config)
     return plan_size(config.anchor_model, layers, list(config.others), int(n), side, config.dtype, config.chunk_size,
-                     threads=threads, activations=config.activations)
+                     threads=threads, activations=config.activations, budget=budget)
 
 
 def free_bytes(where: str) -> int:

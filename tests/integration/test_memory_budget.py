@@ -131,3 +131,36 @@ def _zero_state(run: Run, a: str, block):
 
     shapes = [(hi - lo, *run.plan.layers[a][i][1][1:]) for i, lo, hi in statistics._slices(run.plan.layers[a], block.rows)]
     return CoMoments(shapes)
+
+
+def test_the_flow_with_a_memory_limit_reduces_in_blocks_on_statistics_workers(prefect_api, tmp_path, mined):
+    """``mine(..., memory_limit=...)`` without a scheduler address: statistics worker processes
+    with that limit (Dask's pause and kill switched off: 30 MB is below any interpreter) reduce
+    the pairs, cut into blocks, and the tables equal the uncut ones of the same images."""
+    from dask.utils import parse_bytes
+
+    from flows.mine import mine
+    from rosetta_core.engine.planner import task_budget
+
+    run, kept = mined
+    config = MineConfig(encoders=ENCODERS, n=20, k=3, chunk_size=8, weights="random", dtype="float32", random_init=False)
+    off = {f"distributed.worker.memory.{k}": False for k in ("target", "spill", "pause", "terminate")}
+    with dask.config.set(off):
+        state = mine(config, str(tmp_path / "run"), memory_limit="30MB", return_state=True)
+    assert state.is_completed(), state
+    again = Run.open(tmp_path / "run")
+    budget = task_budget(parse_bytes("30MB"))
+    assert sum(len(pair_blocks(again, a, b, budget, threads=2)) > 1 for a, b, _ in PAIRS) >= 2
+    for pair in PAIRS:
+        np.testing.assert_allclose(again.table(*pair), kept[pair][0], rtol=0, atol=2e-6, err_msg=str(pair))
+        assert again.blocks_group(*pair) not in again.store
+
+
+def test_a_bad_memory_limit_is_one_clear_error():
+    from flows.mine import check_memory_limit
+
+    for bad in ("lots", "12XB", "100"):
+        with pytest.raises(ValueError, match="is not a memory size of at least 1 MB; valid: e.g. 24GB"):
+            check_memory_limit(bad)
+    check_memory_limit("1.5GiB")
+    check_memory_limit(None)
