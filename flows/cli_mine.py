@@ -62,8 +62,9 @@ def add_mine_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--truncation", type=_truncation, default=None, metavar="T|paper",
                    help="truncation of a generator that has one (BigGAN, StyleGAN): a number in (0, 1], or 'paper' "
                    "for the paper's published setting (default: the generator's own, see `rosetta zoo list`)")
-    p.add_argument("--center", choices=["global", "position"], default="global",
-                   help="centre each unit on one mean (global, the paper's Eq. 2) or a mean per position")
+    p.add_argument("--center", choices=["global", "position"], default="position",
+                   help="centre each unit on a mean per position (default: more of its concepts beat the nulls, "
+                   "docs/centring.md) or on one mean (global, the paper's Eq. 2)")
     p.add_argument("--no-random-init", dest="random_init", action="store_false",
                    help="skip the random-init companion run (RUN/random-init: every model but the anchor at random "
                    "init, about the cost of a second run) that tells which concepts random-init encoders match too")

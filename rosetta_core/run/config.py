@@ -47,8 +47,9 @@ class MineConfig:
     or every readable image of the source; otherwise its first ``n`` in sorted order), best-buddy
     ``k`` (paper Eq. 3), image ``seed`` (image ``i`` uses ``seed + i``), ``chunk_size`` images
     per store chunk and task, activation ``dtype`` in the store, ``center``: what the Pearson
-    correlation centres on (``global``: Eq. 2's one mean per unit; ``position``: a mean per
-    unit and position), ``weights``: ``trained``, ``random`` (the null control), a weights file,
+    correlation centres on (``position``, the default: a mean per unit and position, chosen by
+    measurement, docs/centring.md; ``global``: the paper's Eq. 2, one mean per unit),
+    ``weights``: ``trained``, ``random`` (the null control), a weights file,
     or per-model specs (``random,NAME=pretrained``), ``class_index`` of a class-conditional
     generator, ``layers``: model -> glob patterns (or ``@preset`` names such as ``@paper``) of
     the layers to hook (default: the model's default layers), ``truncation`` of a generator that
@@ -71,7 +72,7 @@ class MineConfig:
     seed: int = 0
     chunk_size: int = 100
     dtype: Literal["float16", "float32"] = "float16"
-    center: Literal["global", "position"] = "global"
+    center: Literal["global", "position"] = "position"
     weights: str = "trained"
     class_index: int | None = None
     layers: dict[str, tuple[str, ...]] = field(default_factory=dict)

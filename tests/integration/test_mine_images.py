@@ -82,7 +82,7 @@ def test_an_image_folder_is_mined_with_each_encoders_own_preprocessing(prefect_a
         if name == "mini-vit.mae":  # the anchor's view of each file is the stored image
             np.testing.assert_array_equal(np.asarray(run.store.array("images")[...]), batch.numpy())
     table = run.table("mini-vit.mae", "mini-resnet.sup")
-    oracle = brute_force_table(mine_maps["mini-vit.mae"], mine_maps["mini-resnet.sup"], "global")
+    oracle = brute_force_table(mine_maps["mini-vit.mae"], mine_maps["mini-resnet.sup"], run.config.center)
     np.testing.assert_allclose(table, oracle, atol=2e-4)
 
     # tuples and concepts anchor on the chosen encoder; examples name their files
