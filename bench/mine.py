@@ -31,8 +31,13 @@ its provenance (``rosetta_core.evidence``: commit and dirty tree, the exact comm
 image seed, the machine: CPU model, threads, load; wall time) and, with ``--against``, the
 baseline checkout's commit.
 
+``--memory-limit SIZE`` passes ``--memory-limit SIZE`` to `rosetta mine` (the run starts worker
+processes with that limit for the statistics) and reports the peak RSS of each worker process,
+each of which must stay under the limit (``MISSES TARGET`` otherwise).
+
 Usage: python bench/mine.py [--n 400 800 1600] [--weights default|trained|random] [--keep DIR]
                             [--against DIR | --activations keep none] [--repeats R] [--json FILE]
+                            [--memory-limit SIZE]
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ import time
 from pathlib import Path
 
 import psutil
+from dask.utils import parse_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rosetta_core.evidence import git_state, start  # noqa: E402
@@ -59,6 +65,8 @@ TARGET_SECONDS, TARGET_RSS = 300.0, 3 * 1024**3
 
 def _role(proc: psutil.Process) -> str:
     line = " ".join(proc.cmdline())
+    if "resource_tracker" in line:
+        return "resource tracker"
     if "spawn_main" in line or "multiprocessing" in line:
         return "worker process"
     if "uvicorn" in line or "prefect" in line and "server" in line:
@@ -73,6 +81,7 @@ class _PeakRss:
         self.root, self.every = psutil.Process(pid), every
         self.tree_peak = self.pss_peak = self.single_peak = 0
         self.by_role: dict[str, int] = {}
+        self.workers: dict[int, int] = {}  # pid -> peak RSS of each worker process
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -91,6 +100,8 @@ class _PeakRss:
                     pss.append(getattr(info, "pss", info.rss))
                     role = _role(proc)
                     self.by_role[role] = max(self.by_role.get(role, 0), info.rss)
+                    if role == "worker process":
+                        self.workers[proc.pid] = max(self.workers.get(proc.pid, 0), info.rss)
                 except psutil.Error:
                     pass
             if rss:
@@ -155,6 +166,7 @@ def run_once(n: int, weights: str, out: Path, code: Path = HERE, extra: list[str
         "tree_pss": peak.pss_peak,
         "single_rss": peak.single_peak,
         "by_role": dict(peak.by_role),
+        "worker_rss": sorted(peak.workers.values(), reverse=True),
     }
 
 
@@ -183,10 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write the runs and their provenance here")
     parser.add_argument("--activations", nargs="+", choices=["keep", "none"], default=None,
                         help="run each n with each of these --activations, alternating (ratios none/keep printed)")
+    parser.add_argument("--memory-limit", default=None, metavar="SIZE",
+                        help="pass --memory-limit SIZE to rosetta mine and check each worker process's peak RSS against it")
     parser.add_argument("--mine-args", default="", help="more `rosetta mine` arguments, e.g. \"--generator "
                         "biggan-deep-256 --encoders resnet50.tv_in1k --device cuda\" (bench/gpu.sh)")
     args = parser.parse_args(argv)
-    extra = shlex.split(args.mine_args)
+    extra = shlex.split(args.mine_args) + (["--memory-limit", args.memory_limit] if args.memory_limit else [])
+    limit = parse_bytes(args.memory_limit) if args.memory_limit else None
     prov = start(argv)
     if args.against is not None:
         return compare(args, prov)
@@ -204,19 +219,26 @@ def main(argv: list[str] | None = None) -> int:
         row = run_once(n, weights, root / f"n{n}", extra=extra)
         rows.append(row)
         verdict = "ok" if row["wall"] <= TARGET_SECONDS and row["tree_pss"] <= TARGET_RSS else "MISSES TARGET"
-        verdict = verdict if not extra else "the embedded run's targets do not apply"
+        verdict = verdict if not args.mine_args else "the embedded run's targets do not apply"
         print(f"n={n}: {row['wall']:.1f} s wall, peak memory {row['tree_pss'] / 1024**3:.2f} GiB PSS "
               f"({row['tree_rss'] / 1024**3:.2f} GiB RSS summed over the process tree), "
               f"stages {json.dumps({k: round(v, 1) for k, v in row['stages'].items()})} [{verdict}]", flush=True)
         roles = ", ".join(f"{k} {v / 1024**3:.2f}" for k, v in sorted(row["by_role"].items()))
         print(f"  used: {row['used']}")
         print(f"  peak RSS per process (GiB, the largest of each kind): {roles}", flush=True)
+        if limit is not None:
+            under = bool(row["worker_rss"]) and max(row["worker_rss"]) < limit
+            row["memory_limit"], row["workers_under_limit"] = limit, under
+            print(f"  --memory-limit {args.memory_limit}: peak RSS of each worker process (GiB): "
+                  f"{', '.join(f'{v / 1024**3:.3f}' for v in row['worker_rss']) or 'none found'} "
+                  f"[{'ok: all under the limit' if under else 'MISSES TARGET'}]", flush=True)
     print()
     print(_table(rows, weights))
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if args.json:
         prov.seeds["images"] = sorted({r["seed"] for r in rows})
-        args.json.write_text(json.dumps({"weights": weights, "mine_args": extra, "target_seconds": TARGET_SECONDS, "target_bytes": TARGET_RSS,
+        args.json.write_text(json.dumps({"weights": weights, "mine_args": extra, "memory_limit": args.memory_limit,
+                                         "target_seconds": TARGET_SECONDS, "target_bytes": TARGET_RSS,
                                          "runs": rows, "provenance": prov.finish()}, indent=1) + "\n")
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)

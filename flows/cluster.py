@@ -89,9 +89,12 @@ def statistics_cluster(memory_limit: str | int, statistics_workers: int = STATIS
     """A ``LocalCluster`` of ``kwargs`` (the flow's workers, each offering :data:`FLOW` on top
     of its own ``resources``) plus ``statistics_workers`` worker processes with ``memory_limit``
     each (bytes or a size such as ``"1GB"``), one thread each, offering
-    :data:`~tasks.mining.STATS` (see the module's docstring). The scheduler listens on TCP
-    (worker processes cannot reach an in-process one)."""
-    from distributed import LocalCluster, Nanny
+    :data:`~tasks.mining.STATS` (see the module's docstring). Each is a Dask nanny and its
+    worker started as ``python -m dask spec``, not spawned from this process: a spawned process
+    imports this one's main module again (the CLI's imports torch). The scheduler listens on
+    TCP (worker processes cannot reach an in-process one)."""
+    from distributed import LocalCluster
+    from distributed.deploy.subprocess import SubprocessWorker
 
     from tasks.mining import STATS
 
@@ -99,8 +102,9 @@ def statistics_cluster(memory_limit: str | int, statistics_workers: int = STATIS
     cluster = LocalCluster(**kwargs, resources=resources, protocol="tcp://", host="127.0.0.1")
     try:
         for i in range(statistics_workers):
-            cluster.worker_spec[f"statistics-{i}"] = {"cls": Nanny, "options": {
-                "nthreads": 1, "memory_limit": memory_limit, "resources": {STATS: 1}}}
+            cluster.worker_spec[f"statistics-{i}"] = {"cls": SubprocessWorker, "options": {
+                "worker_class": "distributed.Nanny", "name": f"statistics-{i}",
+                "worker_kwargs": {"nthreads": 1, "memory_limit": memory_limit, "resources": {STATS: 1}}}}
         cluster.sync(cluster._correct_state)
         cluster.wait_for_workers(len(cluster.worker_spec), timeout=120)
     except BaseException:

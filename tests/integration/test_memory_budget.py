@@ -133,7 +133,7 @@ def _zero_state(run: Run, a: str, block):
     return CoMoments(shapes)
 
 
-def test_the_flow_with_a_memory_limit_reduces_in_blocks_on_statistics_workers(prefect_api, tmp_path, mined):
+def test_the_flow_with_a_memory_limit_reduces_in_blocks_on_statistics_workers(prefect_api, tmp_path, mined, monkeypatch):
     """``mine(..., memory_limit=...)`` without a scheduler address: statistics worker processes
     with that limit (Dask's pause and kill switched off: 30 MB is below any interpreter) reduce
     the pairs, cut into blocks, and the tables equal the uncut ones of the same images."""
@@ -144,9 +144,9 @@ def test_the_flow_with_a_memory_limit_reduces_in_blocks_on_statistics_workers(pr
 
     run, kept = mined
     config = MineConfig(encoders=ENCODERS, n=20, k=3, chunk_size=8, weights="random", dtype="float32", random_init=False)
-    off = {f"distributed.worker.memory.{k}": False for k in ("target", "spill", "pause", "terminate")}
-    with dask.config.set(off):
-        state = mine(config, str(tmp_path / "run"), memory_limit="30MB", return_state=True)
+    for k in ("TARGET", "SPILL", "PAUSE", "TERMINATE"):  # the worker processes read dask's settings from here
+        monkeypatch.setenv(f"DASK_DISTRIBUTED__WORKER__MEMORY__{k}", "False")
+    state = mine(config, str(tmp_path / "run"), memory_limit="30MB", return_state=True)
     assert state.is_completed(), state
     again = Run.open(tmp_path / "run")
     budget = task_budget(parse_bytes("30MB"))
