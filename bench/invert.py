@@ -119,6 +119,9 @@ class _Memory:
         return [self.records[str(k)] for k in keys]
 
 
+REVERSE = False  # --reverse: run the missing units last first
+
+
 def _resumable(progress, prefix: str, units, chunk: int, work) -> list[dict]:
     """Records of ``units`` (scene or trial indices) under keys ``prefix/unit``: the ones
     ``progress`` already holds are kept; the others are computed ``chunk`` at a time by
@@ -126,6 +129,8 @@ def _resumable(progress, prefix: str, units, chunk: int, work) -> list[dict]:
     keys = {u: f"{prefix}/{u}" for u in units}
     missing = set(progress.missing(keys.values()))
     todo = [u for u in units if keys[u] in missing]
+    if REVERSE:  # a second process on the same work starts from the other end (its own progress file)
+        todo = todo[::-1]
     if len(todo) < len(units):
         print(f"    {prefix}: {len(units) - len(todo)} of {len(units)} already recorded, {len(todo)} to run", flush=True)
     for s in range(0, len(todo), chunk):
@@ -506,6 +511,9 @@ def main() -> int:
     ap.add_argument("--edits-first", type=int, default=0,
                     help="first run image of the edit trials (default 0, the images reported; "
                          "e.g. 200 for validation images when choosing --edit-hold)")
+    ap.add_argument("--reverse", action="store_true",
+                    help="run the missing scenes and trials from the last: a second process, with a copy of the "
+                         "progress file, works from the other end (merge the files' records afterwards)")
     ap.add_argument("--edit-seed", type=int, default=None,
                     help=f"draw the edit trials as mini-gen images sample_latents(SEED, i) instead of run images "
                          f"(the test trials: {EDIT_TEST_SEED}; default: run images from --edits-first)")
@@ -525,6 +533,8 @@ def main() -> int:
     if unknown:
         ap.error(f"--edit-kinds {','.join(sorted(unknown))} not measured here; valid: {', '.join(MEASURED_EDITS)}")
     torch.set_num_threads(args.threads)
+    global REVERSE
+    REVERSE = args.reverse
     if args.gen_weights is not None:
         registry._ensure_builtin()
         spec = registry.get_spec("mini-gen")
