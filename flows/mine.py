@@ -117,16 +117,19 @@ def mine(config: MineConfig = MineConfig(), out: str | None = None, device: str 
         index = run.image_index  # listed, hashed and decode-checked by run.validate
         logger.info(f"images: {len(index.files)} readable files in {config.images}"
                     + (f", {len(index.skipped)} skipped (listed in manifest.json)" if index.skipped else ""))
-    companion = _companion(run, overwrite)
+    companion, before = _companion(run, overwrite), {}
     with run.lock():
         if companion is not None:  # first: the run's dictionary reads the companion's tables
             logger.info(f"random-init companion: {companion.location} (every model but the anchor at random init)")
+            began = time.perf_counter()
             with companion.lock():
                 stages = compute.with_options(task_runner=task_runner(dask_address, device, stats_device, memory_limit),
                                               flow_run_name="random-init companion")
                 stages(companion.location, companion.config, device, overwrite, plugins, index, stats_device, memory_limit)
+            before["random_init_companion"] = time.perf_counter() - began
         stages = compute.with_options(task_runner=task_runner(dask_address, device, stats_device, memory_limit))
-        summary, counts = stages(run.location, config, device, overwrite, plugins, index, stats_device, memory_limit)
+        summary, counts = stages(run.location, config, device, overwrite, plugins, index, stats_device, memory_limit,
+                                 before)
     _artifact(run, summary, counts)
     logger.info(f"report: {run.report_path}{_viewing(run.report_path)}")
     return {"location": run.location, "report": run.report_path, "summary": summary, "status": "computed"}
@@ -148,11 +151,14 @@ def _companion(run: Run, overwrite: bool) -> Run | None:
 @flow(name="mine-stages")
 def compute(where: str, config: MineConfig, device: str = "cpu", overwrite: bool = False,
             plugins: list[str] = [], index: ImageIndex | None = None,
-            stats_device: str | None = None, memory_limit: str | None = None) -> tuple[dict, dict]:
+            stats_device: str | None = None, memory_limit: str | None = None,
+            seconds_before: dict[str, float] | None = None) -> tuple[dict, dict]:
     """The stages of a mining run on the flow's Dask cluster; the caller holds the run's lock.
-    ``index``: an image run's files (the flow listed them); ``memory_limit``: see :func:`mine`."""
+    ``index``: an image run's files (the flow listed them); ``memory_limit``: see :func:`mine`;
+    ``seconds_before``: stages the flow ran before this one (the random-init companion), recorded
+    first in the manifest's ``seconds``."""
     logger = get_run_logger()
-    seconds: dict[str, float] = {}
+    seconds: dict[str, float] = dict(seconds_before or {})
     start = time.perf_counter()
     n_chunks = progress.drain([t.prepare_run.submit(where, config, overwrite, device, plugins, index)], "prepare")[0]
     seconds["prepare"] = time.perf_counter() - start

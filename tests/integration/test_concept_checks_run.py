@@ -50,6 +50,7 @@ def test_a_runs_concepts_record_both_checks_and_the_companion_is_mined_once(pref
     assert first["status"] == "computed" and not (out / "random-init").exists()
     checks = json.loads((out / "dictionary.json").read_text())["checks"]
     assert checks["random_init"]["companion"] is None and checks["shuffled_null"]["checked"] > 0
+    assert "random_init_companion" not in json.loads((out / "manifest.json").read_text())["seconds"]
     kept = _files(out / "store.zarr" / "pairs")
 
     # turned on for the finished run: the companion is mined, the run's own tables stay as they were
@@ -80,14 +81,21 @@ def test_a_runs_concepts_record_both_checks_and_the_companion_is_mined_once(pref
         assert random["also_random"] == any(v["matched"] >= 0.5 * v["of"] for v in random["models"].values())
         beat += null["beats"]
         also += random["also_random"]
-    summary = json.loads((out / "manifest.json").read_text())["summary"]["checks"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["seconds"]["random_init_companion"] > 0  # what the companion cost, beside the stages
+    summary = manifest["summary"]["checks"]
     assert summary == {"concepts": len(content["concepts"]), "beat_null": beat, "also_random": also,
                        "random_init_companion": "random-init"}
     assert 0 < also < len(content["concepts"]) or 0 < beat < len(content["concepts"])  # the checks separate concepts
 
     page = (out / "report" / "index.html").read_text()
-    assert page.count('data-check="fails-null"') == len(content["concepts"]) - beat
-    assert page.count('data-check="also-random"') == also
+    articles = {int(part.split('"', 1)[0]): part for part in page.split('<article class="concept" id="concept-')[1:]}
+    assert len(articles) >= 10  # the report shows the strongest concepts (at most its max_concepts)
+    for concept in content["concepts"]:
+        if concept["id"] in articles:
+            section, checks = articles[concept["id"]], concept["checks"]
+            assert ('data-check="fails-null"' in section) == (not checks["shuffled_null"]["beats"])
+            assert ('data-check="also-random"' in section) == checks["random_init"]["also_random"]
     assert f'<b data-stat="checks/beat_null">{beat}</b>' in page
     assert 'href="../random-init/report/index.html"' in page and (out / "random-init" / "report" / "index.html").is_file()
 
