@@ -58,6 +58,7 @@ def run_plan(args: argparse.Namespace) -> int:
                       for p in size.pairs],
             "total_flops": size.total_flops, "machine_flop_rate": rate, "seconds_here": size.seconds(rate),
             "gpu": gpu_name, "seconds_gpu": size.seconds(tflops * 1e12) if tflops else None,
+            "random_init_companion": config.random_init_companion() is not None,  # the same again, not counted above
             "setup": {"generator": args.generator, "encoders": encoders, "n": args.n, "dtype": args.dtype,
                       "activations": args.activations,
                       "chunk_size": size.chunk_size, "weights": args.weights, "layers": args.layers},
@@ -101,6 +102,9 @@ def run_plan(args: argparse.Namespace) -> int:
               f"{', vendor data sheet, no tensor cores' if args.gpu else ', as given'}; the engine's share of it on a GPU: "
               "bench/gpu.sh)")
     print("  (times are lower bounds for the correlation step: FLOPs at the measured/peak rate; model forward passes not included)")
+    if config.random_init_companion() is not None:
+        print("  random-init companion (RUN/random-init, `rosetta mine --no-random-init` skips it): the same again, "
+              "its store included; the figures above are for the run alone")
     disk.check_fits(out, needed, config, done=size.disk_bytes - needed)  # one line and exit status 2 when it will not fit
     return 0
 

@@ -183,6 +183,7 @@ def test_plan_cli_compares_with_the_free_space_at_out(tmp_path, monkeypatch, cap
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert f"disk: needs {format_bytes(need)} at {tmp_path / 'r'}, {format_bytes(need)} free there" in out
+    assert "random-init companion (RUN/random-init" in out  # trained encoders: the companion is said apart
     _free(monkeypatch, need - 1)
     assert main(argv) == 2
     captured = capsys.readouterr()
@@ -192,6 +193,7 @@ def test_plan_cli_compares_with_the_free_space_at_out(tmp_path, monkeypatch, cap
     assert main([*argv, "--activations", "none", "--json"]) == 0  # fits without the maps
     got = json.loads(capsys.readouterr().out)
     assert got["activations"] == "none" and got["disk_bytes"] == run_size(big, activations="none").disk_bytes
+    assert got["random_init_companion"] is True
     assert got["needed_bytes"] == got["disk_bytes"] and got["free_bytes"] == need - 1
     assert main([*argv[:-1], "s3://bucket/runs/x"]) == 0  # not checked
     assert "s3://bucket/runs/x is an fsspec URL: no free space to compare with (not checked)" in capsys.readouterr().out
