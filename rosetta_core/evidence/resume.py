@@ -88,6 +88,21 @@ class ProgressFile:
             os.fsync(f.fileno())
         self.records[key] = rec
 
+    def merge(self, other: Path | str) -> int:
+        """Append the records of progress file ``other`` (same settings; e.g. written by a second
+        process working from the other end) that this file lacks; returns how many. A key in both
+        must hold the same record: two records of one unit that differ are an error."""
+        theirs = ProgressFile(other, self.settings)  # refuses other settings
+        added = 0
+        for key, record in theirs.records.items():
+            if key in self.records:
+                if self.records[key] != record:
+                    raise ValueError(f"{self.path} and {other} hold different records of unit {key!r}")
+                continue
+            self.add(key, record)
+            added += 1
+        return added
+
     def get(self, keys: Iterable) -> list[dict]:
         """The records of ``keys``, in that order; a missing one is a KeyError naming it."""
         out = []

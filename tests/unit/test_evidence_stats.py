@@ -117,3 +117,21 @@ def test_a_cut_off_last_line_is_dropped_and_other_settings_refused(tmp_path):
         q.add("1", {"iou": 0.0})
     with pytest.raises(KeyError, match="'2'"):
         q.get(["0", "2"])
+
+
+def test_merging_a_second_processs_records(tmp_path):
+    a = ProgressFile(tmp_path / "a.jsonl", {"steps": 3})
+    b = ProgressFile(tmp_path / "b.jsonl", {"steps": 3})
+    for k in ("0", "1"):
+        a.add(k, {"iou": float(k)})
+    for k in ("1", "2", "3"):  # "1": both processes ran the unit where they met
+        b.add(k, {"iou": float(k)})
+    assert a.merge(tmp_path / "b.jsonl") == 2
+    assert [r["iou"] for r in ProgressFile(tmp_path / "a.jsonl", {"steps": 3}).get(["0", "1", "2", "3"])] == [0, 1, 2, 3]
+    c = ProgressFile(tmp_path / "c.jsonl", {"steps": 3})
+    c.add("0", {"iou": 0.5})
+    with pytest.raises(ValueError, match="different records of unit '0'"):
+        a.merge(tmp_path / "c.jsonl")
+    ProgressFile(tmp_path / "d.jsonl", {"steps": 4})
+    with pytest.raises(ValueError, match="other settings"):
+        a.merge(tmp_path / "d.jsonl")
