@@ -20,11 +20,12 @@ model is run here (the layers of a registry model come from :func:`rosetta_core.
   chunk task, a merge task (three float64 moment states: two inputs and the result, or a block's
   state being packed into the store) and the pair's table task. A chunk task reads one chunk of
   the store (every layer of the pair or block, in the run's dtype; zarr decodes one stored chunk
-  of a whole layer at a time, held once more while it is sliced), then reduces it in steps of at
+  of a whole layer at a time: up to three times its size are held), then reduces it in steps of at
   most :data:`REDUCE_IMAGES` images (:func:`reduce_bounds`): a float32 copy of one step (none for
   float32 stores), the step's float32 mean maps and projections onto every small grid (the
-  layer's own grid included: a centred copy), one float32 scratch table of the largest layer
-  pair per thread, and the float64 moments it returns. The table task holds the moments (or, for
+  layer's own grid included: a centred copy), per thread one float32 scratch table of the
+  largest layer pair and the temporaries of one block of images (:data:`BLOCK_TEMPORARIES`),
+  and the float64 moments it returns. The table task holds the moments (or, for
   a pair cut into blocks, two copies of the largest block's state and its table), the float32
   table, a float32 work copy of it and one byte per entry (the top-K lists' checks);
 - memory budget (:func:`task_budget`, :func:`plan_blocks`): a pair whose tasks exceed the budget
@@ -42,6 +43,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .grid_sums import BLOCK_BYTES
 from .threads import engine_threads
 
 __all__ = ["ACTIVATIONS", "GPU_FP32_TFLOPS", "MACHINE_SHARE", "PAUSE_SHARE", "REDUCE_IMAGES", "Block", "LayerShape",
@@ -62,6 +64,11 @@ PAUSE_SHARE = 0.8
 #: a memory limit's default off a Dask worker: this share of the machine's RAM (or of the GPU's
 #: memory for statistics on a GPU)
 MACHINE_SHARE = 0.8
+
+#: a thread's temporaries while it projects a block of images and units (a centred copy, its
+#: products along x and y, its neighbour products), in blocks of ``BLOCK_BYTES``: measured
+#: (tests/unit/test_planner.py)
+BLOCK_TEMPORARIES = 3
 
 LayerShape = tuple[str, int, int, int]  # (layer, units, h, w)
 
@@ -234,9 +241,13 @@ def _task_bytes(la: list[Slice], lb: list[Slice] | None, chunk: int, threads: in
     moments += 8 * maps  # float64 mean maps
     size = DTYPE_BYTES[dtype]
     stored = size * chunk * maps
-    decode = size * chunk * max(full * h * w for _, h, w, full in read)  # one stored chunk of a whole layer
+    # zarr decodes one stored chunk of a whole layer at a time; with its compressed bytes and the
+    # buffers its threads have not freed yet, up to about three of them (measured with
+    # tracemalloc: tests/unit/test_planner.py)
+    decode = 3 * size * chunk * max(full * h * w for _, h, w, full in read)
     step_copy = 4 * step * maps if dtype != "float32" else 0
-    compute = step_copy + 4 * maps + proj + threads * 4 * largest + moments
+    scratch = threads * (4 * largest + BLOCK_TEMPORARIES * BLOCK_BYTES)
+    compute = step_copy + 4 * maps + proj + scratch + moments
     return stored + max(decode, compute), moments
 
 

@@ -49,8 +49,9 @@ def fold_chunks(
     (:mod:`~rosetta_core.engine.torch_fold`; chunks may then hold tensors), the accumulator's
     state staying on the device from the first chunk to the last.
     """
-    acc, workspace, state = None, Workspace(), None
-    for i, (a, b) in enumerate(chunks):
+    acc, workspace, state, i = None, Workspace(), None, -1
+    for a, b in chunks:  # not enumerate(): its reused result tuple holds the last chunk while the next is read
+        i += 1
         try:
             if acc is None:
                 acc = CoMoments([x.shape[1:] for x in a], None if b is None else [x.shape[1:] for x in b], center)
