@@ -19,8 +19,8 @@ Each difference of shares (position - global) comes with a bootstrap 95% interva
 each centring's concepts (pooled over seeds) independently: the two centrings' concepts are not
 the same units, so the comparison is not paired.
 
-Seeds: validation 10000-10999, test 20000-20999 (docs/ground-truth.md); test seeds 20000-20002
-were spent by bench/ground_truth.py.
+Seeds: validation 10000-10999, test 20000-20999 (``rosetta_core.evidence.seeds``); test seeds
+20000-20002 were spent by bench/ground_truth.py, 20003-20005 by this bench.
 
 Usage::
 
@@ -40,10 +40,9 @@ from pathlib import Path
 import numpy as np
 
 from rosetta_core.evidence import start
+from rosetta_core.evidence.seeds import SCENE_SPLITS, check_scene_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
-SPLITS = {"validation": range(10000, 11000), "test": range(20000, 21000)}
-SPENT = {"test": {20000, 20001, 20002}}  # test seeds another report has looked at
 CENTERS = ("global", "position")
 MEASURES = ("beat_null", "learned", "trustworthy", "aligned", "aligned_and_trustworthy")
 
@@ -94,18 +93,16 @@ def bootstrap_difference(a: np.ndarray, b: np.ndarray, draws: int = 10000, seed:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", choices=sorted(SPLITS), required=True)
+    parser.add_argument("--split", choices=sorted(SCENE_SPLITS), required=True)
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--runs", type=Path, required=True, help="folder of the mined runs (reused when complete)")
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
-    bad = [s for s in args.seeds if s not in SPLITS[args.split]]
-    if bad:
-        parser.error(f"seeds {bad} are not {args.split} seeds ({SPLITS[args.split].start}-{SPLITS[args.split].stop - 1})")
-    spent = sorted(set(args.seeds) & SPENT.get(args.split, set()))
-    if spent:
-        parser.error(f"test seeds {spent} were already reported by bench/ground_truth.py; take fresh ones")
+    try:  # a rerun of the reported test (same seeds, same runs) is allowed: it recomputes nothing
+        check_scene_seeds(args.split, args.seeds)
+    except ValueError as err:
+        parser.error(str(err))
     prov = start(seeds={"scenes": args.seeds, "bootstrap": 0})
     per_run, pooled, seconds = {}, {c: [] for c in CENTERS}, {}
     for seed in args.seeds:

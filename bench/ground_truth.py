@@ -41,13 +41,17 @@ from pathlib import Path
 import numpy as np
 
 from rosetta_core.evidence import start
+from rosetta_core.evidence.seeds import SCENE_SPLITS, check_scene_seeds
 from rosetta_core.matching.dictionary import build_dictionary
-from rosetta_core.matching.ground_truth import DEFAULT_QUANTILE, DEFAULT_THRESHOLD, label
+from rosetta_core.matching.ground_truth import (
+    DEFAULT_QUANTILE,
+    DEFAULT_THRESHOLD,
+    label,
+)
 from rosetta_core.run import Run
 from rosetta_core.run.ground_truth import dissect, run_truth
 
 ROOT = Path(__file__).resolve().parents[1]
-SPLITS = {"validation": range(10000, 11000), "test": range(20000, 21000)}
 DEFAULT_VARIANT = "K5-all"
 
 
@@ -208,7 +212,7 @@ def null_percentiles(runs: dict, center: str, quantile: str | None = None) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--split", choices=sorted(SPLITS), required=True)
+    parser.add_argument("--split", choices=sorted(SCENE_SPLITS), required=True)
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--centers", nargs="+", default=["global", "position"])
@@ -223,9 +227,10 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, required=True, help="folder of the mined runs (reused when complete)")
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
-    bad = [s for s in args.seeds if s not in SPLITS[args.split]]
-    if bad:
-        parser.error(f"seeds {bad} are not {args.split} seeds ({SPLITS[args.split].start}-{SPLITS[args.split].stop - 1})")
+    try:
+        check_scene_seeds(args.split, args.seeds)
+    except ValueError as err:
+        parser.error(str(err))
     prov = start(seeds={"scenes": args.seeds, "random_groups": "numpy default_rng([seed, 21])"})
     import torch
 
