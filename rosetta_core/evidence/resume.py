@@ -88,15 +88,18 @@ class ProgressFile:
             os.fsync(f.fileno())
         self.records[key] = rec
 
-    def merge(self, other: Path | str) -> int:
+    def merge(self, other: Path | str, ignore: Iterable[str] = ("seconds",)) -> int:
         """Append the records of progress file ``other`` (same settings; e.g. written by a second
         process working from the other end) that this file lacks; returns how many. A key in both
-        must hold the same record: two records of one unit that differ are an error."""
+        must hold the same record apart from the fields ``ignore`` (timings; this file's are kept):
+        two records of one unit that differ otherwise are an error."""
         theirs = ProgressFile(other, self.settings)  # refuses other settings
+        skip = set(ignore)
         added = 0
         for key, record in theirs.records.items():
             if key in self.records:
-                if self.records[key] != record:
+                mine = {k: v for k, v in self.records[key].items() if k not in skip}
+                if mine != {k: v for k, v in record.items() if k not in skip}:
                     raise ValueError(f"{self.path} and {other} hold different records of unit {key!r}")
                 continue
             self.add(key, record)

@@ -124,8 +124,9 @@ def test_merging_a_second_processs_records(tmp_path):
     b = ProgressFile(tmp_path / "b.jsonl", {"steps": 3})
     for k in ("0", "1"):
         a.add(k, {"iou": float(k)})
-    for k in ("1", "2", "3"):  # "1": both processes ran the unit where they met
-        b.add(k, {"iou": float(k)})
+    for k in ("1", "2", "3"):  # "1": both processes ran the unit where they met (timed differently)
+        b.add(k, {"iou": float(k), "seconds": 9.0})
+    a.records["1"]["seconds"] = 5.0
     assert a.merge(tmp_path / "b.jsonl") == 2
     assert [r["iou"] for r in ProgressFile(tmp_path / "a.jsonl", {"steps": 3}).get(["0", "1", "2", "3"])] == [0, 1, 2, 3]
     c = ProgressFile(tmp_path / "c.jsonl", {"steps": 3})
