@@ -95,16 +95,15 @@ class ProgressFile:
         two records of one unit that differ otherwise are an error."""
         theirs = ProgressFile(other, self.settings)  # refuses other settings
         skip = set(ignore)
-        added = 0
-        for key, record in theirs.records.items():
+        for key, record in theirs.records.items():  # check every shared unit before writing any
             if key in self.records:
                 mine = {k: v for k, v in self.records[key].items() if k not in skip}
                 if mine != {k: v for k, v in record.items() if k not in skip}:
                     raise ValueError(f"{self.path} and {other} hold different records of unit {key!r}")
-                continue
+        new = [(key, record) for key, record in theirs.records.items() if key not in self.records]
+        for key, record in new:
             self.add(key, record)
-            added += 1
-        return added
+        return len(new)
 
     def get(self, keys: Iterable) -> list[dict]:
         """The records of ``keys``, in that order; a missing one is a KeyError naming it."""

@@ -130,9 +130,11 @@ def test_merging_a_second_processs_records(tmp_path):
     assert a.merge(tmp_path / "b.jsonl") == 2
     assert [r["iou"] for r in ProgressFile(tmp_path / "a.jsonl", {"steps": 3}).get(["0", "1", "2", "3"])] == [0, 1, 2, 3]
     c = ProgressFile(tmp_path / "c.jsonl", {"steps": 3})
+    c.add("9", {"iou": 9.0})  # new, but the file also disagrees on unit 0: nothing is merged
     c.add("0", {"iou": 0.5})
     with pytest.raises(ValueError, match="different records of unit '0'"):
         a.merge(tmp_path / "c.jsonl")
+    assert "9" not in ProgressFile(tmp_path / "a.jsonl", {"steps": 3}).records
     ProgressFile(tmp_path / "d.jsonl", {"steps": 4})
     with pytest.raises(ValueError, match="other settings"):
         a.merge(tmp_path / "d.jsonl")
