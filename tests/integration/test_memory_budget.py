@@ -82,6 +82,20 @@ def test_a_pair_cut_into_blocks_equals_the_uncut_pair(mined, pair):
     np.testing.assert_allclose(split[-rows:, -cols:], brute_force_table(maps_a, maps_b, run.config.center), atol=2e-5)
 
 
+def test_the_torch_engine_reduces_blocks_as_the_numpy_engine(mined):
+    """``device="cpu"``: the torch engine (on a GPU the same code, asking for the ``GPU``
+    resource) reduces the blocks of a cut pair to the uncut table."""
+    run, kept = mined
+    a, b, null = PAIRS[0]
+    budget = _cut(run, a, b)
+    assert len(pair_blocks(run, a, b, budget)) > 1
+    for key in (run.pair_group(a, b, null), run.moments_group(a, b, null)):
+        del run.store.group[key]
+    with dask.config.set(scheduler="synchronous"):
+        assert pair_statistics(run, a, b, null, device="cpu", budget=budget)["status"] == "computed"
+    np.testing.assert_allclose(run.table(a, b, null), kept[PAIRS[0]][0], rtol=0, atol=2e-6)
+
+
 def test_a_pair_that_fits_is_computed_bit_for_bit_as_without_a_budget(mined):
     run, kept = mined
     a, b, null = PAIRS[0]
