@@ -204,6 +204,9 @@ def pair_comoments(run: Run, a: str, b: str | None, shuffle_seed: int | None = N
             chunk(side_a, side_b, start, stop, None if perm is None else perm[start:stop], run.config.center, device)
             for start, stop in run.plan.chunks
         ]
+        if resources:  # the merges go to the same workers (the statistics workers of a memory-limited cluster)
+            (acc,) = dask.compute(tree_reduce(parts, dask.delayed(CoMoments.merge, pure=True)))
+            return acc
     return merge_delayed(parts)
 
 
