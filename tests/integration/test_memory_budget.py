@@ -178,3 +178,17 @@ def test_a_bad_memory_limit_is_one_clear_error():
             check_memory_limit(bad)
     check_memory_limit("1.5GiB")
     check_memory_limit(None)
+
+
+def test_the_flow_with_a_memory_limit_that_cuts_nothing_merges_on_statistics_workers(prefect_api, tmp_path, mined):
+    """1 GB: no pair is cut, so each pair is one block of 3 chunks merged as a tree; the merges ask
+    for the statistics workers too (unannotated, they once waited forever)."""
+    from flows.mine import mine
+
+    run, kept = mined
+    config = MineConfig(encoders=ENCODERS, n=20, k=3, chunk_size=8, weights="random", dtype="float32", random_init=False)
+    state = mine.with_options(timeout_seconds=600)(config, str(tmp_path / "run"), memory_limit="1GB", return_state=True)
+    assert state.is_completed(), state
+    again = Run.open(tmp_path / "run")
+    for pair in PAIRS:
+        np.testing.assert_allclose(again.table(*pair), kept[pair][0], rtol=0, atol=2e-6, err_msg=str(pair))
