@@ -42,7 +42,8 @@ def mine_in_process(run_dir: Path, config: MineConfig, null: bool = True) -> tup
 
 def tiny_run(run_dir: Path, n: int = 24, encoders=("mini-resnet.sup",)) -> Path:
     """Mine ``n`` images of random-init mini-gen against ``encoders`` (random init) into ``run_dir``."""
-    config = MineConfig(encoders=tuple(encoders), n=n, k=3, chunk_size=12, weights="random", dtype="float32")
+    config = MineConfig(encoders=tuple(encoders), n=n, k=3, chunk_size=12, weights="random", dtype="float32",
+                        center="global")  # the paper's Eq. 1 and Eq. 6 (the moments these tests check)
     mine_in_process(run_dir, config, null=False)
     return run_dir
 

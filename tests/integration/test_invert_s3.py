@@ -22,7 +22,8 @@ from rosetta_core.run import MineConfig
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BUCKET = "rosetta-invert"
-TINY = MineConfig(encoders=("mini-resnet.sup",), n=24, k=3, chunk_size=12, weights="random", dtype="float32")
+TINY = MineConfig(encoders=("mini-resnet.sup",), n=24, k=3, chunk_size=12, weights="random", dtype="float32",
+                  center="global")
 FILES = ("result.png", "strip.png", "latent.npy", "metrics.json")
 
 
