@@ -342,6 +342,30 @@ def plan_biggan(results: Results) -> str:
 
 
 @block
+def memory_budget(results: Results, plan: str, uncut: str, mine: str) -> str:
+    """``--memory-limit``: the paper's set-up cut into blocks (``rosetta plan --json``), against
+    the same plan with no pair cut, and the embedded default's worker processes under a limit
+    (``bench/mine.py --memory-limit``)."""
+    p, u, m = results(plan), results(uncut), results(mine)
+    shown = [q for q in p.pairs if "(shuffled null)" not in q.b]
+    lines = ["| pair | blocks of units | largest chunk task | largest merge task | table task |", "| --- | --- | --- | --- | --- |"]
+    for q in shown:
+        lines.append(f"| {q.a} x {q.b} | {len(q.blocks)} | {_si(q.chunk_task_bytes)} | {_si(q.merge_task_bytes)} | "
+                     f"{_si(q.table_task_bytes)} |")
+    run = m.runs[0]
+    rss = ", ".join(f"{v / 1024**3:.2f}" for v in run.worker_rss)
+    return (f"Paper set-up (`{p.setup.generator}` against {len(p.setup.encoders)} encoders, n = {p.setup.n}, "
+            f"{p.setup.dtype}) at `--memory-limit {p.memory_limit_given}`: tasks of at most {_si(p.budget)}; the "
+            f"shuffled nulls are cut as their pairs.\n\n" + "\n".join(lines) +
+            f"\n\nPeak memory of one Dask task: {_si(p.peak_task_bytes)} (`bench/results/{plan}.json`); with no "
+            f"pair cut, the same planner gives {_si(u.peak_task_bytes)} (`bench/results/{uncut}.json`).\n\n"
+            f"Embedded default at `--memory-limit {m.memory_limit}` (n = {run.n}, `bench/results/{mine}.json`): "
+            f"peak RSS of each statistics worker process {rss} GiB (the limit is {run.memory_limit / 1024**3:.2f} GiB: "
+            f"{'all under it' if run.workers_under_limit else 'NOT all under it'}); the whole run "
+            f"{_duration(run.wall)} wall.\n")
+
+
+@block
 def table1(results: Results, name: str) -> str:
     """A Table 1 analogue (``bench/invert.py --parts table1``): one row per objective."""
     r = results(name)
