@@ -38,3 +38,7 @@ def test_each_deployment_runs_as_written(name, entrypoint, pool, default, per_ru
         assert config.center == default.center and config.encoders == default.encoders
     else:
         assert config.mode == default.mode
+        from flows.cli_invert import OOD_DEFAULTS
+
+        if config.mode == "ood":  # the settings `rosetta invert --mode ood` takes (validated on sketches and cartoons)
+            assert {k: getattr(config, k) for k in OOD_DEFAULTS} == OOD_DEFAULTS
